@@ -1,0 +1,352 @@
+"""The `feedrelay` command: a thin face on the library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .config import Config, ConfigError, Defaults, Feed, Route, load_config
+from .store import StoreError
+
+log = logging.getLogger("feedrelay")
+
+
+class Redactor(logging.Filter):
+    """Belt and braces: secret values never reach a log line, whatever library logged them."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 6]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(s in message for s in self.secrets):
+                for s in self.secrets:
+                    message = message.replace(s, "[redacted]")
+                record.msg, record.args = message, None
+            if record.exc_info:
+                text = logging.Formatter().formatException(record.exc_info)
+                for s in self.secrets:
+                    text = text.replace(s, "[redacted]")
+                record.exc_info, record.exc_text = None, text
+        return True
+
+
+def setup_logging(verbose: int, secrets: list[str]) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.addFilter(Redactor(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    logging.getLogger("feedrelay").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Library chatter is noise below -vv (and apscheduler logs every job run at INFO).
+    for name in ("apscheduler", "httpx", "httpcore", "slack_sdk", "asyncio"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(f"feedrelay: error: {message}", err=True)
+    sys.exit(code)
+
+
+class State:
+    def __init__(self, config_path: str, db: str | None, verbose: int) -> None:
+        self.config_path = config_path
+        self.db = db
+        self.verbose = verbose
+
+    def config(self) -> Config:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            fail(str(exc))
+            raise  # unreachable: fail() exits
+        setup_logging(self.verbose, config.secrets())
+        return config
+
+    def db_path(self, config: Config | None) -> str:
+        return self.db or (config.database if config else "feedrelay.db")
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", "config_path", default="feeds.toml", envvar="FEEDRELAY_CONFIG", show_default=True,
+              show_envvar=True, help="The feeds.toml to use.")
+@click.option("--db", envvar="FEEDRELAY_DB", show_envvar=True,
+              help="SQLite database file (default: `database` in the config, else feedrelay.db beside it).")
+@click.option("-v", "--verbose", count=True, help="-v: debug logs (filter decisions); -vv: libraries too.")
+@click.version_option(__version__, prog_name="feedrelay")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str, db: str | None, verbose: int) -> None:
+    """Relay RSS/Atom feeds, NVD CVEs and CISA KEV into Slack channels: filtered, once each, never lost."""
+    ctx.obj = State(config_path, db, verbose)
+    setup_logging(verbose, [])
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except StoreError as exc:
+        fail(str(exc), 1)
+
+
+@cli.command()
+@pass_state
+def run(state: State) -> None:
+    """Run the daemon: poll every feed at its interval and deliver, until Ctrl-C or SIGTERM.
+
+    Edits to the config file are picked up while it runs (a bad edit is reported and ignored).
+    """
+    from .daemon import Daemon
+    from .relay import Relay
+
+    config = state.config()
+
+    async def main() -> None:
+        async with Relay(config, state.db_path(config)) as relay:
+            daemon = Daemon(relay, on_config=lambda c: setup_logging(state.verbose, c.secrets()))
+            await daemon.run()
+
+    _run(main())
+
+
+@cli.command()
+@click.option("--max-wait", default="120s", show_default=True,
+              help="How long to keep retrying deliveries (rate limits, outages) before giving up for this run.")
+@pass_state
+def once(state: State, max_wait: str) -> None:
+    """Poll every feed once, deliver what is new, and exit.
+
+    Exit status is 1 if any feed failed or any message could not be delivered (it stays queued).
+    """
+    from .config import parse_duration
+    from .relay import Relay
+
+    config = state.config()
+    try:
+        wait = parse_duration(max_wait)
+    except ValueError as exc:
+        fail(f"--max-wait: {exc}")
+
+    async def main() -> int:
+        async with Relay(config, state.db_path(config)) as relay:
+            feeds = await relay.poll_all()
+            channels = await relay.drain(wait)
+            relay.prune()
+        bad = 0
+        for r in feeds:
+            if r.error:
+                bad += 1
+                click.echo(f"feed {r.feed!r}: {r.error}", err=True)
+        for name, c in channels.items():
+            for error in c.errors:
+                click.echo(f"channel {name!r}: {error}", err=True)
+            if not c.ok:
+                bad += 1
+        new = sum(r.new for r in feeds)
+        sent = sum(c.sent for c in channels.values())
+        pending = sum(c.pending for c in channels.values())
+        click.echo(f"polled {len(feeds)} feed(s): {new} new item(s), {sent} message(s) delivered, "
+                   f"{pending} still queued, {sum(1 for r in feeds if r.error)} feed error(s)", err=True)
+        return 1 if bad else 0
+
+    sys.exit(_run(main()))
+
+
+@cli.command()
+@pass_state
+def check(state: State) -> None:
+    """Validate the config file; exit 2 with a precise message if it is wrong."""
+    config = state.config()
+    missing = sorted(n for n in config.secret_env_names() if not os.environ.get(n))
+    click.echo(f"{config.path}: ok — {len(config.feeds)} feed(s), {len(config.channels)} channel(s)")
+    for feed in config.feeds:
+        routes = ", ".join(r.channel for r in feed.routes)
+        click.echo(f"  {feed.name} [{feed.kind}] every {_duration(feed.interval)} → {routes}")
+    for name in missing:
+        click.echo(f"  note: ${name} is not set", err=True)
+
+
+@cli.command()
+@click.argument("target")
+@click.option("-n", "--limit", default=20, show_default=True, help="Show at most this many items.")
+@pass_state
+def preview(state: State, target: str, limit: int) -> None:
+    """Fetch a feed now and show what would be posted where, and which rule decided. Posts nothing.
+
+    TARGET is a feed name from the config, or any URL.
+    """
+    from .decider import oldest_first, route
+    from .fetch import Fetcher
+    from .sources import SourceError, make_source
+
+    config: Config | None = None
+    if Path(state.config_path).exists() or not target.startswith(("http://", "https://")):
+        config = state.config()
+    feed = config.feed(target) if config else None
+    if feed is None:
+        if not target.startswith(("http://", "https://")):
+            names = ", ".join(f.name for f in config.feeds) if config else ""
+            fail(f"no feed named {target!r} in {state.config_path} (feeds: {names or 'none'}); or give a URL")
+        feed = Feed(name=target, url=target, kind="rss", interval=900, backlog=0, routes=(Route("(any)"),))
+    defaults = config.defaults if config else Defaults()
+    known = _known_keys(state.db_path(config), feed.name)
+
+    async def main() -> list[Any]:
+        async with Fetcher(timeout=defaults.timeout, max_body=defaults.max_body) as fetcher:
+            return (await make_source(feed, fetcher).poll({})).items
+
+    try:
+        items = asyncio.run(main())
+    except SourceError as exc:
+        fail(f"feed {feed.name!r}: {exc}", 1)
+    items = list(reversed(oldest_first(items)))[:limit]
+    click.echo(f"{feed.name}: {len(items)} item(s) shown, newest first\n")
+    _, verdicts = route(feed, items)
+    by_item: dict[str, list[Any]] = {}
+    for v in verdicts:
+        by_item.setdefault(v.item.key, []).append(v)
+    for item in items:
+        seen = " (already seen)" if item.key in known else (" (new)" if known is not None else "")
+        date = item.published.strftime("%Y-%m-%d %H:%M") if item.published else "no date"
+        click.echo(f"• {item.title or '(untitled)'}{seen}\n  {date}  {item.link or '(no link)'}")
+        for v in by_item.get(item.key, []):
+            mark = "post" if v.decision.passed else "skip"
+            if config and feed.name in {f.name for f in config.feeds}:
+                click.echo(f"  {mark:>4} → {v.channel}: {v.decision.reason}")
+        click.echo()
+
+
+def _known_keys(db: str, feed: str) -> set[str] | None:
+    if not Path(db).exists():
+        return None
+    from .store import Store
+
+    try:
+        store = Store(db, readonly=True)
+        rows = store.db.execute("SELECT key FROM items WHERE feed = ?", [feed]).fetchall()
+        store.close()
+        return {r[0] for r in rows}
+    except StoreError:
+        return None
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def status(state: State, as_json: bool) -> None:
+    """Per feed: last poll, last error, items remembered, deliveries pending or failed. Safe while running."""
+    from .outbox import Outbox
+    from .store import Store
+
+    config: Config | None = None
+    if Path(state.config_path).exists():
+        config = state.config()
+    db = state.db_path(config)
+    if not Path(db).exists():
+        fail(f"{db}: no database yet; run `feedrelay once` or `feedrelay run` first", 1)
+    try:
+        store = Store(db, readonly=True)
+        feeds = store.feeds()
+        items = store.count_items()
+        outbox = Outbox(store)
+        per_feed = outbox.feed_stats()
+        per_channel = outbox.channel_stats()
+        store.close()
+    except StoreError as exc:
+        fail(str(exc), 1)
+    configured = {f.name for f in config.feeds} if config else {f.name for f in feeds if f.active}
+    rows = []
+    for f in feeds:
+        if f.name not in configured and not per_feed.get(f.name):
+            continue
+        d = per_feed.get(f.name, {})
+        rows.append({
+            "feed": f.name, "url": _public_url(f.url), "configured": f.name in configured,
+            "last_poll": f.last_poll, "last_success": f.last_success, "error": f.last_error,
+            "failing_since": f.error_since, "consecutive_errors": f.errors, "warning": f.warning,
+            "items": items.get(f.name, 0), "pending": d.get("pending", 0), "failed": d.get("failed", 0),
+        })
+    for name in sorted(configured - {f.name for f in feeds}):
+        rows.append({"feed": name, "url": "", "configured": True, "last_poll": None, "last_success": None,
+                     "error": None, "failing_since": None, "consecutive_errors": 0, "warning": None,
+                     "items": 0, "pending": 0, "failed": 0})
+    if as_json:
+        click.echo(json.dumps({"feeds": rows, "channels": per_channel}, indent=2))
+        return
+    now = time.time()
+    click.echo(f"{'FEED':<28} {'LAST POLL':>10} {'ITEMS':>6} {'PENDING':>7} {'FAILED':>6}  STATE")
+    for r in rows:
+        health = "never polled" if r["last_poll"] is None else "ok"
+        if r["error"]:
+            health = f"ERROR ({r['consecutive_errors']}×): {r['error']}"
+        elif r["warning"]:
+            health = f"ok, warning: {r['warning']}"
+        if not r["configured"]:
+            health = "removed from config; " + health
+        click.echo(f"{r['feed'][:28]:<28} {_ago(r['last_poll'], now):>10} {r['items']:>6} {r['pending']:>7} "
+                   f"{r['failed']:>6}  {health}")
+    if per_channel:
+        click.echo(f"\n{'CHANNEL':<28} {'SENT':>6} {'PENDING':>7} {'FAILED':>6}  STATE")
+        for name, c in sorted(per_channel.items()):
+            health = f"FAILING: {c['failing']}" if c.get("failing") else "ok"
+            if c.get("pending") and c.get("last_error") and not c.get("failing"):
+                health = f"retrying: {c['last_error']} (oldest waiting {_ago(c['oldest_pending'], now)})"
+            click.echo(f"{name[:28]:<28} {c.get('sent', 0):>6} {c.get('pending', 0):>7} {c.get('failed', 0):>6}  "
+                       f"{health}")
+
+
+@cli.command()
+@click.argument("channel", required=False)
+@pass_state
+def retry(state: State, channel: str | None) -> None:
+    """Queue messages Slack rejected (status FAILED) again, for all channels or one."""
+    from .outbox import Outbox
+    from .store import Store
+
+    config = state.config() if Path(state.config_path).exists() else None
+    try:
+        store = Store(state.db_path(config))
+        n = Outbox(store).retry_failed(channel)
+        store.close()
+    except StoreError as exc:
+        fail(str(exc), 1)
+    click.echo(f"{n} message(s) queued again")
+
+
+def _public_url(url: str) -> str:
+    """Status output never shows a URL's query (it may carry a token) or userinfo."""
+    from urllib.parse import urlsplit
+
+    p = urlsplit(url)
+    return f"{p.scheme}://{p.hostname or ''}{':' + str(p.port) if p.port else ''}{p.path}" if p.scheme else url
+
+
+def _ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "never"
+    return _duration(max(0.0, now - ts)) + " ago"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def main() -> None:
+    cli(prog_name="feedrelay")

@@ -1,0 +1,466 @@
+"""Load and validate ``feeds.toml`` into typed, immutable objects.
+
+Every error names the file, the key path and (where it can be found) the line, and says what
+would be valid. Secrets are never in the file: it names the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_TOKEN_ENV = "SLACK_BOT_TOKEN"
+FILTER_FIELDS = ("title", "summary", "content", "categories", "author")
+DEFAULT_FILTER_FIELDS = ("title", "summary", "categories")
+
+
+class ConfigError(Exception):
+    """A problem with the configuration file, phrased for the person editing it."""
+
+
+# --- small value parsers -------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    None: 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+}
+
+
+def parse_duration(value: object) -> float:
+    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` or a number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    else:
+        raise ValueError('expected a duration such as "90s", "15m", "2h" or "1d"')
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_size(value: object) -> int:
+    """``"10MB"``, ``"512KiB"`` or a number of bytes → bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and (m := _SIZE.match(value)):
+        unit = m.group(2).lower() if m.group(2) else None
+        return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    raise ValueError('expected a size such as "10MB" or "512KiB"')
+
+
+# --- the typed configuration ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Keyword and regex rules of one route. Empty means everything passes."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    include_regex: tuple[str, ...] = ()
+    exclude_regex: tuple[str, ...] = ()
+    fields: tuple[str, ...] = DEFAULT_FILTER_FIELDS
+    # Security-source rules (used by NVD/KEV items; see docs/configuration.md).
+    min_severity: str | None = None
+    min_score: float | None = None
+    include_unscored: bool = True
+    vendors: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()
+    cwes: tuple[str, ...] = ()
+    kev_only: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self == Filter(fields=self.fields)
+
+
+@dataclass(frozen=True)
+class Route:
+    channel: str
+    filter: Filter = field(default_factory=Filter)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A named destination. ``kind`` is ``slack`` (bot token), ``webhook`` or ``console``."""
+
+    name: str
+    kind: str
+    target: str = ""  # Slack channel name/ID for kind=slack
+    webhook_env: str = ""  # env var holding the webhook URL for kind=webhook
+    unfurl: bool = False
+    min_interval: float = 1.0  # Slack allows about one message per second per channel
+
+
+@dataclass(frozen=True)
+class Feed:
+    name: str
+    url: str
+    kind: str  # rss | nvd | kev
+    interval: float
+    backlog: int
+    routes: tuple[Route, ...]
+    api_key_env: str = ""  # NVD only
+
+
+@dataclass(frozen=True)
+class Defaults:
+    interval: float = 900.0
+    backlog: int = 0
+    timeout: float = 30.0
+    max_body: int = 10_000_000
+    max_redirects: int = 5
+    per_host: int = 4
+    dedupe_window: float = 30 * 86400.0
+    retention: float = 90 * 86400.0
+    jitter: float = 0.1
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    token_env: str = DEFAULT_TOKEN_ENV
+    api_url: str = DEFAULT_SLACK_API_URL
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    defaults: Defaults
+    slack: SlackSettings
+    channels: Mapping[str, Channel]
+    feeds: tuple[Feed, ...]
+    database: str = "feedrelay.db"
+
+    def feed(self, name: str) -> Feed | None:
+        return next((f for f in self.feeds if f.name == name), None)
+
+    def secret_env_names(self) -> set[str]:
+        names = {self.slack.token_env}
+        names.update(c.webhook_env for c in self.channels.values() if c.webhook_env)
+        names.update(f.api_key_env for f in self.feeds if f.api_key_env)
+        return names
+
+    def secrets(self, environ: Mapping[str, str] = os.environ) -> list[str]:
+        """The secret values present in the environment, for redaction."""
+        return [environ[n] for n in sorted(self.secret_env_names()) if environ.get(n)]
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+class _Checker:
+    """Walks the raw TOML tables, collecting typed values and precise errors."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def fail(self, keypath: str, message: str) -> ConfigError:
+        line = self._locate(keypath)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return ConfigError(f"{where}: {keypath}: {message}")
+
+    def _locate(self, keypath: str) -> int | None:
+        """Best-effort line of a key path such as ``feeds[2].routes[0].chanel``."""
+        parts = re.findall(r"([^.\[\]]+)(?:\[(\d+)\])?", keypath)
+        start = 0
+        table: list[str] = []
+        for i, (name, index) in enumerate(parts):
+            last = i == len(parts) - 1
+            table.append(name)
+            if index:
+                header = re.compile(r"^\s*\[\[\s*" + r"\s*\.\s*".join(map(re.escape, table)) + r"\s*\]\]")
+                hits = [n for n, line in enumerate(self.lines) if n >= start and header.match(line)]
+                if int(index) < len(hits):
+                    start = hits[int(index)]
+                    if last:
+                        return start + 1
+                continue
+            header = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, table)) + r"\s*\]")
+            for n in range(start, len(self.lines)):
+                if header.match(self.lines[n]):
+                    start = n
+                    if last:
+                        return n + 1
+                    break
+            else:
+                key = re.compile(r"^\s*[\"']?" + re.escape(name) + r"[\"']?\s*=")
+                for n in range(start, len(self.lines)):
+                    if key.match(self.lines[n]):
+                        return n + 1
+                return None
+        return None
+
+    def table(self, raw: object, keypath: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise self.fail(keypath, f"expected a table, got {_kind(raw)}")
+        for key in raw:
+            if key not in allowed:
+                hint = _suggest(key, allowed)
+                raise self.fail(
+                    f"{keypath}.{key}" if keypath else key,
+                    f"unknown key{hint}; valid keys here: {', '.join(allowed)}",
+                )
+        return raw
+
+    def get(self, raw: dict[str, Any], key: str, keypath: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        if key not in raw:
+            return default
+        value = raw[key]
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise self.fail(f"{keypath}.{key}", f"expected {_kind_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            raise self.fail(f"{keypath}.{key}", f"expected {_kind_name(kind)}, got {_kind(value)}")
+        return value
+
+    def strings(self, raw: dict[str, Any], key: str, keypath: str) -> tuple[str, ...]:
+        value = raw.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise self.fail(f"{keypath}.{key}", "expected a list of non-empty strings")
+        return tuple(value)
+
+    def convert(self, raw: dict[str, Any], key: str, keypath: str, fn: Any, default: Any) -> Any:
+        if key not in raw:
+            return default
+        try:
+            return fn(raw[key])
+        except ValueError as exc:
+            raise self.fail(f"{keypath}.{key}", f"{exc}; got {raw[key]!r}") from None
+
+
+def _kind(value: object) -> str:
+    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "a string", bool: "true or false", int: "an integer", float: "a number", list: "a list",
+             dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _suggest(key: str, allowed: tuple[str, ...]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, allowed, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_FILTER_KEYS = ("include", "exclude", "include_regex", "exclude_regex", "fields", "min_severity", "min_score",
+                "include_unscored", "vendors", "products", "cwes", "kev_only")
+_FEED_KEYS = ("name", "url", "type", "interval", "backlog", "channel", "channels", "routes", "api_key_env",
+              *_FILTER_KEYS)
+_SEVERITIES = ("none", "low", "medium", "high", "critical")
+
+
+def _check_regexes(c: _Checker, patterns: tuple[str, ...], keypath: str) -> None:
+    import regex
+
+    for i, pattern in enumerate(patterns):
+        try:
+            regex.compile(pattern)
+        except regex.error as exc:
+            raise c.fail(f"{keypath}[{i}]", f"invalid regular expression {pattern!r}: {exc}") from None
+
+
+def _filter(c: _Checker, raw: dict[str, Any], keypath: str) -> Filter:
+    fields = c.strings(raw, "fields", keypath) or DEFAULT_FILTER_FIELDS
+    for name in fields:
+        if name not in FILTER_FIELDS and name not in ("description", "vendor", "product"):
+            raise c.fail(f"{keypath}.fields", f"unknown field {name!r}; choose from {', '.join(FILTER_FIELDS)}")
+    flt = Filter(
+        include=c.strings(raw, "include", keypath),
+        exclude=c.strings(raw, "exclude", keypath),
+        include_regex=c.strings(raw, "include_regex", keypath),
+        exclude_regex=c.strings(raw, "exclude_regex", keypath),
+        fields=fields,
+        min_severity=c.get(raw, "min_severity", keypath, str, None),
+        min_score=c.convert(raw, "min_score", keypath, _score, None),
+        include_unscored=c.get(raw, "include_unscored", keypath, bool, True),
+        vendors=tuple(v.lower() for v in c.strings(raw, "vendors", keypath)),
+        products=tuple(v.lower() for v in c.strings(raw, "products", keypath)),
+        cwes=tuple(v.upper() for v in c.strings(raw, "cwes", keypath)),
+        kev_only=c.get(raw, "kev_only", keypath, bool, False),
+    )
+    if flt.min_severity is not None and flt.min_severity.lower() not in _SEVERITIES:
+        raise c.fail(f"{keypath}.min_severity", f"expected one of {', '.join(_SEVERITIES)}")
+    _check_regexes(c, flt.include_regex, f"{keypath}.include_regex")
+    _check_regexes(c, flt.exclude_regex, f"{keypath}.exclude_regex")
+    return flt
+
+
+def _score(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10:
+        raise ValueError("expected a CVSS score between 0 and 10")
+    return float(value)
+
+
+def _channel(c: _Checker, name: str, raw: object) -> Channel:
+    keypath = f"channels.{name}"
+    t = c.table(raw, keypath, ("slack", "webhook_env", "console", "unfurl", "min_interval"))
+    unfurl = c.get(t, "unfurl", keypath, bool, False)
+    min_interval = c.convert(t, "min_interval", keypath, parse_duration, 1.0)
+    kinds = [k for k in ("slack", "webhook_env", "console") if k in t]
+    if len(kinds) != 1:
+        raise c.fail(keypath, 'give exactly one of slack = "#channel-or-ID", webhook_env = "ENV_VAR_NAME" '
+                              "or console = true")
+    if "slack" in t:
+        target = c.get(t, "slack", keypath, str, "").strip()
+        if not target:
+            raise c.fail(f"{keypath}.slack", 'expected a channel name such as "#readings" or an ID such as "C0123"')
+        return Channel(name, "slack", target=target, unfurl=unfurl, min_interval=min_interval)
+    if "webhook_env" in t:
+        env = c.get(t, "webhook_env", keypath, str, "")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+            raise c.fail(f"{keypath}.webhook_env", "expected the NAME of an environment variable holding the "
+                                                   "webhook URL (never the URL itself)")
+        return Channel(name, "webhook", webhook_env=env, unfurl=unfurl, min_interval=min_interval)
+    if c.get(t, "console", keypath, bool, True) is not True:
+        raise c.fail(f"{keypath}.console", "set console = true or remove the key")
+    return Channel(name, "console", unfurl=unfurl, min_interval=min_interval)
+
+
+def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mapping[str, Channel]) -> Feed:
+    keypath = f"feeds[{i}]"
+    t = c.table(raw, keypath, _FEED_KEYS)
+    name = c.get(t, "name", keypath, str, "").strip()
+    if not name:
+        raise c.fail(f"{keypath}.name", "every feed needs a name (used in messages, logs and `status`)")
+    kind = c.get(t, "type", keypath, str, "rss")
+    if kind not in ("rss", "nvd", "kev"):
+        raise c.fail(f"{keypath}.type", f"expected rss, nvd or kev; got {kind!r}")
+    url = c.get(t, "url", keypath, str, "").strip()
+    if kind == "rss" and not url:
+        raise c.fail(f"{keypath}.url", f"feed {name!r} needs a url")
+    if url and not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
+        raise c.fail(f"{keypath}.url", f"expected an http:// or https:// URL; got {url!r}")
+    interval = c.convert(t, "interval", keypath, parse_duration, defaults.interval)
+    if interval < 10:
+        raise c.fail(f"{keypath}.interval", "polling more often than every 10s is unkind to publishers")
+    backlog = c.get(t, "backlog", keypath, int, defaults.backlog)
+    if backlog < 0:
+        raise c.fail(f"{keypath}.backlog", "expected 0 or more")
+    api_key_env = c.get(t, "api_key_env", keypath, str, "")
+
+    routes: list[Route] = []
+    shorthand = [t["channel"]] if isinstance(t.get("channel"), str) else c.strings(t, "channels", keypath)
+    if "channel" in t and not isinstance(t["channel"], str):
+        raise c.fail(f"{keypath}.channel", "expected a channel name")
+    if shorthand:
+        feed_filter = _filter(c, {k: v for k, v in t.items() if k in _FILTER_KEYS}, keypath)
+        routes += [Route(ch, feed_filter) for ch in shorthand]
+    elif any(k in t for k in _FILTER_KEYS):
+        raise c.fail(keypath, "filter keys at feed level apply to `channels`; put them in a [[feeds.routes]] "
+                              "table instead, or list the channels with channels = [...]")
+    raw_routes = t.get("routes", [])
+    if not isinstance(raw_routes, list):
+        raise c.fail(f"{keypath}.routes", "expected [[feeds.routes]] tables")
+    for j, raw_route in enumerate(raw_routes):
+        rpath = f"{keypath}.routes[{j}]"
+        rt = c.table(raw_route, rpath, ("channel", *_FILTER_KEYS))
+        channel = c.get(rt, "channel", rpath, str, "")
+        if not channel:
+            raise c.fail(f"{rpath}.channel", "each route names a channel")
+        routes.append(Route(channel, _filter(c, {k: v for k, v in rt.items() if k != "channel"}, rpath)))
+    if not routes:
+        raise c.fail(keypath, f'feed {name!r} goes nowhere: add channels = ["..."] or a [[feeds.routes]] table')
+    for j, route in enumerate(routes):
+        if route.channel not in channels:
+            known = ", ".join(sorted(channels)) or "none defined"
+            raise c.fail(f"{keypath}.channels" if shorthand and j < len(shorthand) else f"{keypath}.routes[{j}]",
+                         f"unknown channel {route.channel!r}; define [channels.{route.channel}] "
+                         f"(channels defined: {known})")
+    return Feed(name=name, url=url, kind=kind, interval=interval, backlog=backlog, routes=tuple(routes),
+                api_key_env=api_key_env)
+
+
+def _defaults(c: _Checker, raw: object) -> Defaults:
+    t = c.table(raw, "defaults", tuple(Defaults.__dataclass_fields__))
+    d = Defaults()
+    values = {
+        "interval": c.convert(t, "interval", "defaults", parse_duration, d.interval),
+        "backlog": c.get(t, "backlog", "defaults", int, d.backlog),
+        "timeout": c.convert(t, "timeout", "defaults", parse_duration, d.timeout),
+        "max_body": c.convert(t, "max_body", "defaults", parse_size, d.max_body),
+        "max_redirects": c.get(t, "max_redirects", "defaults", int, d.max_redirects),
+        "per_host": c.get(t, "per_host", "defaults", int, d.per_host),
+        "dedupe_window": c.convert(t, "dedupe_window", "defaults", parse_duration, d.dedupe_window),
+        "retention": c.convert(t, "retention", "defaults", parse_duration, d.retention),
+        "jitter": c.get(t, "jitter", "defaults", (int, float), d.jitter),
+    }
+    for key in ("interval", "timeout"):
+        if values[key] <= 0:
+            raise c.fail(f"defaults.{key}", "must be greater than zero")
+    for key in ("per_host", "max_body"):
+        if values[key] < 1:
+            raise c.fail(f"defaults.{key}", "must be at least 1")
+    for key in ("backlog", "max_redirects"):
+        if values[key] < 0:
+            raise c.fail(f"defaults.{key}", "cannot be negative")
+    if not 0 <= values["jitter"] <= 1:
+        raise c.fail("defaults.jitter", "expected a fraction between 0 and 1")
+    return Defaults(**values)
+
+
+def parse_config(text: str, path: Path | str = "feeds.toml", environ: Mapping[str, str] = os.environ) -> Config:
+    """Validate TOML text into a :class:`Config`; raises :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    c = _Checker(path, text)
+    c.table(raw, "", ("database", "defaults", "slack", "channels", "feeds"))
+    defaults = _defaults(c, raw.get("defaults", {}))
+    st = c.table(raw.get("slack", {}), "slack", ("token_env", "api_url"))
+    api_url = environ.get("SLACK_API_URL") or c.get(st, "api_url", "slack", str, DEFAULT_SLACK_API_URL)
+    if not re.match(r"^https?://", api_url):
+        raise c.fail("slack.api_url", f"expected an http(s) URL such as {DEFAULT_SLACK_API_URL}")
+    slack = SlackSettings(token_env=c.get(st, "token_env", "slack", str, DEFAULT_TOKEN_ENV),
+                          api_url=api_url if api_url.endswith("/") else api_url + "/")
+    raw_channels = raw.get("channels", {})
+    if not isinstance(raw_channels, dict):
+        raise c.fail("channels", "expected [channels.NAME] tables")
+    channels = {name: _channel(c, name, value) for name, value in raw_channels.items()}
+    raw_feeds = raw.get("feeds", [])
+    if not isinstance(raw_feeds, list):
+        raise c.fail("feeds", "expected [[feeds]] tables (note the double brackets)")
+    feeds = tuple(_feed(c, i, f, defaults, channels) for i, f in enumerate(raw_feeds))
+    seen: set[str] = set()
+    for i, feed in enumerate(feeds):
+        if feed.name in seen:
+            raise c.fail(f"feeds[{i}].name", f"duplicate feed name {feed.name!r}; names must be unique")
+        seen.add(feed.name)
+    database = c.get(raw, "database", "", str, "feedrelay.db")
+    if not Path(database).is_absolute():
+        database = str(path.parent / database) if path.parent != Path() else database
+    return Config(path=path, defaults=defaults, slack=slack, channels=channels, feeds=feeds, database=database)
+
+
+def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; pass --config PATH or set FEEDRELAY_CONFIG") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(text, path, environ)

@@ -1,0 +1,130 @@
+"""`feedrelay run`: APScheduler polls every feed at its interval; edits to feeds.toml are picked up live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from .config import Config, ConfigError, Feed, load_config
+from .relay import Relay
+
+log = logging.getLogger(__name__)
+
+CONFIG_CHECK = 5.0  # seconds between looks at feeds.toml's modification time
+PRUNE_EVERY = 3600.0
+FIRST_POLL_SPREAD = 30.0  # start-up polls are spread over this many seconds, not fired at once
+
+
+class Daemon:
+    def __init__(self, relay: Relay, *, on_config: Callable[[Config], None] | None = None) -> None:
+        self.relay = relay
+        self.on_config = on_config
+        self.scheduler = AsyncIOScheduler(job_defaults={
+            "coalesce": True,  # after a stall, one catch-up poll, not a burst
+            "max_instances": 1,
+            "misfire_grace_time": None,  # a late poll still runs; the default of 1s silently skips polls
+        })
+        self.stopping = asyncio.Event()
+        self._in_flight: set[asyncio.Task[object]] = set()
+        self._mtime = self._config_mtime()
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    def _config_mtime(self) -> float | None:
+        try:
+            return self.relay.config.path.stat().st_mtime
+        except OSError:
+            return None
+
+    async def _poll(self, name: str) -> None:
+        task = asyncio.current_task()
+        if task:
+            self._in_flight.add(task)
+        try:
+            await self.relay.poll_named(name)
+        finally:
+            if task:
+                self._in_flight.discard(task)
+
+    def _schedule(self, feed: Feed, first_run: datetime) -> None:
+        jitter = feed.interval * self.relay.config.defaults.jitter
+        self.scheduler.add_job(self._poll, "interval", args=[feed.name], id=feed.name, name=f"poll {feed.name}",
+                               seconds=feed.interval, jitter=jitter or None, next_run_time=first_run,
+                               replace_existing=True)
+
+    def schedule_all(self, feeds: tuple[Feed, ...]) -> None:
+        now = datetime.now().astimezone()
+        n = max(1, len(feeds))
+        for i, feed in enumerate(feeds):
+            # Interval jobs added together fire together: stagger the first polls.
+            offset = min(FIRST_POLL_SPREAD, feed.interval) * i / n
+            self._schedule(feed, now + timedelta(seconds=offset))
+
+    async def check_config(self) -> None:
+        mtime = self._config_mtime()
+        if mtime is None or mtime == self._mtime:
+            return
+        self._mtime = mtime
+        await self.reload()
+
+    async def reload(self) -> None:
+        path = self.relay.config.path
+        try:
+            new = load_config(path, self.relay.environ)
+        except ConfigError as exc:
+            log.error("config change ignored, still running the previous configuration: %s", exc)
+            return
+        old = self.relay.config
+        await self.relay.reload(new)
+        if self.on_config:
+            self.on_config(new)
+        old_feeds = {f.name: f for f in old.feeds}
+        new_names = {f.name for f in new.feeds}
+        for name in set(old_feeds) - new_names:
+            self.scheduler.remove_job(name)
+        now = datetime.now().astimezone()
+        added = changed = 0
+        for feed in new.feeds:
+            before = old_feeds.get(feed.name)
+            if before is None or before.url != feed.url or before.kind != feed.kind:
+                self._schedule(feed, now)  # new or moved: poll it now
+                added += 1
+            elif before.interval != feed.interval:
+                # Only reschedule what changed; replacing every job would reset all timers.
+                self._schedule(feed, now + timedelta(seconds=feed.interval))
+                changed += 1
+        log.info("configuration reloaded from %s: %d feed(s), %d added or moved, %d removed, %d rescheduled",
+                 path, len(new.feeds), added, len(set(old_feeds) - new_names), changed)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        with contextlib.suppress(NotImplementedError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        self.relay.start_delivering()
+        self.schedule_all(self.relay.config.feeds)
+        self.scheduler.add_job(self.check_config, "interval", seconds=CONFIG_CHECK, id="_config")
+        self.scheduler.add_job(self._prune, "interval", seconds=PRUNE_EVERY, id="_prune",
+                               next_run_time=datetime.now().astimezone() + timedelta(seconds=60))
+        self.scheduler.start()
+        log.info("feedrelay running: %d feed(s), %d channel(s), database %s; Ctrl-C to stop",
+                 len(self.relay.config.feeds), len(self.relay.config.channels), self.relay.db_path)
+        await self.stopping.wait()
+        log.info("stopping: finishing polls and the messages in flight")
+        self.scheduler.pause()
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=10)
+        self.scheduler.shutdown(wait=False)
+        await self.relay.deliverer.stop()
+
+    async def _prune(self) -> None:
+        self.relay.prune()

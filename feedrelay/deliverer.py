@@ -1,0 +1,166 @@
+"""Sends pending outbox rows: per channel, oldest first, paced, retried with backoff, never dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .outbox import Outbox, Pending
+from .sinks import Outcome, Sink
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 300.0  # a Slack outage is retried at least every 5 minutes
+RECHECK_FAILING = 300.0  # a channel with a permanent error is tried again this often (it may be fixed)
+IDLE_CHECK = 30.0
+
+
+@dataclass
+class ChannelReport:
+    sent: int = 0
+    pending: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.pending == 0 and self.failed == 0 and not self.errors
+
+
+def backoff(attempts: int) -> float:
+    """Exponential, capped, with jitter so many channels do not retry in lockstep."""
+    return min(MAX_BACKOFF, 2.0 ** min(attempts, 10)) * (0.5 + random.random() / 2)
+
+
+class Deliverer:
+    def __init__(self, outbox: Outbox, sinks: Mapping[str, Sink], min_interval: Mapping[str, float]) -> None:
+        self.outbox = outbox
+        self.sinks = sinks
+        self.min_interval = min_interval
+        self._wake: dict[str, asyncio.Event] = {}
+        self._paused_until: dict[str, float] = {}  # per pause_key (one Slack workspace), wall clock
+        self._stop = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[ChannelReport]] = {}
+
+    # --- public -----------------------------------------------------------------------------
+
+    def wake(self, channels: Iterable[str]) -> None:
+        """New rows were queued for these channels."""
+        for ch in channels:
+            self._event(ch).set()
+
+    def start(self) -> None:
+        """Daemon mode: a task per channel that waits for work forever."""
+        for ch in self.sinks:
+            self._tasks[ch] = asyncio.create_task(self._channel(ch, forever=True), name=f"deliver:{ch}")
+
+    async def stop(self) -> None:
+        """Let each channel finish the message in flight, then stop."""
+        self._stop.set()
+        for ev in self._wake.values():
+            ev.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+
+    async def drain(self, deadline: float) -> dict[str, ChannelReport]:
+        """`once` mode: deliver what is pending, channels in parallel; give up waiting at ``deadline``."""
+        channels = [c for c in self.outbox.channels_with_pending() if c in self.sinks]
+        tasks = {c: asyncio.create_task(self._channel(c, forever=False, deadline=deadline)) for c in channels}
+        reports = {c: await t for c, t in tasks.items()}
+        for c in self.outbox.channels_with_pending():
+            if c not in self.sinks:
+                reports[c] = ChannelReport(errors=[f"channel {c!r} is no longer configured; its messages wait"])
+        return reports
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _event(self, channel: str) -> asyncio.Event:
+        return self._wake.setdefault(channel, asyncio.Event())
+
+    async def _nap(self, channel: str, seconds: float) -> None:
+        ev = self._event(channel)
+        ev.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ev.wait(), timeout=max(0.0, seconds))
+
+    async def _channel(self, channel: str, *, forever: bool, deadline: float = float("inf")) -> ChannelReport:
+        report = ChannelReport()
+        sink = self.sinks[channel]
+        pace = self.min_interval.get(channel, 1.0)
+        last_sent = -float("inf")
+        while not self._stop.is_set():
+            row = self.outbox.next(channel)
+            if row is None:
+                if not forever:
+                    break
+                await self._nap(channel, IDLE_CHECK)
+                continue
+            now = time.time()
+            wait = max(row.next_attempt - now, self._paused_until.get(sink.pause_key, 0) - now,
+                       last_sent + pace - time.monotonic())
+            if wait > 0:
+                if now + wait > deadline:
+                    report.errors.append(f"gave up waiting {wait:.0f}s to retry: {self._last_error(row)}")
+                    break
+                await self._sleep(wait)
+                continue
+            outcome = await sink.send(row.message)
+            if outcome.kind == "reject":
+                log.warning("channel %s: Slack rejected message %d (%s); retrying as plain text",
+                            channel, row.id, outcome.error)
+                outcome = await sink.send(row.message, plain=True)
+            last_sent = time.monotonic()
+            if not self._record(channel, row, outcome, sink, report) and not forever:
+                break
+        report.pending = sum(1 for _ in self._pending_ids(channel))
+        return report
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep that a shutdown interrupts (not a wake: a retry time is a promise to Slack)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    def _pending_ids(self, channel: str) -> Iterable[int]:
+        return (r[0] for r in self.outbox.db.execute(
+            "SELECT id FROM outbox WHERE channel = ? AND status = 'pending'", [channel]))
+
+    @staticmethod
+    def _last_error(row: Pending) -> str:
+        return f"message {row.id} after {row.attempts} attempt(s)"
+
+    def _record(self, channel: str, row: Pending, outcome: Outcome, sink: Sink, report: ChannelReport) -> bool:
+        """Write the outcome; False when this channel should stop for now (`once` mode)."""
+        now = time.time()
+        if outcome.kind == "sent":
+            self.outbox.mark_sent(row.id, outcome.ts, now)
+            if row.attempts:
+                self.outbox.set_channel_failing(channel, None)
+                log.info("channel %s: delivered message %d after %d retries", channel, row.id, row.attempts)
+            report.sent += 1
+            return True
+        if outcome.kind == "retry":
+            delay = outcome.retry_after if outcome.retry_after is not None else backoff(row.attempts)
+            if outcome.retry_after is not None:
+                # Slack asks for a pause before *any* further post to the workspace.
+                self._paused_until[sink.pause_key] = max(self._paused_until.get(sink.pause_key, 0), now + delay)
+            self.outbox.mark_retry(row.id, outcome.error, now + delay)
+            log.warning("channel %s: %s; message %d kept, retry in %.1fs", channel, outcome.error, row.id, delay)
+            return True
+        if outcome.kind == "permanent":
+            self.outbox.set_channel_failing(channel, outcome.error, now)
+            self.outbox.mark_retry(row.id, outcome.error, now + RECHECK_FAILING)
+            log.error("channel %s (%s) is failing: %s; its messages are kept and retried every %.0fs",
+                      channel, sink.description, outcome.error, RECHECK_FAILING)
+            report.errors.append(outcome.error)
+            return False
+        self.outbox.mark_failed(row.id, outcome.error)
+        log.error("channel %s: Slack rejected message %d even as plain text (%s); marked failed, see "
+                  "`feedrelay status`", channel, row.id, outcome.error)
+        report.failed += 1
+        return True

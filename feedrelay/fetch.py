@@ -1,0 +1,237 @@
+"""HTTP fetching for every source: conditional GET, bounded bodies, safe redirects, polite per host.
+
+Connection pools are sharded by host: one AsyncClient with a large pool re-checks every pooled
+connection on each request and slows to a crawl under concurrency (encode/httpx#3215), while many
+small pools stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from . import __version__
+
+USER_AGENT = f"feedrelay/{__version__} (self-hosted feed-to-Slack relay; python-httpx)"
+_REDIRECTS = {301, 302, 303, 307, 308}
+_CHUNK = 64 * 1024
+
+
+class FetchError(Exception):
+    """A fetch that failed in a way worth telling the user about (never contains secrets)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+
+@dataclass
+class Response:
+    url: str  # after redirects
+    status: int  # 200 or 304
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)  # lowercase keys
+
+    @property
+    def etag(self) -> str | None:
+        return self.headers.get("etag")
+
+    @property
+    def last_modified(self) -> str | None:
+        return self.headers.get("last-modified")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from datetime import UTC, datetime
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+class _Decoder:
+    """gzip/deflate decoding with a hard cap on the *decompressed* size (gzip bombs)."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        enc = encoding.strip().lower()
+        if enc in ("", "identity"):
+            self.z = None
+        elif enc in ("gzip", "x-gzip"):
+            self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif enc == "deflate":
+            self.z = zlib.decompressobj()
+            self.raw_fallback = True
+        else:
+            raise FetchError(f"unsupported Content-Encoding {encoding!r}")
+        self.parts: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        if self.z is None:
+            self._add(data)
+            return
+        try:
+            while data:
+                out = self.z.decompress(data, self.limit - self.size + 1)
+                self._add(out)
+                data = self.z.unconsumed_tail
+        except zlib.error as exc:
+            if getattr(self, "raw_fallback", False) and self.size == 0:
+                # Some servers send raw deflate without the zlib header.
+                self.z = zlib.decompressobj(-zlib.MAX_WBITS)
+                self.raw_fallback = False
+                self.feed(data)
+                return
+            raise FetchError(f"corrupt compressed body: {exc}") from None
+
+    def _add(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise FetchError(f"response body exceeds the {self.limit:,}-byte limit (defaults.max_body)")
+        if data:
+            self.parts.append(data)
+
+    def result(self) -> bytes:
+        if self.z is not None:
+            self._add(self.z.flush())
+        return b"".join(self.parts)
+
+
+class Fetcher:
+    """Shared HTTP client for all sources. Create once, ``await aclose()`` at the end."""
+
+    def __init__(self, *, timeout: float = 30.0, max_body: int = 10_000_000, max_redirects: int = 5,
+                 per_host: int = 4, shards: int = 16, connections_per_shard: int = 16) -> None:
+        self.timeout = timeout
+        self.max_body = max_body
+        self.max_redirects = max_redirects
+        self.per_host = per_host
+        ctx = ssl.create_default_context()  # one TLS context shared by all shards
+        limits = httpx.Limits(max_connections=connections_per_shard, max_keepalive_connections=connections_per_shard)
+        http_timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None)
+        self._clients = [
+            httpx.AsyncClient(verify=ctx, limits=limits, timeout=http_timeout, follow_redirects=False,
+                              headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+                              trust_env=True)
+            for _ in range(max(1, shards))
+        ]
+        self._host_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(per_host))
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self._clients), return_exceptions=True)
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
+                  headers: dict[str, str] | None = None, accept: str | None = None) -> Response:
+        """GET with validators; returns 200 with the body or 304. Raises :class:`FetchError`."""
+        request_headers = dict(headers or {})
+        if etag:
+            request_headers["If-None-Match"] = etag
+        if last_modified:
+            request_headers["If-Modified-Since"] = last_modified
+        if accept:
+            request_headers["Accept"] = accept
+        return await self._follow(url, request_headers)
+
+    async def _follow(self, url: str, headers: dict[str, str]) -> Response:
+        seen: list[str] = []
+        for _ in range(self.max_redirects + 1):
+            seen.append(url)
+            result = await self._one(url, headers)
+            if isinstance(result, Response):
+                return result
+            target = urljoin(url, result)
+            if urlsplit(target).scheme.lower() not in ("http", "https"):
+                raise FetchError(f"redirect to a non-http(s) URL refused: {_scheme(target)}:…")
+            if target in seen:
+                raise FetchError(f"redirect loop at {_safe(target)}")
+            if urlsplit(target).netloc != urlsplit(url).netloc:
+                # Validators belong to the original host; do not send them elsewhere.
+                headers = {k: v for k, v in headers.items() if k not in ("If-None-Match", "If-Modified-Since")}
+            url = target
+        raise FetchError(f"more than {self.max_redirects} redirects (defaults.max_redirects)")
+
+    async def _one(self, url: str, headers: dict[str, str]) -> Response | str:
+        """One request: a Response, or the Location of a redirect."""
+        parts = urlsplit(url)
+        host = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+        client = self._clients[hash(host) % len(self._clients)]
+        async with self._host_slots[host]:
+            try:
+                # The total timeout starts once we hold a slot: waiting our turn is not the server's fault.
+                async with asyncio.timeout(self.timeout), client.stream("GET", url, headers=headers) as resp:
+                    return await self._read(url, resp)
+            except TimeoutError:
+                raise FetchError(f"timed out after {self.timeout:g}s (defaults.timeout)") from None
+            except httpx.HTTPError as exc:
+                raise FetchError(_describe(exc)) from None
+
+    async def _read(self, url: str, resp: httpx.Response) -> Response | str:
+        status = resp.status_code
+        lower = {k.lower(): v for k, v in resp.headers.items()}
+        if status in _REDIRECTS:
+            location = resp.headers.get("location")
+            if not location:
+                raise FetchError(f"HTTP {status} redirect without a Location header", status=status)
+            return location
+        if status == 304:
+            return Response(url=url, status=304, headers=lower)
+        if status != 200:
+            raise FetchError(f"HTTP {status} {resp.reason_phrase}".strip(), status=status,
+                             retry_after=retry_after_seconds(resp.headers.get("retry-after")), headers=lower)
+        length = resp.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body and not resp.headers.get("content-encoding"):
+            raise FetchError(f"response body of {int(length):,} bytes exceeds the {self.max_body:,}-byte limit "
+                             "(defaults.max_body)")
+        decoder = _Decoder(resp.headers.get("content-encoding", ""), self.max_body)
+        async for chunk in resp.aiter_raw(_CHUNK):
+            decoder.feed(chunk)
+        return Response(url=url, status=200, body=decoder.result(), headers=lower)
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme[:20]
+
+
+def _safe(url: str) -> str:
+    """A URL for messages: no userinfo, no query (which may hold tokens)."""
+    p = urlsplit(url)
+    return f"{p.scheme}://{p.hostname or ''}{':' + str(p.port) if p.port else ''}{p.path}"
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    kind = {
+        httpx.ConnectTimeout: "connection timed out",
+        httpx.ReadTimeout: "server stopped sending (read timeout)",
+        httpx.ConnectError: "cannot connect",
+        httpx.RemoteProtocolError: "server broke the HTTP protocol",
+        httpx.UnsupportedProtocol: "unsupported URL",
+        httpx.TooManyRedirects: "too many redirects",
+    }
+    for cls, text in kind.items():
+        if isinstance(exc, cls):
+            detail = str(exc).strip()
+            return f"{text}: {detail}" if detail else text
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")

@@ -1,0 +1,82 @@
+"""The item every source produces, and the pure rules for its identity."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+# Tracking parameters that make the same article look like a new link.
+_TRACKING_PARAMS = {"fbclid", "gclid", "mc_cid", "mc_eid", "igshid", "ref_src"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_KEY = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One entry from a source, already reduced to plain text and bounded in size."""
+
+    key: str  # unique within its feed
+    title: str
+    link: str  # normalized http(s) URL, or "" when the entry had none we trust
+    summary: str = ""
+    content: str = ""
+    categories: tuple[str, ...] = ()
+    author: str = ""
+    published: datetime | None = None  # aware, UTC
+    kind: str = "post"  # post | cve | kev
+    extra: dict[str, Any] = field(default_factory=dict)  # source-specific facts (CVE severity, KEV dates…)
+
+    @property
+    def dedupe_key(self) -> str:
+        """What makes two items "the same article" in one channel despite GUID churn."""
+        if self.link:
+            return self.link
+        return "title:" + " ".join(self.title.casefold().split())
+
+
+def normalize_link(url: str | None, base: str | None = None) -> str:
+    """Canonical form of an http(s) link; "" for anything else (javascript:, data:, mailto:, junk)."""
+    if not url:
+        return ""
+    url = url.strip()
+    if base:
+        from urllib.parse import urljoin
+
+        url = urljoin(base, url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ""
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return ""
+    # Rebuilt from hostname: userinfo ("https://bank.com@evil.example/") is dropped, as it only disguises hosts.
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if port and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        kept = [(k, v) for k, v in pairs if not k.lower().startswith("utm_") and k.lower() not in _TRACKING_PARAMS]
+        if len(kept) != len(pairs):
+            query = urlencode(kept)
+    return urlunsplit((scheme, host, parts.path or "/", query, ""))
+
+
+def make_key(guid: str | None, link: str, title: str, date: str | None) -> str:
+    """Item identity: the guid/id; else the normalized link; else a hash of title and date."""
+    if guid and guid.strip():
+        key = guid.strip()
+    elif link:
+        key = link
+    else:
+        key = "sha256:" + hashlib.sha256(f"{title}\x00{date or ''}".encode()).hexdigest()
+    if len(key) > MAX_KEY:  # hostile feeds send megabyte-long ids
+        key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key

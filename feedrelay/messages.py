@@ -1,0 +1,123 @@
+"""What a Slack message looks like: a pure function of an item.
+
+Everything that came from a feed is untrusted. It is turned into plain text first (which decodes
+entities) and escaped last, so nothing in it can form ``<!channel>``, ``<@U…>`` or a link. Links are
+built here only, from http(s) URLs only, and always shown beside their host so a label cannot hide
+where it leads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from .items import Item
+
+SECTION_LIMIT = 3000  # Slack: section text ≤ 3,000 characters
+SUMMARY_LIMIT = 600  # a glanceable summary, not the article
+TITLE_LIMIT = 300
+TEXT_LIMIT = 3000  # the notification fallback; Slack truncates at 40,000
+MAX_URL = 2000  # longer links are not linked: they would not fit a section
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str  # plain-text fallback (notifications, screen readers)
+    blocks: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "blocks": self.blocks}
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; applied last, to text that is already plain."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def fit(text: str, limit: int) -> str:
+    """Escaped ``text`` cut so the *escaped* form is at most ``limit`` characters (never mid-entity)."""
+    from .text import truncate
+
+    raw = truncate(text, limit)
+    escaped = escape(raw)
+    while len(escaped) > limit:
+        raw = truncate(raw, max(1, len(raw) - (len(escaped) - limit) - 1))
+        escaped = escape(raw)
+    return escaped
+
+
+def safe_url(url: str) -> str:
+    """An http(s) URL made safe inside ``<url|label>``; "" if it is not one."""
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        return ""
+    if scheme not in ("http", "https") or len(url) > MAX_URL:
+        return ""
+    # Keep URL syntax; percent-encode what would end or split Slack's <url|label> and all whitespace.
+    return quote(url, safe="/:?#[]@!$&()*+,;=%-._~")
+
+
+def host_of(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+def link(url: str, label: str, limit: int = TITLE_LIMIT) -> str:
+    """``<url|label>`` when the URL is http(s), else the escaped label alone."""
+    target = safe_url(url)
+    label = fit(label, limit).replace("|", "¦") or escape(url[:limit])
+    return f"<{target}|{label}>" if target else label
+
+
+def when(dt: datetime | None) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M UTC") if dt else ""
+
+
+def render(item: Item, feed_name: str) -> Message:
+    """The Block Kit message (and fallback text) for a relayed item."""
+    if item.kind in ("cve", "kev"):
+        from .security_messages import render_security
+
+        return render_security(item, feed_name)
+    return render_post(item, feed_name)
+
+
+def render_post(item: Item, feed_name: str) -> Message:
+    title = item.title or item.link or "(untitled)"
+    heading = f"*{link(item.link, title)}*" if item.link else f"*{fit(title, TITLE_LIMIT)}*"
+    blocks: list[dict[str, Any]] = [section(heading)]
+    summary = item.summary or item.content
+    if summary:
+        blocks.append(section(fit(summary, SUMMARY_LIMIT)))
+    blocks.append(context(feed_name, item.link, item.published, item.author))
+    fallback = f"{fit(title, TITLE_LIMIT)} — {fit(feed_name, 100)}"
+    if safe_url(item.link):
+        fallback += f" {safe_url(item.link)}"
+    return Message(text=fallback[:TEXT_LIMIT], blocks=blocks)
+
+
+def context(source: str, url: str, published: datetime | None, author: str = "") -> dict[str, Any]:
+    """The small grey line: source · link host · time · author."""
+    parts = [f"*{fit(source, 150)}*"]
+    if host := host_of(safe_url(url)):
+        parts.append(escape(host))
+    if published:
+        parts.append(when(published))
+    if author:
+        parts.append(fit(author, 100))
+    return {"type": "context", "elements": [mrkdwn(" · ".join(parts))]}
+
+
+def mrkdwn(text: str) -> dict[str, Any]:
+    # verbatim: Slack must not auto-link channel names or @mentions in relayed text.
+    return {"type": "mrkdwn", "text": text[:SECTION_LIMIT], "verbatim": True}
+
+
+def section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": mrkdwn(text)}
+

@@ -1,0 +1,145 @@
+"""The outbox: one row per (item, channel), written as pending before any network call to Slack and
+marked sent only after Slack says ok. A crash, an outage or a rate limit loses nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .store import Store
+
+
+@dataclass(frozen=True)
+class Delivery:
+    channel: str
+    feed: str
+    item_key: str
+    dedupe_key: str
+    message: dict[str, Any]  # {"text": ..., "blocks": [...]}
+
+
+@dataclass(frozen=True)
+class Pending:
+    id: int
+    channel: str
+    feed: str
+    message: dict[str, Any]
+    attempts: int
+    next_attempt: float
+    created: float
+
+
+class Outbox:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.db = store.db
+
+    def enqueue(self, deliveries: Iterable[Delivery], *, window: float, now: float | None = None) -> list[Delivery]:
+        """Queue deliveries (inside the poll's transaction). A delivery whose link — or title, lacking a
+        link — already went to that channel within ``window`` is skipped: publishers churn GUIDs, and the
+        same article may arrive from two feeds."""
+        now = time.time() if now is None else now
+        queued: list[Delivery] = []
+        for d in deliveries:
+            dup = self.db.execute(
+                "SELECT 1 FROM outbox WHERE channel = ? AND dedupe_key = ? AND created >= ? LIMIT 1",
+                [d.channel, d.dedupe_key, now - window],
+            ).fetchone()
+            if dup:
+                continue
+            self.db.execute(
+                "INSERT INTO outbox (channel, feed, item_key, dedupe_key, message, created) VALUES (?, ?, ?, ?, ?, ?)",
+                [d.channel, d.feed, d.item_key, d.dedupe_key, json.dumps(d.message), now],
+            )
+            queued.append(d)
+        return queued
+
+    def next(self, channel: str) -> Pending | None:
+        """The oldest pending delivery for a channel: order within a channel is publication order."""
+        row = self.db.execute(
+            "SELECT id, channel, feed, message, attempts, next_attempt, created FROM outbox "
+            "WHERE channel = ? AND status = 'pending' ORDER BY id LIMIT 1",
+            [channel],
+        ).fetchone()
+        if not row:
+            return None
+        return Pending(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+
+    def mark_sent(self, id: int, ts: str, now: float | None = None) -> None:
+        self.db.execute(
+            "UPDATE outbox SET status = 'sent', ts = ?, sent_at = ?, last_error = NULL WHERE id = ?",
+            [ts, time.time() if now is None else now, id],
+        )
+
+    def mark_retry(self, id: int, error: str, next_attempt: float) -> None:
+        self.db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE id = ?",
+            [error[:500], next_attempt, id],
+        )
+
+    def mark_failed(self, id: int, error: str) -> None:
+        """Slack rejects this one message for good (e.g. invalid_blocks even as plain text). It stays in the
+        table, visible in `status` and retryable with `feedrelay retry`."""
+        self.db.execute(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+            [error[:500], id],
+        )
+
+    def retry_failed(self, channel: str | None = None) -> int:
+        sql = "UPDATE outbox SET status = 'pending', next_attempt = 0 WHERE status = 'failed'"
+        params: list[Any] = []
+        if channel:
+            sql += " AND channel = ?"
+            params.append(channel)
+        return self.db.execute(sql, params).rowcount
+
+    def set_channel_failing(self, channel: str, error: str | None, now: float | None = None) -> None:
+        if error is None:
+            self.db.execute("UPDATE channels SET failing = NULL, failing_since = NULL WHERE name = ?", [channel])
+            return
+        self.db.execute(
+            "INSERT INTO channels (name, failing, failing_since) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+            "SET failing = excluded.failing, failing_since = COALESCE(channels.failing_since, excluded.failing_since)",
+            [channel, error[:500], time.time() if now is None else now],
+        )
+
+    def channels_with_pending(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT channel FROM outbox WHERE status = 'pending'")]
+
+    def channel_stats(self) -> dict[str, dict[str, Any]]:
+        """Per channel: pending, failed, sent counts, oldest pending age, last error, failing state."""
+        stats: dict[str, dict[str, Any]] = {}
+        for channel, status, count, oldest in self.db.execute(
+            "SELECT channel, status, COUNT(*), MIN(created) FROM outbox GROUP BY channel, status"
+        ):
+            entry = stats.setdefault(channel, {"pending": 0, "failed": 0, "sent": 0, "oldest_pending": None,
+                                               "failing": None, "last_error": None})
+            entry[status] = count
+            if status == "pending":
+                entry["oldest_pending"] = oldest
+        for channel, error in self.db.execute(
+            "SELECT channel, last_error FROM outbox WHERE status != 'sent' AND last_error IS NOT NULL "
+            "ORDER BY id DESC"
+        ):
+            if channel in stats and stats[channel]["last_error"] is None:
+                stats[channel]["last_error"] = error
+        for channel, failing in self.db.execute("SELECT name, failing FROM channels WHERE failing IS NOT NULL"):
+            stats.setdefault(channel, {"pending": 0, "failed": 0, "sent": 0, "oldest_pending": None,
+                                       "last_error": None})["failing"] = failing
+        return stats
+
+    def feed_stats(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for feed, status, count in self.db.execute(
+            "SELECT feed, status, COUNT(*) FROM outbox WHERE status != 'sent' GROUP BY feed, status"
+        ):
+            out.setdefault(feed, {"pending": 0, "failed": 0})[status] = count
+        return out
+
+    def prune(self, *, keep: float, now: float | None = None) -> int:
+        """Forget sent rows older than ``keep`` (at least the dedupe window). Pending rows are never pruned."""
+        cutoff = (time.time() if now is None else now) - keep
+        return self.db.execute("DELETE FROM outbox WHERE status = 'sent' AND created < ?", [cutoff]).rowcount

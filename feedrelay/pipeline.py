@@ -1,0 +1,84 @@
+"""One poll of one feed, stage by stage: source → store (what is new) → decider (filters, routing)
+→ outbox, in one transaction. Every stage's I/O happens here; every decision is in `decider`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from .config import Feed
+from .decider import decide
+from .outbox import Outbox
+from .sources import Source, SourceError
+from .store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeedReport:
+    feed: str
+    new: int = 0
+    queued: int = 0
+    channels: frozenset[str] = frozenset()
+    unchanged: bool = False
+    skipped: bool = False
+    first_poll: bool = False
+    error: str | None = None
+    warning: str | None = None
+
+
+async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *, dedupe_window: float,
+                    now: float | None = None) -> FeedReport:
+    """Poll once and queue what is new. Never raises for a feed's own problems: they are recorded."""
+    now = time.time() if now is None else now
+    row = store.feed(feed.name) or store.ensure_feed(feed.name, feed.url, feed.kind)
+    if row.not_before and now < row.not_before:
+        return FeedReport(feed.name, skipped=True)
+    try:
+        result = await source.poll(row.state)
+    except SourceError as exc:
+        return _failed(store, feed, str(exc), exc.retry_after)
+    except Exception as exc:  # a bug or a parser crash on hostile input must not stop other feeds
+        log.exception("feed %r: unexpected error while polling", feed.name)
+        return _failed(store, feed, f"internal error: {type(exc).__name__}: {str(exc)[:300]}", None)
+
+    try:
+        if result.unchanged:
+            with store.transaction():
+                store.record_success(feed.name, result.state, warning=row.warning, listed=None, now=now)
+            return FeedReport(feed.name, unchanged=True)
+        first = not row.initialized
+        known = store.known_keys(feed.name, [i.key for i in result.items])
+        plan = decide(feed, result.items, known, first_poll=first)
+        with store.transaction():
+            store.remember(feed.name, plan.remember, now)
+            queued = outbox.enqueue(plan.deliveries, window=dedupe_window, now=now)
+            store.record_success(feed.name, result.state, warning=result.warning,
+                                 listed=len(result.items) if result.listing else None, now=now)
+    except StoreError as exc:
+        # Nothing of this poll was kept; the next poll repeats it.
+        log.error("feed %r: %s", feed.name, exc)
+        return FeedReport(feed.name, error=str(exc))
+
+    for v in plan.verdicts:
+        log.debug("feed %r item %r → %s: %s", feed.name, v.item.title[:80], v.channel, v.decision.reason)
+    if result.warning:
+        log.warning("feed %r: %s", feed.name, result.warning)
+    if first:
+        log.info("feed %r: first poll, remembered %d item(s), queued %d (backlog = %d)",
+                 feed.name, len(plan.remember), len(queued), feed.backlog)
+    elif queued or plan.remember:
+        log.info("feed %r: %d new item(s), %d message(s) queued", feed.name, len(plan.remember), len(queued))
+    return FeedReport(feed.name, new=len(plan.remember), queued=len(queued),
+                      channels=frozenset(d.channel for d in queued), first_poll=first, warning=result.warning)
+
+
+def _failed(store: Store, feed: Feed, error: str, retry_after: float | None) -> FeedReport:
+    log.warning("feed %r: %s", feed.name, error)
+    try:
+        store.record_error(feed.name, error, retry_after=retry_after)
+    except StoreError as exc:
+        log.error("feed %r: cannot record the error: %s", feed.name, exc)
+    return FeedReport(feed.name, error=error)

@@ -1,0 +1,127 @@
+"""The relay: wires configuration, storage, sources, sinks and the deliverer together.
+
+Library users (and the CLI) drive it with :meth:`Relay.poll_all`, :meth:`Relay.drain` and
+:meth:`Relay.reload`; the daemon in :mod:`feedrelay.daemon` only adds a schedule around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import TextIO
+
+from .config import Config, Feed
+from .deliverer import ChannelReport, Deliverer
+from .fetch import Fetcher
+from .outbox import Outbox
+from .pipeline import FeedReport, poll_feed
+from .sinks import Sinks
+from .sources import Source, make_source
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    def __init__(self, config: Config, db_path: str | None = None, *, environ: Mapping[str, str] = os.environ,
+                 stream: TextIO | None = None) -> None:
+        self.config = config
+        self.db_path = db_path or config.database
+        self.environ = environ
+        self.stream = stream
+        self.store: Store
+        self.outbox: Outbox
+        self.fetcher: Fetcher
+        self.sinks: Sinks
+        self.deliverer: Deliverer
+        self._sources: dict[str, tuple[Feed, Source]] = {}
+        self._daemon = False
+
+    async def __aenter__(self) -> Relay:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self.store = Store(self.db_path)
+        self.outbox = Outbox(self.store)
+        self.store.sync_feeds((f.name, f.url, f.kind) for f in self.config.feeds)
+        d = self.config.defaults
+        self.fetcher = Fetcher(timeout=d.timeout, max_body=d.max_body, max_redirects=d.max_redirects,
+                               per_host=d.per_host)
+        await self._open_sinks()
+
+    async def _open_sinks(self) -> None:
+        self.sinks = Sinks(self.config, self.environ, self.stream)
+        by_channel = await self.sinks.open()
+        for notice in self.sinks.notices:
+            log.warning("%s", notice)
+        intervals = {name: ch.min_interval for name, ch in self.config.channels.items()}
+        self.deliverer = Deliverer(self.outbox, by_channel, intervals)
+
+    async def close(self) -> None:
+        await self.deliverer.stop()
+        await self.sinks.close()
+        await self.fetcher.aclose()
+        self.store.close()
+
+    # --- polling ------------------------------------------------------------------------------
+
+    def source(self, feed: Feed) -> Source:
+        cached = self._sources.get(feed.name)
+        if cached is None or cached[0] != feed:
+            cached = (feed, make_source(feed, self.fetcher))
+            self._sources[feed.name] = cached
+        return cached[1]
+
+    async def poll(self, feed: Feed) -> FeedReport:
+        report = await poll_feed(feed, self.source(feed), self.store, self.outbox,
+                                 dedupe_window=self.config.defaults.dedupe_window)
+        if report.channels:
+            self.deliverer.wake(report.channels)
+        return report
+
+    async def poll_named(self, name: str) -> FeedReport | None:
+        """Poll the feed of that name in the *current* configuration (it may have been reloaded)."""
+        feed = self.config.feed(name)
+        return await self.poll(feed) if feed else None
+
+    async def poll_all(self) -> list[FeedReport]:
+        return list(await asyncio.gather(*(self.poll(f) for f in self.config.feeds)))
+
+    async def drain(self, max_wait: float) -> dict[str, ChannelReport]:
+        return await self.deliverer.drain(deadline=time.time() + max_wait)
+
+    def prune(self) -> None:
+        d = self.config.defaults
+        removed = self.store.prune(retention=max(d.retention, d.dedupe_window))
+        with self.store.transaction():
+            sent = self.outbox.prune(keep=max(d.dedupe_window, 7 * 86400))
+        if removed or sent:
+            log.info("pruned %d remembered item(s) and %d delivered message(s)", removed, sent)
+
+    # --- daemon -------------------------------------------------------------------------------
+
+    def start_delivering(self) -> None:
+        self._daemon = True
+        self.deliverer.start()
+
+    async def reload(self, config: Config) -> None:
+        """Swap in a new configuration without losing queued work."""
+        old = self.config
+        self.config = config
+        self.store.sync_feeds((f.name, f.url, f.kind) for f in config.feeds)
+        if (old.channels, old.slack) != (config.channels, config.slack):
+            await self.deliverer.stop()
+            await self.sinks.close()
+            await self._open_sinks()
+            if self._daemon:
+                self.deliverer.start()
+        gone = {f.name for f in old.feeds} - {f.name for f in config.feeds}
+        for name in gone:
+            self._sources.pop(name, None)

@@ -1,0 +1,227 @@
+"""Where messages go: Slack via a bot token, an incoming webhook, or the terminal.
+
+Sinks know nothing of feeds: they get a rendered message and answer with an :class:`Outcome` that
+tells the deliverer what to do next. Secrets stay inside the sink objects and never reach an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TextIO
+
+from .config import Channel, Config
+from .fetch import retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+# Errors that no retry will fix until a person acts; the channel is marked failing and its rows wait.
+PERMANENT = {
+    "channel_not_found", "not_in_channel", "is_archived", "channel_is_archived", "invalid_auth", "not_authed",
+    "account_inactive", "token_revoked", "token_expired", "no_permission", "missing_scope", "restricted_action",
+    "ekm_access_denied", "team_access_not_granted", "org_login_required", "no_service", "no_service_id",
+    "no_team", "team_disabled", "action_prohibited", "posting_to_general_channel_denied", "invalid_token",
+}
+# Errors about this one message; retried once as plain text, then the row is marked failed.
+MESSAGE_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text", "too_many_attachments",
+                  "invalid_payload", "invalid_arguments", "invalid_attachments"}
+HINTS = {
+    "channel_not_found": "check the channel name/ID in feeds.toml and that the bot can see it",
+    "not_in_channel": "invite the bot to the channel (/invite @yourbot) or grant chat:write.public",
+    "is_archived": "the channel is archived; unarchive it or route the feed elsewhere",
+    "channel_is_archived": "the channel is archived; unarchive it or route the feed elsewhere",
+    "invalid_auth": "the bot token is wrong or revoked; set a valid xoxb- token in the environment",
+    "token_revoked": "the bot token was revoked; install the app again and set the new token",
+    "missing_scope": "the Slack app needs the chat:write scope",
+    "no_service": "the webhook URL is no longer valid; create a new incoming webhook",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # sent | retry | permanent | reject
+    ts: str = ""
+    error: str = ""
+    retry_after: float | None = None
+
+    @staticmethod
+    def sent(ts: str) -> Outcome:
+        return Outcome("sent", ts=ts)
+
+
+class Sink(Protocol):
+    pause_key: str  # sinks sharing a key share Slack's rate limit (one workspace)
+    description: str
+
+    async def send(self, message: dict[str, Any], *, plain: bool = False) -> Outcome: ...
+
+
+def explain(error: str) -> str:
+    hint = HINTS.get(error)
+    return f"{error} ({hint})" if hint else error
+
+
+def _classify(status: int, error: str, retry_after: float | None) -> Outcome:
+    if status == 429 or error == "ratelimited":
+        return Outcome("retry", error="rate limited by Slack (429)", retry_after=retry_after or 1.0)
+    if error in PERMANENT or status in (401, 403, 404, 410):
+        return Outcome("permanent", error=explain(error or f"HTTP {status}"))
+    if error in MESSAGE_ERRORS or status == 400:
+        return Outcome("reject", error=error or f"HTTP {status}")
+    return Outcome("retry", error=error or f"HTTP {status}")
+
+
+def _payload(message: dict[str, Any], channel: Channel, plain: bool) -> dict[str, Any]:
+    payload: dict[str, Any] = {"text": message.get("text", ""), "unfurl_links": channel.unfurl,
+                               "unfurl_media": channel.unfurl}
+    if not plain and message.get("blocks"):
+        payload["blocks"] = message["blocks"]
+    # Never link_names or parse=full: they turn "@channel" in relayed text into a real mention.
+    return payload
+
+
+class SlackBotSink:
+    """chat.postMessage through slack-sdk's AsyncWebClient."""
+
+    def __init__(self, channel: Channel, client: Any, workspace: str) -> None:
+        self.channel = channel
+        self.client = client
+        self.pause_key = workspace
+        self.description = f"Slack {channel.target}"
+
+    async def send(self, message: dict[str, Any], *, plain: bool = False) -> Outcome:
+        from slack_sdk.errors import SlackApiError
+
+        try:
+            resp = await self.client.chat_postMessage(channel=self.channel.target,
+                                                      **_payload(message, self.channel, plain))
+            return Outcome.sent(str(resp.get("ts", "")))
+        except SlackApiError as exc:
+            r = exc.response
+            data = r.data if isinstance(r.data, dict) else {}
+            return _classify(r.status_code, str(data.get("error", "")),
+                             retry_after_seconds(r.headers.get("Retry-After") or r.headers.get("retry-after")))
+        except (TimeoutError, OSError) as exc:
+            # The post may have landed: retrying can duplicate this one message, which beats losing it.
+            return Outcome("retry", error=f"network: {type(exc).__name__}: {str(exc)[:200]}".rstrip(": "))
+        except Exception as exc:  # aiohttp.ClientError and friends
+            return Outcome("retry", error=f"network: {type(exc).__name__}")
+
+
+class WebhookSink:
+    """An incoming webhook through slack-sdk's AsyncWebhookClient (the URL is the secret)."""
+
+    def __init__(self, channel: Channel, client: Any) -> None:
+        self.channel = channel
+        self.client = client
+        self.pause_key = f"webhook:{channel.name}"
+        self.description = f"webhook ${channel.webhook_env}"
+
+    async def send(self, message: dict[str, Any], *, plain: bool = False) -> Outcome:
+        try:
+            resp = await self.client.send_dict(_payload(message, self.channel, plain))
+        except (TimeoutError, OSError) as exc:
+            return Outcome("retry", error=f"network: {type(exc).__name__}")
+        except Exception as exc:
+            return Outcome("retry", error=f"network: {type(exc).__name__}")
+        body = (resp.body or "").strip()
+        # Webhook clients do not raise on 4xx: success is exactly 200 + "ok".
+        if resp.status_code == 200 and body == "ok":
+            return Outcome.sent("webhook")
+        headers = {k.lower(): v for k, v in (resp.headers or {}).items()}
+        error = body if len(body) < 100 else ""  # Slack answers short error codes such as no_service
+        return _classify(resp.status_code, error, retry_after_seconds(headers.get("retry-after")))
+
+
+class ConsoleSink:
+    """Prints what would be posted: the first run works before any Slack set-up."""
+
+    def __init__(self, channel: Channel, stream: TextIO | None = None) -> None:
+        self.channel = channel
+        self.stream = stream
+        self.pause_key = f"console:{channel.name}"
+        self.description = "terminal"
+
+    async def send(self, message: dict[str, Any], *, plain: bool = False) -> Outcome:
+        stream = self.stream or sys.stdout
+        stream.write(format_console(self.channel.name, message))
+        stream.flush()
+        return Outcome.sent(f"console-{time.time():.6f}")
+
+
+def format_console(channel: str, message: dict[str, Any]) -> str:
+    lines = [f"── #{channel} " + "─" * max(0, 60 - len(channel))]
+    for block in message.get("blocks") or []:
+        texts = [block.get("text", {}), *block.get("elements", [])]
+        for t in texts:
+            if isinstance(t, dict) and t.get("text"):
+                lines.append(_unslack(t["text"]))
+    if len(lines) == 1:
+        lines.append(_unslack(message.get("text", "")))
+    return "\n".join(lines) + "\n\n"
+
+
+def _unslack(text: str) -> str:
+    """Slack mrkdwn links and entities as a terminal reader wants them."""
+    import re
+
+    text = re.sub(r"<(https?://[^|>]+)\|([^>]*)>", r"\2 <\1>", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+class Sinks:
+    """Builds one sink per configured channel and owns the shared HTTP session."""
+
+    def __init__(self, config: Config, environ: Mapping[str, str] = os.environ, stream: TextIO | None = None,
+                 timeout: float = 30.0) -> None:
+        self.config = config
+        self.environ = environ
+        self.stream = stream
+        self.timeout = timeout
+        self._session: Any = None
+        self.by_channel: dict[str, Sink] = {}
+        self.notices: list[str] = []
+
+    async def open(self) -> dict[str, Sink]:
+        import aiohttp
+
+        # One shared session: without it slack-sdk opens a new aiohttp session for every call.
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        token = self.environ.get(self.config.slack.token_env, "").strip()
+        web = None
+        if token:
+            from slack_sdk.web.async_client import AsyncWebClient
+
+            # retry_handlers=[]: the outbox owns retries, so each attempt is visible and paced.
+            web = AsyncWebClient(token=token, base_url=self.config.slack.api_url, session=self._session,
+                                 timeout=int(self.timeout), retry_handlers=[])
+        for name, ch in self.config.channels.items():
+            self.by_channel[name] = self._build(ch, web)
+        return self.by_channel
+
+    def _build(self, ch: Channel, web: Any) -> Sink:
+        if ch.kind == "slack":
+            if web is not None:
+                return SlackBotSink(ch, web, workspace="slack-bot")
+            self.notices.append(f"${self.config.slack.token_env} is not set: messages for channel "
+                                f"{ch.name!r} are printed to the terminal instead of posted to {ch.target}")
+        elif ch.kind == "webhook":
+            url = self.environ.get(ch.webhook_env, "").strip()
+            if url:
+                from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+                return WebhookSink(ch, AsyncWebhookClient(url, session=self._session, timeout=int(self.timeout),
+                                                          retry_handlers=[]))
+            self.notices.append(f"${ch.webhook_env} is not set: messages for channel {ch.name!r} are printed "
+                                "to the terminal instead")
+        return ConsoleSink(ch, self.stream)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            await asyncio.sleep(0)  # let aiohttp close its transports

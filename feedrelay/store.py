@@ -1,0 +1,260 @@
+"""SQLite storage: feed state and the remembered items used for dedupe.
+
+One connection, used from one thread (the event loop's). WAL mode lets `feedrelay status` read while
+the daemon writes. The schema is versioned; migrations run at open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .items import Item
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS feeds (
+    name TEXT PRIMARY KEY,
+    url TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL DEFAULT 'rss',
+    active INTEGER NOT NULL DEFAULT 1,
+    initialized INTEGER NOT NULL DEFAULT 0,   -- 0 until the first successful poll remembered its items
+    state TEXT NOT NULL DEFAULT '{}',         -- source state: validators, body hash, NVD watermark
+    last_poll REAL, last_success REAL,
+    last_error TEXT, error_since REAL, errors INTEGER NOT NULL DEFAULT 0,
+    warning TEXT,
+    listed INTEGER NOT NULL DEFAULT 0,        -- entries in the last full listing (sizes pruning)
+    not_before REAL                           -- honour Retry-After: do not poll before this time
+);
+CREATE TABLE IF NOT EXISTS items (
+    feed TEXT NOT NULL,
+    key TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT '',
+    first_seen REAL NOT NULL,
+    PRIMARY KEY (feed, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_by_age ON items (feed, first_seen);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    feed TEXT NOT NULL,
+    item_key TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    message TEXT NOT NULL,                    -- rendered Block Kit JSON: delivery needs nothing else
+    created REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',   -- pending | sent | failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    sent_at REAL,
+    ts TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (channel, id) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_guard ON outbox (channel, dedupe_key, created);
+CREATE TABLE IF NOT EXISTS channels (
+    name TEXT PRIMARY KEY,
+    failing TEXT,                             -- a permanent Slack error, shown in `status`
+    failing_since REAL
+);
+"""
+
+
+class StoreError(Exception):
+    """The database cannot be used; the message says which file and what to do."""
+
+
+@dataclass
+class FeedRow:
+    name: str
+    url: str
+    kind: str
+    active: bool
+    initialized: bool
+    state: dict[str, Any]
+    last_poll: float | None
+    last_success: float | None
+    last_error: str | None
+    error_since: float | None
+    errors: int
+    warning: str | None
+    listed: int
+    not_before: float | None
+
+
+class Store:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = str(path)
+        try:
+            if readonly:
+                uri = f"file:{Path(self.path).resolve()}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, timeout=10)
+            else:
+                if self.path != ":memory:":
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=30)
+            self.db = sqlite_utils.Database(conn)
+            if not readonly:
+                self.db.enable_wal()
+                # NORMAL in WAL is durable against application crashes, which is what we promise.
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+            self.db.execute("SELECT 1 FROM meta LIMIT 1")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_explain(self.path, exc)) from None
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # --- transactions and schema ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes; on any error nothing of the group is kept."""
+        try:
+            with self.db.atomic():
+                yield
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_explain(self.path, exc)) from None
+
+    def _migrate(self) -> None:
+        self.db.executescript(_SCHEMA)
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: written by a newer feedrelay (schema {version}, this one knows "
+                             f"{SCHEMA_VERSION}); upgrade feedrelay or use another --db")
+        if version < SCHEMA_VERSION:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+    # --- feeds ---------------------------------------------------------------------------------
+
+    def sync_feeds(self, feeds: Iterable[tuple[str, str, str]]) -> None:
+        """Mark configured feeds active and the rest inactive. A feed coming back starts afresh
+        (remembers what it lists, posts nothing), as a newly added one does."""
+        feeds = list(feeds)
+        names = [n for n, _, _ in feeds]
+        with self.transaction():
+            for name, url, kind in feeds:
+                self.db.execute(
+                    "INSERT INTO feeds (name, url, kind) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "url = excluded.url, kind = excluded.kind, "
+                    "initialized = CASE WHEN active = 0 OR feeds.kind != excluded.kind THEN 0 ELSE initialized END, "
+                    "active = 1",
+                    [name, url, kind],
+                )
+            marks = ",".join("?" * len(names))
+            self.db.execute(f"UPDATE feeds SET active = 0 WHERE name NOT IN ({marks})", names)
+
+    def ensure_feed(self, name: str, url: str, kind: str) -> FeedRow:
+        self.db.execute("INSERT INTO feeds (name, url, kind) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                        [name, url, kind])
+        row = self.feed(name)
+        assert row is not None
+        return row
+
+    def feed(self, name: str) -> FeedRow | None:
+        row = self.db.execute("SELECT * FROM feeds WHERE name = ?", [name]).fetchone()
+        return self._row(row) if row else None
+
+    def feeds(self) -> list[FeedRow]:
+        return [self._row(r) for r in self.db.execute("SELECT * FROM feeds ORDER BY name").fetchall()]
+
+    def _row(self, row: tuple[Any, ...]) -> FeedRow:
+        cols = [d[0] for d in self.db.execute("SELECT * FROM feeds LIMIT 0").description]
+        data = dict(zip(cols, row, strict=True))
+        data["state"] = json.loads(data["state"] or "{}")
+        data["active"] = bool(data["active"])
+        data["initialized"] = bool(data["initialized"])
+        return FeedRow(**data)
+
+    def record_success(self, name: str, state: dict[str, Any], *, warning: str | None, listed: int | None,
+                       now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self.db.execute(
+            "UPDATE feeds SET state = ?, last_poll = ?, last_success = ?, last_error = NULL, error_since = NULL, "
+            "errors = 0, warning = ?, initialized = 1, listed = COALESCE(?, listed), not_before = NULL "
+            "WHERE name = ?",
+            [json.dumps(state), now, now, warning, listed, name],
+        )
+
+    def record_error(self, name: str, error: str, *, retry_after: float | None = None,
+                     now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self.transaction():
+            self.db.execute(
+                "UPDATE feeds SET last_poll = ?, last_error = ?, error_since = COALESCE(error_since, ?), "
+                "errors = errors + 1, not_before = ? WHERE name = ?",
+                [now, error[:1000], now, now + retry_after if retry_after else None, name],
+            )
+
+    # --- remembered items ----------------------------------------------------------------------
+
+    def known_keys(self, feed: str, keys: list[str]) -> set[str]:
+        known: set[str] = set()
+        for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+            chunk = keys[i : i + 500]
+            rows = self.db.execute(
+                f"SELECT key FROM items WHERE feed = ? AND key IN ({','.join('?' * len(chunk))})", [feed, *chunk]
+            )
+            known.update(r[0] for r in rows)
+        return known
+
+    def remember(self, feed: str, items: Iterable[Item], now: float | None = None) -> int:
+        """Store new items (call inside :meth:`transaction`). Returns how many were new."""
+        now = time.time() if now is None else now
+        cur = self.db.conn.executemany(
+            "INSERT INTO items (feed, key, dedupe_key, title, first_seen) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            [(feed, i.key, i.dedupe_key, i.title[:200], now) for i in items],
+        )
+        return cur.rowcount
+
+    def count_items(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT feed, COUNT(*) FROM items GROUP BY feed").fetchall())
+
+    def prune(self, *, retention: float, floor: int = 100, now: float | None = None) -> int:
+        """Forget items older than ``retention`` but always keep the newest
+        max(2 × last listing, ``floor``) per feed, so an old item still in a feed is never "new" again."""
+        now = time.time() if now is None else now
+        cutoff = now - retention
+        removed = 0
+        with self.transaction():
+            for name, listed in self.db.execute("SELECT name, listed FROM feeds").fetchall():
+                keep = max(2 * (listed or 0), floor)
+                cur = self.db.execute(
+                    "DELETE FROM items WHERE feed = ? AND first_seen < ? AND key NOT IN "
+                    "(SELECT key FROM items WHERE feed = ? ORDER BY first_seen DESC LIMIT ?)",
+                    [name, cutoff, name, keep],
+                )
+                removed += cur.rowcount
+            # Feeds removed from the config long ago: drop their state entirely.
+            self.db.execute(
+                "DELETE FROM items WHERE feed IN (SELECT name FROM feeds WHERE active = 0 AND "
+                "COALESCE(last_poll, 0) < ?)", [cutoff])
+        return removed
+
+
+def _explain(path: str, exc: sqlite3.DatabaseError) -> str:
+    text = str(exc)
+    if "locked" in text:
+        return f"{path}: database is locked by another process for too long; is another feedrelay writing it?"
+    if "not a database" in text or "malformed" in text:
+        return (f"{path}: the database file is damaged ({text}). Stop feedrelay, keep a copy of the file, "
+                "and restore a backup or move it aside to start afresh")
+    if "disk" in text or "full" in text:
+        return f"{path}: cannot write: {text}. Free disk space; nothing was lost, the poll will be repeated"
+    if "unable to open" in text:
+        return f"{path}: cannot open the database ({text}); check the directory exists and is writable"
+    if "readonly" in text or "read-only" in text:
+        return f"{path}: the database is read-only ({text}); check file permissions"
+    return f"{path}: database error: {text}"
