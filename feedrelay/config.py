@@ -351,8 +351,8 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
     if url and not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
         raise c.fail(f"{keypath}.url", f"expected an http:// or https:// URL; got {url!r}")
     interval = c.convert(t, "interval", keypath, parse_duration, defaults.interval)
-    if interval < 10:
-        raise c.fail(f"{keypath}.interval", "polling more often than every 10s is unkind to publishers")
+    if interval < 1:
+        raise c.fail(f"{keypath}.interval", 'expected at least "1s" (and most publishers ask for minutes)')
     backlog = c.get(t, "backlog", keypath, int, defaults.backlog)
     if backlog < 0:
         raise c.fail(f"{keypath}.backlog", "expected 0 or more")

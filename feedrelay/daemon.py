@@ -16,7 +16,7 @@ from .relay import Relay
 
 log = logging.getLogger(__name__)
 
-CONFIG_CHECK = 5.0  # seconds between looks at feeds.toml's modification time
+CONFIG_CHECK = 2.0  # seconds between looks at feeds.toml's modification time
 PRUNE_EVERY = 3600.0
 FIRST_POLL_SPREAD = 30.0  # start-up polls are spread over this many seconds, not fired at once
 

@@ -1,0 +1,271 @@
+"""End to end, as a user runs it: the CLI against a loopback feed server and a fake Slack."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.cli import Relay, wait_until
+from tests.feedgen import make_items, rss
+from tests.servers import FakeSlack, FeedServer
+
+
+@pytest.fixture
+def relay(tmp_path: Path, fake_slack: FakeSlack) -> Relay:
+    return Relay(tmp_path, fake_slack.api_url)
+
+
+def titles(posts: list) -> list[str]:
+    """The linked titles as Slack shows them, from the first block of each post."""
+    out = []
+    for p in posts:
+        text = p.blocks[0]["text"]["text"]
+        out.append(text.split("|", 1)[1].split(">", 1)[0] if "|" in text else text.strip("*"))
+    return out
+
+
+def test_new_items_are_posted_once_and_first_poll_posts_nothing(relay: Relay, feed_server: FeedServer,
+                                                                fake_slack: FakeSlack) -> None:
+    feed_server.set("/blog.xml", rss(make_items(3)))
+    relay.configure(feeds=[{"name": "Blog", "url": feed_server.url("/blog.xml"), "channels": ["readings"]}])
+
+    first = relay("once")
+    assert first.code == 0, first.output
+    assert fake_slack.posts == []  # subscribing floods no one
+
+    feed_server.set("/blog.xml", rss(make_items(2, start=3) + make_items(3)))
+    second = relay("once")
+    assert second.code == 0, second.output
+    assert titles(fake_slack.posts) == ["Post 3", "Post 4"]  # oldest first
+    assert {p.channel for p in fake_slack.posts} == {"#readings"}
+
+    third = relay("once")
+    assert third.code == 0
+    assert len(fake_slack.posts) == 2  # nothing twice
+    # The third poll revalidated instead of downloading again.
+    last = feed_server.requests[-1]
+    assert last.headers.get("if-none-match")
+
+
+def test_backlog_posts_newest_n_in_order(relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss(make_items(5)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 2}])
+    assert relay("once").code == 0
+    assert titles(fake_slack.posts) == ["Post 3", "Post 4"]
+
+
+def test_filters_route_items_per_channel(relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss([]))
+    relay.configure(
+        channels={"readings": {"slack": "#readings"}, "security": {"slack": "C0SECURITY"}},
+        feeds=[{
+            "name": "Mixed", "url": feed_server.url("/f.xml"),
+            "routes": [
+                {"channel": "readings", "exclude": ["webinar"]},
+                {"channel": "security", "include": ["postgresql", "zero day"], "exclude_regex": ["(?i)sponsored"]},
+            ],
+        }],
+    )
+    assert relay("once").code == 0
+    feed_server.set("/f.xml", rss([
+        {"guid": "1", "title": "PostgreSQL 18 patch release", "link": "http://example.com/1"},
+        {"guid": "2", "title": "Join our webinar on PostgreSQL", "link": "http://example.com/2"},
+        {"guid": "3", "title": "A zero  day in widgets (sponsored)", "link": "http://example.com/3"},
+        {"guid": "4", "title": "Why we like Go", "link": "http://example.com/4", "description": "postgresqlish"},
+    ]))
+    assert relay("once").code == 0
+    assert sorted(titles(fake_slack.messages("#readings"))) == [
+        "A zero day in widgets (sponsored)", "PostgreSQL 18 patch release", "Why we like Go"]
+    # Oldest first (the feed lists newest first and has no dates); "zero day" is excluded as sponsored.
+    assert titles(fake_slack.messages("C0SECURITY")) == [
+        "Join our webinar on PostgreSQL", "PostgreSQL 18 patch release"]
+
+
+def test_guid_churn_and_cross_posting_do_not_repeat(relay: Relay, feed_server: FeedServer,
+                                                     fake_slack: FakeSlack) -> None:
+    feed_server.set("/a.xml", rss([]))
+    feed_server.set("/b.xml", rss([]))
+    relay.configure(feeds=[
+        {"name": "A", "url": feed_server.url("/a.xml"), "channels": ["readings"]},
+        {"name": "B", "url": feed_server.url("/b.xml"), "channels": ["readings"]},
+    ])
+    assert relay("once").code == 0
+    article = {"title": "Same story", "link": "http://example.com/story?utm_source=rss"}
+    feed_server.set("/a.xml", rss([{**article, "guid": "a-1"}]))
+    feed_server.set("/b.xml", rss([{**article, "guid": "b-1", "link": "http://EXAMPLE.com:80/story#top"}]))
+    assert relay("once").code == 0
+    assert titles(fake_slack.posts) == ["Same story"]
+    # The publisher re-issues every GUID: no flood.
+    feed_server.set("/a.xml", rss([{**article, "guid": "a-1-republished"}]))
+    assert relay("once").code == 0
+    assert len(fake_slack.posts) == 1
+
+
+def test_hostile_titles_ping_no_one(relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss([]))
+    relay.configure(feeds=[{"name": "<!channel> feed", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
+    assert relay("once").code == 0
+    feed_server.set("/f.xml", rss([{
+        "guid": "x", "title": "<!channel> urgent <@U123> <!here|here> &lt;!everyone&gt;",
+        "link": "http://example.com/x",
+        "description": "<p>hi <a href='javascript:alert(1)'>click</a> <!subteam^S1></p>",
+    }]))
+    assert relay("once").code == 0
+    [post] = fake_slack.posts
+    raw = json.dumps(post.payload)
+    for bad in ("<!", "<@", "<#", "javascript:"):
+        assert bad not in raw
+    assert "link_names" not in post.payload and post.payload.get("parse") != "full"
+    # What survives of the hostile title is shown as literal text, not as a mention.
+    assert "urgent &lt;@U123&gt;" in post.blocks[0]["text"]["text"]
+
+
+def test_without_credentials_messages_print_to_terminal(tmp_path: Path, feed_server: FeedServer) -> None:
+    relay = Relay(tmp_path, api_url=None, token=None)
+    feed_server.set("/f.xml", rss(make_items(2)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 1}])
+    result = relay("once")
+    assert result.code == 0, result.output
+    assert "Post 1" in result.out and "#readings" in result.out
+    assert "SLACK_BOT_TOKEN is not set" in result.err
+
+
+def test_webhook_channel(tmp_path: Path, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    relay = Relay(tmp_path, fake_slack.api_url, extra_env={"TEAM_HOOK": fake_slack.webhook_url("team")})
+    feed_server.set("/f.xml", rss(make_items(1)))
+    relay.configure(channels={"team": {"webhook_env": "TEAM_HOOK"}},
+                    feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["team"], "backlog": 1}])
+    result = relay("once")
+    assert result.code == 0, result.output
+    assert titles(fake_slack.messages("webhook:team")) == ["Post 0"]
+    assert fake_slack.webhook_url("team") not in result.output  # the URL is the secret
+
+
+def test_rate_limit_storm_loses_nothing_and_honours_retry_after(relay: Relay, feed_server: FeedServer,
+                                                                  fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss(make_items(4)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 4}],
+                    channels={"readings": {"slack": "#readings", "min_interval": "0s"}})
+    fake_slack.script([("429", 1), ("429", 1), ("500",), ("429", 1)])
+    result = relay("once")
+    assert result.code == 0, result.output
+    assert titles(fake_slack.posts) == ["Post 0", "Post 1", "Post 2", "Post 3"]
+    attempts = [a for a in fake_slack.attempts if a.endpoint == "chat.postMessage"]
+    for before, after in itertools.pairwise(attempts):
+        if before.outcome == "ratelimited":
+            assert after.time - before.time >= 0.95  # waited Retry-After before any further post
+
+
+def test_outage_keeps_messages_until_slack_is_back(relay: Relay, feed_server: FeedServer,
+                                                    fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss(make_items(3)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 3}])
+    fake_slack.outage(503)
+    down = relay("once", "--max-wait", "2s")
+    assert down.code == 1
+    assert fake_slack.posts == []
+    status = relay("status")
+    assert status.code == 0
+    assert "3" in status.out and "retrying" in status.out
+
+    fake_slack.outage(None)
+    # Backoff may have scheduled the next try a few seconds out: allow for it.
+    up = relay("once", "--max-wait", "30s")
+    assert up.code == 0, up.output
+    assert titles(fake_slack.posts) == ["Post 0", "Post 1", "Post 2"]
+
+
+def test_permanent_error_marks_channel_failing_and_keeps_messages(relay: Relay, feed_server: FeedServer,
+                                                                   fake_slack: FakeSlack) -> None:
+    fake_slack.unknown_channels.add("#gone")
+    feed_server.set("/f.xml", rss(make_items(2)))
+    relay.configure(channels={"gone": {"slack": "#gone"}},
+                    feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["gone"], "backlog": 2}])
+    result = relay("once")
+    assert result.code == 1
+    assert "channel_not_found" in result.err
+    status = relay("status")
+    assert "FAILING: channel_not_found" in status.out
+
+    # Someone fixes the channel; the next run delivers everything that waited.
+    fake_slack.unknown_channels.clear()
+    with sqlite3.connect(relay.db) as db:  # skip the 5-minute recheck delay a daemon would wait
+        db.execute("UPDATE outbox SET next_attempt = 0")
+    fixed = relay("once")
+    assert fixed.code == 0, fixed.output
+    assert titles(fake_slack.posts) == ["Post 0", "Post 1"]
+    assert "FAILING" not in relay("status").out
+
+
+def test_config_typo_is_one_clear_line(relay: Relay) -> None:
+    relay.config.write_text('[channels.readings]\nslack = "#r"\n\n[[feeds]]\nname = "x"\nurl = "http://e.com/"\n'
+                            'chanels = ["readings"]\n')
+    for command in ("check", "once", "run"):
+        result = relay(command)
+        assert result.code == 2
+        assert "Traceback" not in result.output
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1, result.err
+        assert "feeds.toml:7: feeds[0].chanels: unknown key (did you mean 'channels'?)" in lines[0]
+
+
+def test_one_failing_feed_does_not_stop_the_others(relay: Relay, feed_server: FeedServer,
+                                                   fake_slack: FakeSlack) -> None:
+    feed_server.set("/good.xml", rss(make_items(1)))
+    feed_server.set("/html", b"<!doctype html><html><body>Not a feed</body></html>", content_type="text/html")
+    relay.configure(feeds=[
+        {"name": "Broken", "url": feed_server.url("/html"), "channels": ["readings"], "backlog": 1},
+        {"name": "Missing", "url": feed_server.url("/404.xml"), "channels": ["readings"]},
+        {"name": "Refused", "url": "http://127.0.0.1:9/feed", "channels": ["readings"]},
+        {"name": "Good", "url": feed_server.url("/good.xml"), "channels": ["readings"], "backlog": 1},
+    ])
+    result = relay("once")
+    assert result.code == 1
+    assert titles(fake_slack.posts) == ["Post 0"]
+    assert "not a feed" in result.err and "HTTP 404" in result.err and "cannot connect" in result.err
+    status = relay("status").out
+    assert "Broken" in status and "ERROR" in status
+
+
+def test_kill_9_during_delivery_then_restart_loses_nothing(relay: Relay, feed_server: FeedServer,
+                                                            fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss(make_items(12)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"],
+                            "backlog": 12}],
+                    channels={"readings": {"slack": "#readings", "min_interval": "0s"}})
+    fake_slack.delay = 0.2
+    daemon = relay.start()
+    wait_until(lambda: len(fake_slack.posts) >= 3, timeout=30)
+    daemon.kill()
+    fake_slack.delay = 0
+    result = relay("once")
+    assert result.code == 0, result.output
+    got = titles(fake_slack.posts)
+    assert set(got) == {f"Post {i}" for i in range(12)}
+    assert len(got) - len(set(got)) <= 1  # at most the one message in flight at the kill
+
+
+def test_daemon_picks_up_config_edits_and_stops_cleanly(relay: Relay, feed_server: FeedServer,
+                                                         fake_slack: FakeSlack) -> None:
+    feed_server.set("/a.xml", rss(make_items(2)))
+    feed_server.set("/b.xml", rss(make_items(3, prefix="B")))
+    feed_a = {"name": "A", "url": feed_server.url("/a.xml"), "channels": ["readings"], "interval": "1h"}
+    relay.configure(feeds=[feed_a])
+    daemon = relay.start()
+    try:
+        wait_until(lambda: feed_server.hits("/a.xml") >= 1)
+        relay.config.write_text(relay.config.read_text() + "\nthis is not toml ===\n")
+        wait_until(lambda: "config change ignored" in daemon.log(), timeout=15)
+        assert daemon.proc.poll() is None  # a bad edit never stops the running daemon
+        relay.configure(feeds=[feed_a, {"name": "B", "url": feed_server.url("/b.xml"), "channels": ["readings"],
+                                        "backlog": 1, "interval": "1h"}])
+        wait_until(lambda: fake_slack.posts, timeout=20)
+        assert titles(fake_slack.posts) == ["B 2"]
+    finally:
+        result = daemon.stop()
+    assert result.code == 0, result.err
+    assert "Traceback" not in result.err
