@@ -148,6 +148,8 @@ def once(state: State, max_wait: str) -> None:
             relay.prune()
         bad = 0
         for r in feeds:
+            if r.skipped:
+                click.echo(f"feed {r.feed!r}: skipped, the server asked us to wait (Retry-After)", err=True)
             if r.error:
                 bad += 1
                 click.echo(f"feed {r.feed!r}: {r.error}", err=True)

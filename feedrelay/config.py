@@ -16,6 +16,10 @@ from typing import Any
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_TOKEN_ENV = "SLACK_BOT_TOKEN"
+DEFAULT_URLS = {
+    "nvd": "https://services.nvd.nist.gov/rest/json/cves/2.0",
+    "kev": "https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json",
+}
 FILTER_FIELDS = ("title", "summary", "content", "categories", "author")
 DEFAULT_FILTER_FIELDS = ("title", "summary", "categories")
 
@@ -345,8 +349,8 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
     kind = c.get(t, "type", keypath, str, "rss")
     if kind not in ("rss", "nvd", "kev"):
         raise c.fail(f"{keypath}.type", f"expected rss, nvd or kev; got {kind!r}")
-    url = c.get(t, "url", keypath, str, "").strip()
-    if kind == "rss" and not url:
+    url = c.get(t, "url", keypath, str, "").strip() or DEFAULT_URLS.get(kind, "")
+    if not url:
         raise c.fail(f"{keypath}.url", f"feed {name!r} needs a url")
     if url and not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
         raise c.fail(f"{keypath}.url", f"expected an http:// or https:// URL; got {url!r}")

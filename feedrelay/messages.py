@@ -8,6 +8,7 @@ where it leads.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -74,6 +75,21 @@ def link(url: str, label: str, limit: int = TITLE_LIMIT) -> str:
     return f"<{target}|{label}>" if target else label
 
 
+CVE_ID = re.compile(r"\bCVE-\d{4}-\d{4,7}\b")
+
+
+def cve_links(text: str, limit: int = 10) -> list[str]:
+    """CVE ids mentioned in free text (e.g. a CISA advisory), each linked to NVD, in order, once."""
+    seen: list[str] = []
+    for match in CVE_ID.finditer(text):
+        if match.group(0) not in seen:
+            seen.append(match.group(0))
+    shown = [link(f"https://nvd.nist.gov/vuln/detail/{c}", c) for c in seen[:limit]]
+    if len(seen) > limit:
+        shown.append(f"and {len(seen) - limit} more")
+    return shown
+
+
 def when(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M UTC") if dt else ""
 
@@ -94,6 +110,8 @@ def render_post(item: Item, feed_name: str) -> Message:
     summary = item.summary or item.content
     if summary:
         blocks.append(section(fit(summary, SUMMARY_LIMIT)))
+    if cves := cve_links("\n".join((item.title, item.summary, item.content))):
+        blocks.append(section("CVEs: " + ", ".join(cves)))
     blocks.append(context(feed_name, item.link, item.published, item.author))
     fallback = f"{fit(title, TITLE_LIMIT)} — {fit(feed_name, 100)}"
     if safe_url(item.link):

@@ -1,0 +1,101 @@
+"""Messages for CVEs and KEV additions: what a responder needs at a glance. Pure functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .items import Item
+from .messages import Message, context, escape, fit, host_of, link, safe_url, section
+
+SEVERITY_EMOJI = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "🟢", "none": "⚪"}
+DESCRIPTION_LIMIT = 1200
+
+
+def severity_label(extra: dict[str, Any]) -> str:
+    severity = extra.get("severity")
+    if not severity:
+        return "⚪ Unscored"
+    label = f"{SEVERITY_EMOJI.get(severity, '⚪')} {severity.capitalize()}"
+    if extra.get("score") is not None:
+        label += f" {extra['score']:.1f}"
+    if extra.get("cvss_version"):
+        label += f" (CVSS {extra['cvss_version']}"
+        if extra.get("score_source") == "Secondary":
+            label += ", CNA score"
+        label += ")"
+    return label
+
+
+def _field_list(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"[:2000], "verbatim": True}
+                                          for k, v in pairs[:10] if v]}
+
+
+def _affected(extra: dict[str, Any], limit: int = 5) -> str:
+    vendors, products = extra.get("vendors") or [], extra.get("products") or []
+    names = [f"{v} {p}" for v, p in zip(vendors, products, strict=False)] if len(vendors) == len(products) else \
+        list(products or vendors)
+    shown = ", ".join(names[:limit])
+    if len(names) > limit:
+        shown += f" and {len(names) - limit} more"
+    return fit(shown, 500)
+
+
+def _references(urls: list[str], limit: int = 3) -> str:
+    # Labels are the links' own hosts, so nothing can hide where a reference leads.
+    shown = [link(u, host_of(u) or u) for u in urls if safe_url(u)][:limit]
+    return " · ".join(shown)
+
+
+def render_security(item: Item, feed_name: str) -> Message:
+    return render_kev(item, feed_name) if item.kind == "kev" else render_cve(item, feed_name)
+
+
+def render_cve(item: Item, feed_name: str) -> Message:
+    x = item.extra
+    cve = escape(x.get("cve", item.title))
+    heading = f"*{link(item.link, x.get('cve', item.title))}*  {escape(severity_label(x))}"
+    if x.get("kev"):
+        heading += "  🚨 *CISA KEV*"
+    blocks: list[dict[str, Any]] = [section(heading)]
+    if item.summary:
+        blocks.append(section(fit(item.summary, DESCRIPTION_LIMIT)))
+    fields = [("Affects", _affected(x)), ("Vector", escape(x.get("vector", ""))),
+              ("Weakness", escape(", ".join(x.get("cwes") or [])[:200])), ("Status", escape(x.get("status", "")))]
+    if x.get("kev"):
+        fields.insert(0, ("KEV due date", escape(str(x.get("kev_due") or "")) +
+                          (f" (added {escape(str(x.get('kev_added')))})" if x.get("kev_added") else "")))
+    if any(v for _, v in fields):
+        blocks.append(_field_list(fields))
+    if refs := _references(x.get("references") or []):
+        blocks.append(section(f"References: {refs}"))
+    blocks.append(context(feed_name, item.link, item.published))
+    text = f"{cve} {severity_label(x)}" + (" [CISA KEV]" if x.get("kev") else "") + f": {fit(item.summary, 300)}"
+    return Message(text=text[:3000], blocks=blocks)
+
+
+def render_kev(item: Item, feed_name: str) -> Message:
+    x = item.extra
+    cve = x.get("cve", item.key)
+    affected = _affected(x)
+    heading = f"🚨 *Added to CISA KEV: {link(item.link, cve)}*"
+    if affected:
+        heading += f" — {affected}"
+    blocks: list[dict[str, Any]] = [section(heading)]
+    if x.get("name"):
+        blocks.append(section(f"*{fit(x['name'], 300)}*"))
+    if item.summary:
+        blocks.append(section(fit(item.summary, DESCRIPTION_LIMIT)))
+    blocks.append(_field_list([
+        ("Date added", escape(str(x.get("kev_added") or ""))),
+        ("Due date", escape(str(x.get("kev_due") or ""))),
+        ("Known ransomware use", escape(x.get("ransomware") or "Unknown")),
+        ("Weakness", escape(", ".join(x.get("cwes") or []))),
+    ]))
+    if x.get("kev_action"):
+        blocks.append(section(f"*Required action:* {fit(x['kev_action'], 800)}"))
+    if refs := _references(x.get("references") or []):
+        blocks.append(section(f"Notes: {refs}"))
+    blocks.append(context(feed_name, item.link, item.published))
+    text = f"Added to CISA KEV: {escape(cve)} — {affected} — {fit(x.get('name', ''), 300)}"
+    return Message(text=text[:3000], blocks=blocks)

@@ -1,0 +1,243 @@
+"""NIST NVD CVE API 2.0: new and changed CVEs by last-modified windows, under NVD's rate limits.
+
+The watermark (the end of the last fully processed window) is saved with the window's items in one
+transaction, so a crash or a 503 mid-window repeats the window and never skips one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from ..config import Feed
+from ..fetch import Fetcher, FetchError
+from ..items import Item
+from ..text import clean
+from . import PollResult, SourceError
+
+MAX_WINDOW = timedelta(days=120)  # NVD refuses longer lastMod ranges
+OVERLAP = timedelta(hours=3)  # NVD publishes in ~2-hourly batches; records can appear late in a window
+PAGE_SIZE = 2000  # NVD's maximum resultsPerPage
+FIRST_RUN_LOOKBACK = timedelta(days=1)  # with `backlog`, the newest N CVEs come from this far back
+RETRIES = 2  # in-poll retries of 403/503 before the poll fails (and the window is repeated next time)
+METRIC_KEYS = (("cvssMetricV40", "4.0"), ("cvssMetricV31", "3.1"), ("cvssMetricV30", "3.0"), ("cvssMetricV2", "2.0"))
+DESCRIPTION_MAX = 3000
+
+
+class RateLimiter:
+    """At most ``count`` requests in any ``period`` seconds (NVD: 5 per 30 s, 50 with an API key)."""
+
+    def __init__(self, count: int, period: float) -> None:
+        self.count = count
+        self.period = period
+        self.sent: deque[float] = deque()
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self.lock:
+            now = time.monotonic()
+            while self.sent and now - self.sent[0] >= self.period:
+                self.sent.popleft()
+            if len(self.sent) >= self.count:
+                await asyncio.sleep(self.period - (now - self.sent[0]))
+                self.sent.popleft()
+            self.sent.append(time.monotonic())
+
+
+def nvd_time(dt: datetime) -> str:
+    """NVD wants an explicit UTC offset; without one it answers 404 since mid-2025."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+00:00")
+
+
+def windows(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    out = []
+    while start < end:
+        stop = min(start + MAX_WINDOW, end)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def _utc(text: str | None) -> datetime | None:
+    """NVD timestamps carry no offset but are UTC."""
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def pick_metric(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """CVSS v4.0 → v3.1 → v3.0 → v2; within a version NVD's Primary score, else the CNA's Secondary.
+    Returns {severity, score, version, vector, source_type} or None when unscored."""
+    for key, version in METRIC_KEYS:
+        entries = [m for m in metrics.get(key) or [] if isinstance(m, dict)]
+        entries.sort(key=lambda m: 0 if m.get("type") == "Primary" else 1)
+        for m in entries:
+            data = m.get("cvssData") or {}
+            score = data.get("baseScore")
+            # v2 keeps baseSeverity outside cvssData.
+            severity = data.get("baseSeverity") or m.get("baseSeverity")
+            if not isinstance(score, int | float):
+                continue
+            if not severity:
+                severity = severity_for(float(score))
+            return {"severity": str(severity).lower(), "score": float(score), "version": version,
+                    "vector": str(data.get("vectorString", ""))[:200], "source_type": m.get("type", "")}
+    return None
+
+
+def severity_for(score: float) -> str:
+    if score == 0:
+        return "none"
+    if score < 4:
+        return "low"
+    if score < 7:
+        return "medium"
+    if score < 9:
+        return "high"
+    return "critical"
+
+
+def _cpes(cve: dict[str, Any]) -> tuple[list[str], list[str]]:
+    vendors: list[str] = []
+    products: list[str] = []
+    for config in cve.get("configurations") or []:
+        for node in config.get("nodes") or []:
+            for match in node.get("cpeMatch") or []:
+                parts = str(match.get("criteria", "")).split(":")
+                if len(parts) > 4 and match.get("vulnerable", True):
+                    vendor, product = parts[3].replace("_", " "), parts[4].replace("_", " ")
+                    if vendor not in vendors:
+                        vendors.append(vendor)
+                    if product not in products:
+                        products.append(product)
+    return vendors[:20], products[:20]
+
+
+def cve_item(cve: dict[str, Any]) -> Item | None:
+    """An Item for one NVD record; None for records that must never be posted (Rejected, malformed)."""
+    cve_id = str(cve.get("id", ""))
+    if not cve_id.startswith("CVE-") or len(cve_id) > 40:
+        return None
+    descriptions = cve.get("descriptions") or []
+    description = next((d.get("value", "") for d in descriptions if d.get("lang") == "en"),
+                       descriptions[0].get("value", "") if descriptions else "")
+    status = str(cve.get("vulnStatus", ""))
+    if status == "Rejected" or description.startswith("** REJECT **") or description.startswith("Rejected reason:"):
+        return None
+    vendors, products = _cpes(cve)
+    cwes = sorted({d.get("value", "") for w in cve.get("weaknesses") or [] for d in w.get("description") or []
+                   if str(d.get("value", "")).startswith("CWE-")})
+    metric = pick_metric(cve.get("metrics") or {})
+    extra: dict[str, Any] = {
+        "cve": cve_id,
+        "status": status,
+        "severity": metric["severity"] if metric else None,
+        "score": metric["score"] if metric else None,
+        "cvss_version": metric["version"] if metric else None,
+        "vector": metric["vector"] if metric else "",
+        "score_source": metric["source_type"] if metric else "",
+        "vendors": vendors,
+        "products": products,
+        "cwes": cwes,
+        "references": [str(r.get("url", ""))[:500] for r in (cve.get("references") or [])[:5]],
+        "kev": bool(cve.get("cisaExploitAdd")),
+    }
+    if extra["kev"]:
+        extra.update(kev_added=cve.get("cisaExploitAdd"), kev_due=cve.get("cisaActionDue"),
+                     kev_action=clean(str(cve.get("cisaRequiredAction", "")))[:500],
+                     kev_name=clean(str(cve.get("cisaVulnerabilityName", "")))[:300])
+    return Item(
+        key=cve_id,
+        title=cve_id,
+        link=f"https://nvd.nist.gov/vuln/detail/{cve_id}",
+        summary=clean(description)[:DESCRIPTION_MAX],
+        categories=tuple(cwes),
+        published=_utc(cve.get("published")),
+        kind="cve",
+        extra=extra,
+    )
+
+
+class NVDSource:
+    def __init__(self, feed: Feed, fetcher: Fetcher, environ: dict[str, str] | None = None) -> None:
+        self.feed = feed
+        self.fetcher = fetcher
+        self.url = feed.url  # config fills in the public endpoint
+        env = os.environ if environ is None else environ
+        self.api_key = env.get(feed.api_key_env, "").strip() if feed.api_key_env else ""
+        # Public limits: 5 requests per rolling 30 s without a key, 50 with one.
+        self.limiter = RateLimiter(50 if self.api_key else 5, 30.0)
+        self.retry_delays = (2.0, 6.0)
+
+    async def poll(self, state: dict[str, Any]) -> PollResult:
+        now = datetime.now(UTC)
+        mark = _utc(state.get("watermark"))
+        if mark is None:
+            if not self.feed.backlog:
+                # First run starts from now: nothing old is posted.
+                return PollResult([], {"watermark": now.isoformat()}, listing=False)
+            start = now - FIRST_RUN_LOOKBACK
+        else:
+            start = min(mark, now) - OVERLAP
+        items: dict[str, Item] = {}
+        for lo, hi in windows(start, now):
+            for item in await self._window(lo, hi):
+                items[item.key] = item
+        return PollResult(list(items.values()), {"watermark": now.isoformat()}, listing=False)
+
+    async def _window(self, start: datetime, end: datetime) -> list[Item]:
+        out: list[Item] = []
+        index = 0
+        while True:
+            page = await self._page(start, end, index)
+            vulns = page.get("vulnerabilities") or []
+            for v in vulns:
+                item = cve_item(v.get("cve") or {}) if isinstance(v, dict) else None
+                if item:
+                    out.append(item)
+            total = int(page.get("totalResults") or 0)
+            index += int(page.get("resultsPerPage") or len(vulns))
+            if not vulns or index >= total:
+                return out
+
+    async def _page(self, start: datetime, end: datetime, index: int) -> dict[str, Any]:
+        query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in (
+            ("lastModStartDate", nvd_time(start)), ("lastModEndDate", nvd_time(end)),
+            ("resultsPerPage", PAGE_SIZE), ("startIndex", index)))
+        headers = {"apiKey": self.api_key} if self.api_key else {}
+        for attempt in range(RETRIES + 1):
+            await self.limiter.wait()
+            try:
+                resp = await self.fetcher.get(f"{self.url}?{query}", headers=headers, accept="application/json")
+                return _json(resp.body)
+            except FetchError as exc:
+                if exc.status == 404 and exc.headers.get("message"):
+                    raise SourceError(f"NVD rejected the request: {exc.headers['message'][:300]}; check the feed's "
+                                      "url (it should end in /rest/json/cves/2.0)", config_problem=True) from None
+                retryable = exc.status in (403, 429, 500, 502, 503, 504) or exc.status is None
+                if not retryable or attempt == RETRIES:
+                    hint = " (throttled: set api_key_env for a higher limit)" if exc.status == 403 else ""
+                    raise SourceError(f"NVD: {exc}{hint}; the window will be repeated") from None
+                delay = exc.retry_after if exc.retry_after is not None else self.retry_delays[attempt]
+                await asyncio.sleep(min(delay, 60))
+        raise AssertionError("unreachable")
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FetchError(f"NVD answered something that is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise FetchError("NVD answered JSON that is not an object")
+    return data
