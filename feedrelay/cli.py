@@ -205,7 +205,8 @@ def preview(state: State, target: str, limit: int) -> None:
             fail(f"no feed named {target!r} in {state.config_path} (feeds: {names or 'none'}); or give a URL")
         feed = Feed(name=target, url=target, kind="rss", interval=900, backlog=0, routes=(Route("(any)"),))
     defaults = config.defaults if config else Defaults()
-    known = _known_keys(state.db_path(config), feed.name)
+    configured = config is not None and config.feed(feed.name) is not None
+    known = _known_keys(state.db_path(config), feed.name) if configured else None
 
     async def main() -> list[Any]:
         async with Fetcher(timeout=defaults.timeout, max_body=defaults.max_body) as fetcher:
@@ -222,13 +223,14 @@ def preview(state: State, target: str, limit: int) -> None:
     for v in verdicts:
         by_item.setdefault(v.item.key, []).append(v)
     for item in items:
-        seen = " (already seen)" if item.key in known else (" (new)" if known is not None else "")
+        seen = "" if known is None else (" (already seen)" if item.key in known else " (new)")
         date = item.published.strftime("%Y-%m-%d %H:%M") if item.published else "no date"
         click.echo(f"• {item.title or '(untitled)'}{seen}\n  {date}  {item.link or '(no link)'}")
-        for v in by_item.get(item.key, []):
-            mark = "post" if v.decision.passed else "skip"
-            if config and feed.name in {f.name for f in config.feeds}:
-                click.echo(f"  {mark:>4} → {v.channel}: {v.decision.reason}")
+        for v in by_item.get(item.key, []) if configured else []:
+            if known is not None and item.key in known:
+                click.echo(f"  seen → {v.channel}: already remembered, never posted twice ({v.decision.reason})")
+            else:
+                click.echo(f"  {'post' if v.decision.passed else 'skip'} → {v.channel}: {v.decision.reason}")
         click.echo()
 
 

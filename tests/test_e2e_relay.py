@@ -269,3 +269,21 @@ def test_daemon_picks_up_config_edits_and_stops_cleanly(relay: Relay, feed_serve
         result = daemon.stop()
     assert result.code == 0, result.err
     assert "Traceback" not in result.err
+
+
+def test_preview_explains_decisions_and_posts_nothing(relay: Relay, feed_server: FeedServer,
+                                                      fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss([
+        {"guid": "1", "title": "Kubernetes 1.40 released", "link": "http://example.com/1"},
+        {"guid": "2", "title": "Our new webinar series", "link": "http://example.com/2"},
+    ]))
+    relay.configure(feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "routes": [
+        {"channel": "readings", "include": ["kubernetes", "webinar"], "exclude": ["webinar series"]}]}])
+    result = relay("preview", "Blog")
+    assert result.code == 0, result.output
+    assert 'post → readings: included by keyword "kubernetes"' in result.out
+    assert 'skip → readings: excluded by keyword "webinar series"' in result.out
+    assert fake_slack.posts == [] and not relay.db.exists()  # a preview writes nothing
+
+    missing = relay("preview", "Nope")
+    assert missing.code == 2 and "no feed named 'Nope'" in missing.err
