@@ -6,6 +6,7 @@ would be valid. Secrets are never in the file: it names the environment variable
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -48,8 +49,8 @@ def parse_duration(value: object) -> float:
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     else:
         raise ValueError('expected a duration such as "90s", "15m", "2h" or "1d"')
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a duration must be a finite number of seconds, not negative")
     return seconds
 
 

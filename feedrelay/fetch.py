@@ -187,6 +187,9 @@ class Fetcher:
                 raise FetchError(f"timed out after {self.timeout:g}s (defaults.timeout)") from None
             except httpx.HTTPError as exc:
                 raise FetchError(_describe(exc)) from None
+            except httpx.InvalidURL as exc:
+                # httpx builds the redirect target itself and rejects e.g. "javascript:alert(1)".
+                raise FetchError(f"refused a non-http(s) or malformed redirect target: {exc}") from None
 
     async def _read(self, url: str, resp: httpx.Response) -> Response | str:
         status = resp.status_code

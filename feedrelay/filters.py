@@ -94,12 +94,14 @@ def _security(flt: Filter, item: Item) -> Decision | None:
         wanted = [("vendor", v) for v in flt.vendors] + [("product", p) for p in flt.products]
         have = {("vendor", v.lower()) for v in extra.get("vendors", ())}
         have |= {("product", p.lower()) for p in extra.get("products", ())}
-        if not any(w in have for w in wanted):
+        if have:
+            matched = any(w in have for w in wanted)
+        else:
             # Most new CVEs have no CPE data yet: fall back to the names appearing in the text.
             text = filter_text(item, ("title", "summary"))
-            hit = next((name for _, name in wanted if _keyword(name).search(text)), None)
-            if hit is None:
-                return Decision(False, "excluded: no listed vendor or product")
+            matched = any(_keyword(name).search(text) for _, name in wanted)
+        if not matched:
+            return Decision(False, "excluded: no listed vendor or product")
     return None
 
 

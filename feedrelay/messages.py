@@ -41,24 +41,27 @@ def fit(text: str, limit: int) -> str:
     """Escaped ``text`` cut so the *escaped* form is at most ``limit`` characters (never mid-entity)."""
     from .text import truncate
 
-    raw = truncate(text, limit)
-    escaped = escape(raw)
-    while len(escaped) > limit:
-        raw = truncate(raw, max(1, len(raw) - (len(escaped) - limit) - 1))
-        escaped = escape(raw)
-    return escaped
+    escaped = escape(truncate(text, limit))
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
 
 
 def safe_url(url: str) -> str:
     """An http(s) URL made safe inside ``<url|label>``; "" if it is not one."""
     try:
-        scheme = urlsplit(url).scheme.lower()
+        parts = urlsplit(url)
     except ValueError:
         return ""
-    if scheme not in ("http", "https") or len(url) > MAX_URL:
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return ""
     # Keep URL syntax; percent-encode what would end or split Slack's <url|label> and all whitespace.
-    return quote(url, safe="/:?#[]@!$&()*+,;=%-._~")
+    encoded = quote(url, safe="/:?#[]@!$&()*+,;=%-._~")
+    return encoded if len(encoded) <= MAX_URL else ""
 
 
 def host_of(url: str) -> str:

@@ -70,7 +70,8 @@ def render_cve(item: Item, feed_name: str) -> Message:
     if refs := _references(x.get("references") or []):
         blocks.append(section(f"References: {refs}"))
     blocks.append(context(feed_name, item.link, item.published))
-    text = f"{cve} {severity_label(x)}" + (" [CISA KEV]" if x.get("kev") else "") + f": {fit(item.summary, 300)}"
+    badge = " [CISA KEV]" if x.get("kev") else ""
+    text = f"{cve} {escape(severity_label(x))}{badge}: {fit(item.summary, 300)}"
     return Message(text=text[:3000], blocks=blocks)
 
 

@@ -88,9 +88,10 @@ def pick_metric(metrics: dict[str, Any]) -> dict[str, Any] | None:
             severity = data.get("baseSeverity") or m.get("baseSeverity")
             if not isinstance(score, int | float):
                 continue
-            if not severity:
+            severity = str(severity or "").lower()
+            if severity not in ("none", "low", "medium", "high", "critical"):
                 severity = severity_for(float(score))
-            return {"severity": str(severity).lower(), "score": float(score), "version": version,
+            return {"severity": severity, "score": float(score), "version": version,
                     "vector": str(data.get("vectorString", ""))[:200], "source_type": m.get("type", "")}
     return None
 

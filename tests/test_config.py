@@ -1,0 +1,327 @@
+"""feeds.toml validation: every mistake is reported precisely, and `feedrelay check` says so in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from feedrelay.config import ConfigError, load_config, parse_config, parse_duration, parse_size
+
+CHANNELS = """\
+[channels.readings]
+slack = "#readings"
+
+[channels.alerts]
+webhook_env = "ALERTS_WEBHOOK_URL"
+"""
+
+VALID = CHANNELS + """
+[[feeds]]
+name = "Blog"
+url = "https://blog.example.com/rss"
+channels = ["readings"]
+
+[[feeds]]
+name = "Advisories"
+url = "https://example.org/advisories.xml"
+interval = "30m"
+
+  [[feeds.routes]]
+  channel = "alerts"
+  include = ["OpenSSL"]
+  include_regex = ['CVE-\\d+-\\d+']
+"""
+
+TYPO = CHANNELS + """
+[[feeds]]
+name = "Blog"
+url = "https://blog.example.com/rss"
+channels = ["readings"]
+
+[[feeds]]
+name = "Other"
+url = "https://other.example.com/rss"
+intervl = "1h"
+channels = ["readings"]
+"""
+TYPO_LINE = TYPO.splitlines().index('intervl = "1h"') + 1
+
+
+def error(text: str, path: str = "/etc/feedrelay/feeds.toml", **kw: object) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, path, **kw)  # type: ignore[arg-type]
+    return str(info.value)
+
+
+def feed_toml(extra: str = "", channels: str = '["readings"]', url: str = "https://example.com/rss") -> str:
+    return CHANNELS + f'\n[[feeds]]\nname = "F"\nurl = "{url}"\nchannels = {channels}\n{extra}\n'
+
+
+def test_valid_config() -> None:
+    config = parse_config(VALID, "/etc/feedrelay/feeds.toml", environ={})
+    assert [f.name for f in config.feeds] == ["Blog", "Advisories"]
+    blog, adv = config.feeds
+    assert blog.interval == 900 and [r.channel for r in blog.routes] == ["readings"]
+    assert adv.interval == 1800
+    assert adv.routes[0].filter.include == ("OpenSSL",)
+    assert config.channels["readings"].kind == "slack" and config.channels["readings"].target == "#readings"
+    assert config.channels["alerts"].kind == "webhook"
+    assert config.secret_env_names() == {"SLACK_BOT_TOKEN", "ALERTS_WEBHOOK_URL"}
+
+
+def test_unknown_key_names_file_path_line_and_suggestion() -> None:
+    message = error(TYPO)
+    assert message.startswith(f"/etc/feedrelay/feeds.toml:{TYPO_LINE}: ")
+    assert "feeds[1].intervl" in message
+    assert "'interval'" in message
+
+
+def test_unknown_key_in_route() -> None:
+    text = feed_toml() + '\n[[feeds]]\nname = "G"\nurl = "https://g.example/rss"\n' \
+        '[[feeds.routes]]\nchannel = "readings"\n[[feeds.routes]]\nchanel = "alerts"\n'
+    message = error(text)
+    line = text.splitlines().index('chanel = "alerts"') + 1
+    assert f":{line}: " in message and "feeds[1].routes[1].chanel" in message and "'channel'" in message
+
+
+def test_unknown_top_level_key() -> None:
+    message = error('databse = "x.db"\n' + CHANNELS)
+    assert "feeds.toml:1: databse" in message and "'database'" in message
+
+
+@pytest.mark.parametrize("value", ['"5 minutes"', '"15 m s"', '"-5m"', "-1", "true", '"soon"', '""'])
+def test_bad_duration(value: str) -> None:
+    message = error(feed_toml(f"interval = {value}"))
+    assert "feeds[0].interval" in message
+    assert "duration" in message
+
+
+def test_bad_duration_in_defaults_names_the_key() -> None:
+    message = error('[defaults]\ntimeout = "forever"\n' + CHANNELS)
+    assert "feeds.toml:2: defaults.timeout" in message and "forever" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1w", 604800), ("1.5h", 5400), ("500ms", 0.5),
+     (" 10 m ", 600), (300, 300), (2.5, 2.5), ("45", 45)],
+)
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration(value) == pytest.approx(seconds)
+
+
+def test_duration_in_config() -> None:
+    config = parse_config(feed_toml('interval = "2h"'), environ={})
+    assert config.feeds[0].interval == 7200
+    config = parse_config(feed_toml("interval = 90"), environ={})
+    assert config.feeds[0].interval == 90
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("10MB", 10_000_000), ("512KiB", 524_288), ("1mib", 1_048_576), ("2 kb", 2000), ("1.5MB", 1_500_000),
+     (4096, 4096), ("100", 100), ("1GB", 10**9)],
+)
+def test_sizes(value: object, size: int) -> None:
+    assert parse_size(value) == size
+
+
+@pytest.mark.parametrize("value", ["ten MB", "5 XB", "", True, 1.5, "-1MB"])
+def test_bad_sizes(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_size(value)
+
+
+def test_sizes_and_durations_in_defaults() -> None:
+    text = '[defaults]\nmax_body = "5MB"\ntimeout = "90s"\ninterval = "1h"\ndedupe_window = "7d"\n' + feed_toml()
+    config = parse_config(text, environ={})
+    d = config.defaults
+    assert (d.max_body, d.timeout, d.interval, d.dedupe_window) == (5_000_000, 90, 3600, 7 * 86400)
+    assert config.feeds[0].interval == 3600  # feeds inherit the default
+
+
+def test_bad_size_in_defaults() -> None:
+    message = error('[defaults]\nmax_body = "lots"\n' + CHANNELS)
+    assert "defaults.max_body" in message and "size" in message
+
+
+def test_unknown_channel_in_channels_list() -> None:
+    message = error(feed_toml(channels='["readings", "general"]'))
+    assert "feeds[0].channels" in message
+    assert "'general'" in message and "[channels.general]" in message
+    assert "alerts" in message and "readings" in message  # what is defined
+
+
+def test_unknown_channel_in_route() -> None:
+    text = CHANNELS + '\n[[feeds]]\nname = "F"\nurl = "https://e.com/rss"\n[[feeds.routes]]\nchannel = "sec"\n'
+    message = error(text)
+    assert "feeds[0].routes[0]" in message and "'sec'" in message
+
+
+@pytest.mark.parametrize("key", ["include_regex", "exclude_regex"])
+def test_bad_regex_names_the_pattern_key(key: str) -> None:
+    message = error(feed_toml(f"{key} = ['fine', '(unclosed']"))
+    assert f"feeds[0].{key}[1]" in message
+    assert "(unclosed" in message
+    assert "regular expression" in message
+
+
+def test_bad_regex_in_route_names_the_route() -> None:
+    text = CHANNELS + '\n[[feeds]]\nname = "F"\nurl = "https://e.com/rss"\n' \
+        '[[feeds.routes]]\nchannel = "readings"\nexclude_regex = ["[a-"]\n'
+    assert "feeds[0].routes[0].exclude_regex[0]" in error(text)
+
+
+def test_channel_with_both_slack_and_webhook() -> None:
+    message = error('[channels.both]\nslack = "#x"\nwebhook_env = "HOOK"\n')
+    assert "channels.both" in message and "exactly one" in message
+
+
+def test_channel_with_neither() -> None:
+    assert "exactly one" in error("[channels.none]\nunfurl = true\n")
+
+
+@pytest.mark.parametrize("value", ["https://hooks.slack.com/services/T000/B000/XXXX", "hooks.slack.com/x",
+                                   "MY HOOK", "1HOOK"])
+def test_webhook_env_must_be_a_variable_name(value: str) -> None:
+    message = error(f'[channels.alerts]\nwebhook_env = "{value}"\n')
+    assert "channels.alerts.webhook_env" in message
+    assert "NAME of an environment variable" in message
+    assert value not in message  # a webhook URL is a secret: never echoed into logs
+
+
+def test_duplicate_feed_names() -> None:
+    text = feed_toml() + '\n[[feeds]]\nname = "F"\nurl = "https://other.example/rss"\nchannels = ["readings"]\n'
+    message = error(text)
+    second = [n for n, line in enumerate(text.splitlines(), 1) if line == "[[feeds]]"][1]
+    assert "feeds[1].name" in message and "duplicate" in message and "'F'" in message
+    assert f"feeds.toml:{second + 1}:" in message  # the second feed's name line
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/feed", "file:///etc/passwd", "example.com/rss",
+                                 "javascript:alert(1)", "http:///nohost"])
+def test_non_http_url(url: str) -> None:
+    message = error(feed_toml(url=url))
+    assert "feeds[0].url" in message and "http://" in message
+
+
+def test_feed_without_destination() -> None:
+    message = error(CHANNELS + '\n[[feeds]]\nname = "Lonely"\nurl = "https://e.com/rss"\n')
+    assert "feeds[0]" in message and "goes nowhere" in message
+
+
+def test_invalid_toml_shows_line() -> None:
+    text = CHANNELS + '\n[[feeds]]\nname = "F"\nurl = https://unquoted.example\n'
+    line = text.splitlines().index("url = https://unquoted.example") + 1
+    message = error(text)
+    assert message.startswith("/etc/feedrelay/feeds.toml: not valid TOML")
+    assert f"line {line}" in message
+
+
+def test_single_brackets_for_feeds_explained() -> None:
+    message = error(CHANNELS + '\n[feeds]\nname = "F"\n')
+    assert "feeds" in message and "[[feeds]]" in message
+
+
+def test_slack_api_url_env_override() -> None:
+    config = parse_config(feed_toml(), environ={"SLACK_API_URL": "http://127.0.0.1:8080/api"})
+    assert config.slack.api_url == "http://127.0.0.1:8080/api/"
+    assert parse_config(feed_toml(), environ={}).slack.api_url == "https://slack.com/api/"
+    text = '[slack]\napi_url = "http://localhost:9/api/"\n' + feed_toml()
+    assert parse_config(text, environ={}).slack.api_url == "http://localhost:9/api/"
+    assert parse_config(text, environ={"SLACK_API_URL": "http://override/api/"}).slack.api_url == \
+        "http://override/api/"
+
+
+def test_slack_api_url_env_override_must_be_http() -> None:
+    assert "slack.api_url" in error(feed_toml(), environ={"SLACK_API_URL": "file:///tmp/sock"})
+
+
+def test_database_relative_to_config_dir(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "feeds.toml"
+    path.parent.mkdir()
+    path.write_text('database = "state/relay.db"\n' + feed_toml())
+    config = load_config(path, environ={})
+    assert Path(config.database) == tmp_path / "conf" / "state" / "relay.db"
+
+
+def test_database_default_beside_config(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(feed_toml())
+    assert Path(load_config(path, environ={}).database) == tmp_path / "feedrelay.db"
+
+
+def test_database_absolute_kept(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text('database = "/var/lib/feedrelay/x.db"\n' + feed_toml())
+    assert load_config(path, environ={}).database == "/var/lib/feedrelay/x.db"
+
+
+def test_load_config_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_load_config_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_bytes(b'[channels.r]\nslack = "#caf\xe9"\n')
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(path)
+
+
+def test_load_config_error_names_the_real_file(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(TYPO)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value).startswith(f"{path}:{TYPO_LINE}: feeds[1].intervl")
+
+
+def test_filter_keys_validated() -> None:
+    assert "feeds[0].min_severity" in error(feed_toml('min_severity = "severe"'))
+    assert "feeds[0].min_score" in error(feed_toml("min_score = 11"))
+    assert "feeds[0].fields" in error(feed_toml('fields = ["body"]'))
+    assert "feeds[0].include" in error(feed_toml('include = ["ok", ""]'))
+
+
+# --- the CLI, as a user runs it -----------------------------------------------------------------
+
+
+def run_check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "feedrelay", "-c", str(path), "check"], capture_output=True,
+                          text=True, timeout=60, cwd=path.parent)
+
+
+def test_cli_check_reports_typo_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(TYPO)
+    result = run_check(path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("feedrelay: error: ")
+    assert f"{path}:{TYPO_LINE}: feeds[1].intervl" in lines[0]
+    assert "'interval'" in lines[0]
+
+
+def test_cli_check_reports_invalid_toml_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text("[[feeds]\n")
+    result = run_check(path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("feedrelay: error: ")
+
+
+def test_cli_check_valid_file(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(VALID)
+    result = run_check(path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "ok" in result.stdout and "2 feed(s)" in result.stdout

@@ -1,0 +1,123 @@
+"""What gets posted on each poll: pure decisions over items and known keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from feedrelay.config import Feed, Filter, Route
+from feedrelay.decider import decide
+from feedrelay.items import Item
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def feed(backlog: int = 0, routes: tuple[Route, ...] = (Route("readings"),)) -> Feed:
+    return Feed(name="Blog", url="https://example.com/feed", kind="rss", interval=900, backlog=backlog,
+                routes=routes)
+
+
+def posts(*indexes: int, dated: bool = True) -> list[Item]:
+    """Items in the order given (feeds list newest first, so pass descending indexes)."""
+    return [
+        Item(key=f"post-{i}", title=f"Post {i}", link=f"https://example.com/posts/{i}",
+             published=T0 + timedelta(hours=i) if dated else None)
+        for i in indexes
+    ]
+
+
+def keys(plan_items: list[Item]) -> list[str]:
+    return [i.key for i in plan_items]
+
+
+def queued(plan) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return [(d.channel, d.item_key) for d in plan.deliveries]
+
+
+def test_first_poll_remembers_everything_and_posts_nothing() -> None:
+    plan = decide(feed(), posts(4, 3, 2, 1, 0), set(), first_poll=True)
+    assert sorted(keys(plan.remember)) == [f"post-{i}" for i in range(5)]
+    assert plan.deliveries == []
+
+
+def test_first_poll_with_backlog_posts_newest_n_oldest_first() -> None:
+    plan = decide(feed(backlog=2), posts(4, 3, 2, 1, 0), set(), first_poll=True)
+    assert queued(plan) == [("readings", "post-3"), ("readings", "post-4")]
+    assert len(plan.remember) == 5
+
+
+def test_backlog_larger_than_feed_posts_all() -> None:
+    plan = decide(feed(backlog=50), posts(2, 1, 0), set(), first_poll=True)
+    assert [k for _, k in queued(plan)] == ["post-0", "post-1", "post-2"]
+
+
+def test_backlog_uses_dates_not_feed_order() -> None:
+    # A feed listing oldest first (some do): "newest" still means latest published.
+    plan = decide(feed(backlog=1), posts(0, 1, 2), set(), first_poll=True)
+    assert queued(plan) == [("readings", "post-2")]
+
+
+def test_undated_items_use_feed_order_newest_first() -> None:
+    plan = decide(feed(backlog=2), posts(9, 8, 7, dated=False), set(), first_poll=True)
+    assert [k for _, k in queued(plan)] == ["post-8", "post-9"]
+
+
+def test_later_poll_queues_only_new_keys_oldest_first() -> None:
+    known = {"post-0", "post-1", "post-2"}
+    plan = decide(feed(), posts(5, 4, 3, 2, 1, 0), known, first_poll=False)
+    assert queued(plan) == [("readings", "post-3"), ("readings", "post-4"), ("readings", "post-5")]
+    assert sorted(keys(plan.remember)) == ["post-3", "post-4", "post-5"]
+
+
+def test_later_poll_with_nothing_new() -> None:
+    plan = decide(feed(), posts(1, 0), {"post-0", "post-1"}, first_poll=False)
+    assert plan.deliveries == [] and plan.remember == []
+
+
+def test_backlog_ignored_after_first_poll() -> None:
+    plan = decide(feed(backlog=1), posts(3, 2, 1, 0), {"post-0"}, first_poll=False)
+    assert [k for _, k in queued(plan)] == ["post-1", "post-2", "post-3"]
+
+
+def test_duplicate_keys_within_one_fetch_are_posted_once() -> None:
+    items = posts(2, 1) + posts(1) + posts(0)
+    plan = decide(feed(), items, {"post-0"}, first_poll=False)
+    assert queued(plan) == [("readings", "post-1"), ("readings", "post-2")]
+    assert sorted(keys(plan.remember)) == ["post-1", "post-2"]
+
+
+def test_duplicate_keys_on_first_poll_are_remembered_once() -> None:
+    plan = decide(feed(backlog=5), posts(1, 1, 0), set(), first_poll=True)
+    assert sorted(keys(plan.remember)) == ["post-0", "post-1"]
+    assert [k for _, k in queued(plan)] == ["post-0", "post-1"]
+
+
+def test_each_route_filters_separately() -> None:
+    routes = (
+        Route("everything"),
+        Route("pg", Filter(include=("postgres",))),
+        Route("no-pg", Filter(exclude=("postgres",))),
+    )
+    items = [
+        Item(key="b", title="Postgres 17", link="https://example.com/b", published=T0 + timedelta(hours=1)),
+        Item(key="a", title="Redis 8", link="https://example.com/a", published=T0),
+    ]
+    plan = decide(feed(routes=routes), items, set(), first_poll=False)
+    assert queued(plan) == [("everything", "a"), ("no-pg", "a"), ("everything", "b"), ("pg", "b")]
+    # Every decision is recorded, with its reason, for `preview` and debug logs.
+    assert len(plan.verdicts) == 6
+    rejected = [(v.channel, v.item.key) for v in plan.verdicts if not v.decision.passed]
+    assert rejected == [("pg", "a"), ("no-pg", "b")]
+
+
+def test_deliveries_carry_the_rendered_message_and_dedupe_key() -> None:
+    plan = decide(feed(), posts(1), set(), first_poll=False)
+    [d] = plan.deliveries
+    assert d.feed == "Blog" and d.dedupe_key == "https://example.com/posts/1"
+    assert "Post 1" in d.message["text"] and d.message["blocks"]
+
+
+def test_filtered_out_items_are_still_remembered() -> None:
+    routes = (Route("pg", Filter(include=("postgres",))),)
+    plan = decide(feed(routes=routes), posts(1, 0), set(), first_poll=False)
+    assert plan.deliveries == []
+    assert sorted(keys(plan.remember)) == ["post-0", "post-1"]

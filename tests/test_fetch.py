@@ -1,0 +1,253 @@
+"""HTTP fetching against a real local server: validators, bounded bodies, safe redirects, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import time
+import tracemalloc
+import zlib
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+import pytest
+
+from feedrelay.fetch import Fetcher, FetchError, Response
+from tests.feedgen import make_items, rss
+from tests.servers import FeedServer
+
+FEED = rss(make_items(3))
+
+
+def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None, **options: Any) -> Response:
+    async def go() -> Response:
+        async with Fetcher(**options) as fetcher:
+            return await fetcher.get(url, etag=etag, last_modified=last_modified)
+
+    return asyncio.run(go())
+
+
+def fetch_error(url: str, **options: Any) -> FetchError:
+    with pytest.raises(FetchError) as info:
+        fetch(url, **options)
+    return info.value
+
+
+def redirect_to(location: str, status: int = 302):  # type: ignore[no-untyped-def]
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(status)
+        h.send_header("Location", location)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    return handler
+
+
+# --- conditional GET ------------------------------------------------------------------------------
+
+
+def test_plain_get(feed_server: FeedServer) -> None:
+    feed_server.set("/feed.xml", FEED)
+    resp = fetch(feed_server.url("/feed.xml"))
+    assert resp.status == 200 and resp.body == FEED
+    assert resp.headers["content-type"].startswith("application/rss+xml")
+
+
+def test_etag_revalidation_returns_304(feed_server: FeedServer) -> None:
+    feed_server.set("/feed.xml", FEED)
+    first = fetch(feed_server.url("/feed.xml"))
+    assert first.etag
+    again = fetch(feed_server.url("/feed.xml"), etag=first.etag)
+    assert again.status == 304 and again.body == b""
+    assert feed_server.requests[-1].headers["if-none-match"] == first.etag
+
+
+def test_last_modified_revalidation_returns_304(feed_server: FeedServer) -> None:
+    feed_server.set("/feed.xml", FEED, etag=False)
+    first = fetch(feed_server.url("/feed.xml"))
+    assert first.etag is None and first.last_modified
+    again = fetch(feed_server.url("/feed.xml"), last_modified=first.last_modified)
+    assert again.status == 304
+    assert feed_server.requests[-1].headers["if-modified-since"] == first.last_modified
+
+
+def test_changed_feed_returns_200_despite_validators(feed_server: FeedServer) -> None:
+    feed_server.set("/feed.xml", FEED)
+    first = fetch(feed_server.url("/feed.xml"))
+    new_body = rss(make_items(4))
+    feed_server.set("/feed.xml", new_body)
+    again = fetch(feed_server.url("/feed.xml"), etag=first.etag, last_modified=first.last_modified)
+    assert again.status == 200 and again.body == new_body
+
+
+def test_user_agent_names_feedrelay(feed_server: FeedServer) -> None:
+    feed_server.set("/feed.xml", FEED)
+    fetch(feed_server.url("/feed.xml"))
+    assert "feedrelay" in feed_server.requests[-1].headers["user-agent"]
+
+
+# --- compression and size limits ------------------------------------------------------------------
+
+
+def test_gzip_body_decoded(feed_server: FeedServer) -> None:
+    feed_server.set("/feed.xml", gzip.compress(FEED), headers={"Content-Encoding": "gzip"})
+    resp = fetch(feed_server.url("/feed.xml"))
+    assert resp.body == FEED
+    assert "gzip" in feed_server.requests[-1].headers["accept-encoding"]
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS], ids=["zlib", "raw"])
+def test_deflate_body_decoded(feed_server: FeedServer, wbits: int) -> None:
+    z = zlib.compressobj(wbits=wbits)
+    feed_server.set("/feed.xml", z.compress(FEED) + z.flush(), headers={"Content-Encoding": "deflate"})
+    assert fetch(feed_server.url("/feed.xml")).body == FEED
+
+
+def test_corrupt_gzip_reported(feed_server: FeedServer) -> None:
+    feed_server.set("/feed.xml", b"this is not gzip at all", headers={"Content-Encoding": "gzip"})
+    assert "corrupt" in str(fetch_error(feed_server.url("/feed.xml")))
+
+
+def _gzip_bomb(size: int) -> bytes:
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(1 << 20)
+    out = [z.compress(chunk) for _ in range(size >> 20)]
+    return b"".join(out) + z.flush()
+
+
+def test_gzip_bomb_refused_without_inflating_it(feed_server: FeedServer) -> None:
+    bomb = _gzip_bomb(50 << 20)  # 50 MB of zeros, ~50 KB on the wire
+    assert len(bomb) < 200_000
+
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/rss+xml")
+        h.send_header("Content-Encoding", "gzip")
+        h.send_header("Content-Length", str(len(bomb)))
+        h.end_headers()
+        h.wfile.write(bomb)
+
+    feed_server.set_handler("/bomb.xml", handler)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FetchError) as info:
+            fetch(feed_server.url("/bomb.xml"), max_body=1_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "1,000,000" in str(info.value) and "max_body" in str(info.value)
+    assert peak < 15_000_000, f"peak {peak:,} bytes: the bomb was inflated"
+
+
+def test_body_over_limit_with_content_length(feed_server: FeedServer) -> None:
+    feed_server.set("/big.xml", b"x" * 2_000_000)
+    error = fetch_error(feed_server.url("/big.xml"), max_body=1_000_000)
+    assert "1,000,000" in str(error) and "max_body" in str(error)
+
+
+def test_body_over_limit_without_content_length(feed_server: FeedServer) -> None:
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/rss+xml")
+        h.end_headers()
+        for _ in range(40):
+            h.wfile.write(b"y" * 65536)  # 2.6 MB, close-delimited
+
+    feed_server.set_handler("/stream.xml", handler)
+    error = fetch_error(feed_server.url("/stream.xml"), max_body=1_000_000)
+    assert "1,000,000" in str(error)
+
+
+def test_body_at_the_limit_is_fine(feed_server: FeedServer) -> None:
+    feed_server.set("/exact.xml", b"z" * 1000)
+    assert len(fetch(feed_server.url("/exact.xml"), max_body=1000).body) == 1000
+
+
+# --- redirects ------------------------------------------------------------------------------------
+
+
+def test_redirect_followed_and_final_url_reported(feed_server: FeedServer) -> None:
+    feed_server.set("/new.xml", FEED)
+    feed_server.set_handler("/old.xml", redirect_to("/new.xml", 301))
+    resp = fetch(feed_server.url("/old.xml"))
+    assert resp.body == FEED and resp.url == feed_server.url("/new.xml")
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "javascript:alert(1)", "ftp://127.0.0.1/feed",
+                                    "data:text/plain,hi"])
+def test_redirect_to_non_http_refused(feed_server: FeedServer, target: str) -> None:
+    feed_server.set_handler("/feed.xml", redirect_to(target))
+    error = fetch_error(feed_server.url("/feed.xml"))
+    assert "non-http" in str(error)
+    assert "passwd" not in str(error)
+
+
+def test_redirect_loop_reported(feed_server: FeedServer) -> None:
+    feed_server.set_handler("/a", redirect_to("/b"))
+    feed_server.set_handler("/b", redirect_to("/a"))
+    assert "loop" in str(fetch_error(feed_server.url("/a")))
+    assert feed_server.hits("/a") == 1 and feed_server.hits("/b") == 1
+
+
+def test_too_many_redirects_reported(feed_server: FeedServer) -> None:
+    for i in range(10):
+        feed_server.set_handler(f"/r{i}", redirect_to(f"/r{i + 1}"))
+    feed_server.set("/r10", FEED)
+    error = fetch_error(feed_server.url("/r0"), max_redirects=3)
+    assert "more than 3 redirects" in str(error)
+    assert feed_server.hits("/r4") == 0
+    assert fetch(feed_server.url("/r0"), max_redirects=10).body == FEED
+
+
+def test_redirect_without_location_reported(feed_server: FeedServer) -> None:
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(302)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    feed_server.set_handler("/feed.xml", handler)
+    error = fetch_error(feed_server.url("/feed.xml"))
+    assert error.status == 302 and "Location" in str(error)
+
+
+# --- failures -------------------------------------------------------------------------------------
+
+
+def test_trickling_server_times_out(feed_server: FeedServer) -> None:
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/rss+xml")
+        h.end_headers()
+        for _ in range(50):  # one byte every 0.2 s: never idle long enough for a read timeout
+            h.wfile.write(b"<")
+            h.wfile.flush()
+            time.sleep(0.2)
+
+    feed_server.set_handler("/slow.xml", handler)
+    start = time.monotonic()
+    error = fetch_error(feed_server.url("/slow.xml"), timeout=1)
+    assert time.monotonic() - start < 2.5
+    assert "timed out" in str(error)
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_http_error_status(feed_server: FeedServer, status: int) -> None:
+    feed_server.set("/feed.xml", b"nope", status=status)
+    error = fetch_error(feed_server.url("/feed.xml"))
+    assert error.status == status and str(status) in str(error)
+
+
+def test_retry_after_passed_on(feed_server: FeedServer) -> None:
+    feed_server.set("/feed.xml", b"slow down", status=429, headers={"Retry-After": "120"})
+    error = fetch_error(feed_server.url("/feed.xml"))
+    assert error.status == 429 and error.retry_after == 120
+
+
+def test_connection_refused() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    error = fetch_error(f"http://127.0.0.1:{port}/feed.xml")
+    assert "cannot connect" in str(error)
+    assert error.status is None

@@ -1,0 +1,158 @@
+"""Item identity: link normalization, keys, and the dedupe key."""
+
+from __future__ import annotations
+
+import pytest
+
+from feedrelay.items import MAX_KEY, Item, make_key, normalize_link
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("HTTP://Example.COM/Path", "http://example.com/Path"),  # scheme and host are case-insensitive; path is not
+        ("http://example.com:80/a", "http://example.com/a"),
+        ("https://example.com:443/a", "https://example.com/a"),
+        ("https://example.com:8443/a", "https://example.com:8443/a"),
+        ("http://example.com:443/a", "http://example.com:443/a"),  # 443 is only default for https
+        ("https://example.com/a#comments", "https://example.com/a"),
+        ("https://example.com", "https://example.com/"),
+        ("  https://example.com/a  ", "https://example.com/a"),
+        ("http://[::1]:8080/x", "http://[::1]:8080/x"),
+    ],
+)
+def test_normalize_link_canonical_form(url: str, expected: str) -> None:
+    assert normalize_link(url) == expected
+
+
+def test_tracking_parameters_dropped_and_others_kept_in_order() -> None:
+    url = "https://example.com/p?utm_source=rss&id=42&UTM_Medium=feed&fbclid=abc&page=2&gclid=x"
+    assert normalize_link(url) == "https://example.com/p?id=42&page=2"
+
+
+def test_query_untouched_when_nothing_to_drop() -> None:
+    # No re-encoding when nothing is removed: "%20" and "+" survive as the publisher wrote them.
+    assert normalize_link("https://example.com/s?q=a+b&x=%20y") == "https://example.com/s?q=a+b&x=%20y"
+
+
+def test_only_tracking_params_leaves_no_dangling_question_mark() -> None:
+    assert normalize_link("https://example.com/p?utm_source=x&utm_campaign=y") == "https://example.com/p"
+
+
+def test_same_article_with_and_without_tracking_is_the_same_link() -> None:
+    a = normalize_link("https://Blog.example.com:443/post/1?utm_source=twitter#top")
+    b = normalize_link("https://blog.example.com/post/1")
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "JavaScript:alert(document.cookie)",
+        " javascript:alert(1)",
+        "data:text/html;base64,PHNjcmlwdD4=",
+        "mailto:someone@example.com",
+        "ftp://example.com/file",
+        "file:///etc/passwd",
+        "http://",
+        "http://[::1",  # unparseable
+        "https://example.com:99999/",  # port out of range
+        "not a url",
+        "",
+        None,
+    ],
+)
+def test_non_http_links_become_empty(url: str | None) -> None:
+    assert normalize_link(url) == ""
+
+
+def test_userinfo_dropped_so_the_real_host_shows() -> None:
+    assert normalize_link("https://bank.example.com@evil.example/login") == "https://evil.example/login"
+    assert normalize_link("https://user:secret@example.com/a") == "https://example.com/a"
+
+
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        ("/posts/1", "https://blog.example.com/posts/1"),
+        ("posts/1", "https://blog.example.com/feeds/posts/1"),
+        ("../img/a.png", "https://blog.example.com/img/a.png"),
+        ("//cdn.example.net/x", "https://cdn.example.net/x"),
+        ("http://other.example/abs", "http://other.example/abs"),
+    ],
+)
+def test_relative_links_resolved_against_base(link: str, expected: str) -> None:
+    assert normalize_link(link, "https://blog.example.com/feeds/rss.xml") == expected
+
+
+def test_relative_javascript_link_with_base_still_refused() -> None:
+    assert normalize_link("javascript:alert(1)", "https://blog.example.com/") == ""
+
+
+# --- keys -----------------------------------------------------------------------------------------
+
+
+def test_key_prefers_guid() -> None:
+    assert make_key("urn:uuid:1234", "https://example.com/a", "Title", "2024-01-01") == "urn:uuid:1234"
+
+
+def test_key_guid_is_stripped_and_blank_guid_ignored() -> None:
+    assert make_key("  tag:x,2024:1 \n", "https://example.com/a", "T", None) == "tag:x,2024:1"
+    assert make_key("   ", "https://example.com/a", "T", None) == "https://example.com/a"
+
+
+def test_key_falls_back_to_link() -> None:
+    assert make_key(None, "https://example.com/a", "Title", "2024-01-01") == "https://example.com/a"
+
+
+def test_key_falls_back_to_hash_of_title_and_date() -> None:
+    key = make_key(None, "", "Title", "Mon, 01 Jan 2024 00:00:00 GMT")
+    assert key.startswith("sha256:") and len(key) == len("sha256:") + 64
+    # Deterministic: the same entry polled again has the same key...
+    assert key == make_key(None, "", "Title", "Mon, 01 Jan 2024 00:00:00 GMT")
+    # ...and a different title or date is a different entry.
+    assert key != make_key(None, "", "Title 2", "Mon, 01 Jan 2024 00:00:00 GMT")
+    assert key != make_key(None, "", "Title", "Tue, 02 Jan 2024 00:00:00 GMT")
+    assert key != make_key(None, "", "Title", None)
+
+
+def test_title_and_date_cannot_be_shifted_into_each_other() -> None:
+    assert make_key(None, "", "ab", "c") != make_key(None, "", "a", "bc")
+
+
+def test_long_keys_are_hashed_and_stay_distinct() -> None:
+    guid_a = "x" * 1_000_000
+    guid_b = "x" * 999_999 + "y"
+    a, b = make_key(guid_a, "", "", None), make_key(guid_b, "", "", None)
+    assert a.startswith("sha256:") and len(a) <= MAX_KEY
+    assert a != b
+    assert a == make_key(guid_a, "", "", None)
+    long_link = "https://example.com/" + "p" * 600
+    assert make_key(None, long_link, "", None).startswith("sha256:")
+
+
+def test_key_at_the_limit_is_kept_verbatim() -> None:
+    guid = "g" * MAX_KEY
+    assert make_key(guid, "", "", None) == guid
+
+
+# --- dedupe key -----------------------------------------------------------------------------------
+
+
+def test_dedupe_key_is_the_link_when_there_is_one() -> None:
+    a = Item(key="guid-1", title="Hello", link="https://example.com/a")
+    b = Item(key="guid-2-after-churn", title="Hello (updated)", link="https://example.com/a")
+    assert a.dedupe_key == b.dedupe_key == "https://example.com/a"
+
+
+def test_dedupe_key_without_link_is_the_normalized_title() -> None:
+    a = Item(key="1", title="  Big   News\tToday ", link="")
+    b = Item(key="2", title="big news today", link="")
+    c = Item(key="3", title="Big News Tomorrow", link="")
+    assert a.dedupe_key == b.dedupe_key == "title:big news today"
+    assert c.dedupe_key != a.dedupe_key
+
+
+def test_dedupe_key_of_link_and_title_never_collide() -> None:
+    assert Item(key="1", title="x", link="").dedupe_key != Item(key="2", title="", link="x").dedupe_key
