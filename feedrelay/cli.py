@@ -322,13 +322,20 @@ def retry(state: State, channel: str | None) -> None:
     from .store import Store
 
     config = state.config() if Path(state.config_path).exists() else None
+    db = state.db_path(config)
+    if not Path(db).exists():
+        fail(f"{db}: no such database; check --db or the config's `database`", 1)
     try:
-        store = Store(state.db_path(config))
-        n = Outbox(store).retry_failed(channel)
+        store = Store(db)
+        outbox = Outbox(store)
+        known = set(outbox.channel_stats())
+        if channel and channel not in known:
+            fail(f"no messages for channel {channel!r} in {db} (channels: {', '.join(sorted(known)) or 'none'})", 1)
+        n = outbox.retry_failed(channel)
         store.close()
     except StoreError as exc:
         fail(str(exc), 1)
-    click.echo(f"{n} message(s) queued again")
+    click.echo(f"{n} rejected message(s) queued again; failing channels will be retried at once")
 
 
 def _public_url(url: str) -> str:

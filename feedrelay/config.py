@@ -179,35 +179,33 @@ class _Checker:
         return ConfigError(f"{where}: {keypath}: {message}")
 
     def _locate(self, keypath: str) -> int | None:
-        """Best-effort line of a key path such as ``feeds[2].routes[0].chanel``."""
-        parts = re.findall(r"([^.\[\]]+)(?:\[(\d+)\])?", keypath)
-        start = 0
+        """Best-effort line of a key path such as ``feeds[2].routes[0].chanel`` or ``channels.x.slack``."""
+        start, line = 0, None
         table: list[str] = []
-        for i, (name, index) in enumerate(parts):
-            last = i == len(parts) - 1
+        for name, index in re.findall(r"([^.\[\]]+)(?:\[(\d+)\])?", keypath):
             table.append(name)
+            dotted = r"\s*\.\s*".join(map(re.escape, table))
             if index:
-                header = re.compile(r"^\s*\[\[\s*" + r"\s*\.\s*".join(map(re.escape, table)) + r"\s*\]\]")
-                hits = [n for n, line in enumerate(self.lines) if n >= start and header.match(line)]
+                header = re.compile(r"^\s*\[\[\s*" + dotted + r"\s*\]\]")
+                hits = [n for n in range(start, len(self.lines)) if header.match(self.lines[n])]
                 if int(index) < len(hits):
                     start = hits[int(index)]
-                    if last:
-                        return start + 1
-                continue
-            header = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, table)) + r"\s*\]")
-            for n in range(start, len(self.lines)):
-                if header.match(self.lines[n]):
-                    start = n
-                    if last:
-                        return n + 1
-                    break
-            else:
+                    line = start + 1
+                    continue
+            header = re.compile(r"^\s*\[\s*" + dotted + r"\s*\]")
+            found = next((n for n in range(start, len(self.lines)) if header.match(self.lines[n])), None)
+            if found is None:
+                # A key of the current table: search until the next table header.
                 key = re.compile(r"^\s*[\"']?" + re.escape(name) + r"[\"']?\s*=")
                 for n in range(start, len(self.lines)):
+                    if n > start and re.match(r"^\s*\[", self.lines[n]) and line is not None:
+                        break
                     if key.match(self.lines[n]):
-                        return n + 1
-                return None
-        return None
+                        found = n
+                        break
+            if found is not None:
+                start, line = found, found + 1
+        return line
 
     def table(self, raw: object, keypath: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(raw, dict):
@@ -225,10 +223,11 @@ class _Checker:
         if key not in raw:
             return default
         value = raw[key]
+        where = f"{keypath}.{key}" if keypath else key
         if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise self.fail(f"{keypath}.{key}", f"expected {_kind_name(kind)}, got a boolean")
+            raise self.fail(where, f"expected {_kind_name(kind)}, got a boolean")
         if not isinstance(value, kind):
-            raise self.fail(f"{keypath}.{key}", f"expected {_kind_name(kind)}, got {_kind(value)}")
+            raise self.fail(where, f"expected {_kind_name(kind)}, got {_kind(value)}")
         return value
 
     def strings(self, raw: dict[str, Any], key: str, keypath: str) -> tuple[str, ...]:
@@ -267,8 +266,8 @@ def _suggest(key: str, allowed: tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-_FILTER_KEYS = ("include", "exclude", "include_regex", "exclude_regex", "fields", "min_severity", "min_score",
-                "include_unscored", "vendors", "products", "cwes", "kev_only")
+_SECURITY_KEYS = ("min_severity", "min_score", "include_unscored", "vendors", "products", "cwes", "kev_only")
+_FILTER_KEYS = ("include", "exclude", "include_regex", "exclude_regex", "fields", *_SECURITY_KEYS)
 _FEED_KEYS = ("name", "url", "type", "interval", "backlog", "channel", "channels", "routes", "api_key_env",
               *_FILTER_KEYS)
 _SEVERITIES = ("none", "low", "medium", "high", "critical")
@@ -362,11 +361,21 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
     if backlog < 0:
         raise c.fail(f"{keypath}.backlog", "expected 0 or more")
     api_key_env = c.get(t, "api_key_env", keypath, str, "")
+    if api_key_env and kind != "nvd":
+        raise c.fail(f"{keypath}.api_key_env", "only NVD feeds (type = \"nvd\") take an API key")
 
     routes: list[Route] = []
-    shorthand = [t["channel"]] if isinstance(t.get("channel"), str) else c.strings(t, "channels", keypath)
+    if "channel" in t and "channels" in t:
+        raise c.fail(f"{keypath}.channel", "give either channel = \"x\" or channels = [\"x\", \"y\"], not both")
     if "channel" in t and not isinstance(t["channel"], str):
         raise c.fail(f"{keypath}.channel", "expected a channel name")
+    shorthand = [t["channel"]] if "channel" in t else list(c.strings(t, "channels", keypath))
+    if kind == "rss":
+        for table, path in [(t, keypath)] + [(r, f"{keypath}.routes[{j}]") for j, r in
+                                             enumerate(t.get("routes") or []) if isinstance(r, dict)]:
+            if wrong := next((k for k in _SECURITY_KEYS if k in table), None):
+                raise c.fail(f"{path}.{wrong}", "applies to NVD and KEV feeds only (type = \"nvd\" or \"kev\"); "
+                                                "for RSS use include/exclude keywords or regexes")
     if shorthand:
         feed_filter = _filter(c, {k: v for k, v in t.items() if k in _FILTER_KEYS}, keypath)
         routes += [Route(ch, feed_filter) for ch in shorthand]
@@ -388,7 +397,8 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
     for j, route in enumerate(routes):
         if route.channel not in channels:
             known = ", ".join(sorted(channels)) or "none defined"
-            raise c.fail(f"{keypath}.channels" if shorthand and j < len(shorthand) else f"{keypath}.routes[{j}]",
+            where = f"{keypath}.channels" if j < len(shorthand) else f"{keypath}.routes[{j - len(shorthand)}].channel"
+            raise c.fail(where,
                          f"unknown channel {route.channel!r}; define [channels.{route.channel}] "
                          f"(channels defined: {known})")
     return Feed(name=name, url=url, kind=kind, interval=interval, backlog=backlog, routes=tuple(routes),

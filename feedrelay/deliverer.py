@@ -108,7 +108,8 @@ class Deliverer:
                 if now + wait > deadline:
                     report.errors.append(f"gave up waiting {wait:.0f}s to retry: {self._last_error(row)}")
                     break
-                await self._sleep(wait)
+                # Re-read the row at least every IDLE_CHECK: `feedrelay retry` may have ended the wait.
+                await self._sleep(min(wait, IDLE_CHECK))
                 continue
             outcome = await sink.send(row.message)
             if outcome.kind == "reject":

@@ -32,9 +32,11 @@ class Item:
     @property
     def dedupe_key(self) -> str:
         """What makes two items "the same article" in one channel despite GUID churn."""
+        # A KEV addition and the NVD record of the same CVE share a link but are different news.
+        prefix = "" if self.kind == "post" else f"{self.kind}:"
         if self.link:
-            return self.link
-        return "title:" + " ".join(self.title.casefold().split())
+            return prefix + self.link
+        return prefix + "title:" + " ".join(self.title.casefold().split())
 
 
 def normalize_link(url: str | None, base: str | None = None) -> str:

@@ -89,12 +89,21 @@ class Outbox:
         )
 
     def retry_failed(self, channel: str | None = None) -> int:
-        sql = "UPDATE outbox SET status = 'pending', next_attempt = 0 WHERE status = 'failed'"
-        params: list[Any] = []
-        if channel:
-            sql += " AND channel = ?"
-            params.append(channel)
-        return self.db.execute(sql, params).rowcount
+        """Queue rejected messages again and end the wait of channels marked failing (someone fixed them)."""
+        where, params = ("AND channel = ?", [channel]) if channel else ("", [])
+        with self.store.transaction():
+            n = self.db.execute(
+                f"UPDATE outbox SET status = 'pending', next_attempt = 0 WHERE status = 'failed' {where}", params
+            ).rowcount
+            self.resume_failing(channel)
+        return n
+
+    def resume_failing(self, channel: str | None = None) -> int:
+        """Pending rows of failing channels are tried now rather than at the next 5-minute recheck."""
+        where, params = ("AND channel = ?", [channel]) if channel else ("", [])
+        return self.db.execute(
+            "UPDATE outbox SET next_attempt = 0 WHERE status = 'pending' AND channel IN "
+            f"(SELECT name FROM channels WHERE failing IS NOT NULL) {where}", params).rowcount
 
     def set_channel_failing(self, channel: str, error: str | None, now: float | None = None) -> None:
         if error is None:

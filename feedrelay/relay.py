@@ -51,6 +51,8 @@ class Relay:
         self.store = Store(self.db_path)
         self.outbox = Outbox(self.store)
         self.store.sync_feeds((f.name, f.url, f.kind) for f in self.config.feeds)
+        # A (re)start is when someone has fixed a failing channel: try it at once. Rate-limit waits stay.
+        self.outbox.resume_failing()
         d = self.config.defaults
         self.fetcher = Fetcher(timeout=d.timeout, max_body=d.max_body, max_redirects=d.max_redirects,
                                per_host=d.per_host)

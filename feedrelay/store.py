@@ -148,7 +148,9 @@ class Store:
                 self.db.execute(
                     "INSERT INTO feeds (name, url, kind) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
                     "url = excluded.url, kind = excluded.kind, "
-                    "initialized = CASE WHEN active = 0 OR feeds.kind != excluded.kind THEN 0 ELSE initialized END, "
+                    # A new URL is a new subscription: remember its listing, post none of it.
+                    "initialized = CASE WHEN active = 0 OR feeds.kind != excluded.kind OR feeds.url != excluded.url "
+                    "THEN 0 ELSE initialized END, "
                     "active = 1",
                     [name, url, kind],
                 )
