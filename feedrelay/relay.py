@@ -21,8 +21,11 @@ from .pipeline import FeedReport, poll_feed
 from .sinks import Sinks
 from .sources import Source, make_source
 from .store import Store
+from .workers import ParsePool
 
 log = logging.getLogger(__name__)
+
+PARALLEL_PARSE_MIN_FEEDS = 20
 
 
 class Relay:
@@ -38,6 +41,7 @@ class Relay:
         self.sinks: Sinks
         self.deliverer: Deliverer
         self._sources: dict[str, tuple[Feed, Source]] = {}
+        self.parse_pool = ParsePool()
         self._daemon = False
 
     async def __aenter__(self) -> Relay:
@@ -70,6 +74,7 @@ class Relay:
         await self.deliverer.stop()
         await self.sinks.close()
         await self.fetcher.aclose()
+        self.parse_pool.close()
         self.store.close()
 
     # --- polling ------------------------------------------------------------------------------
@@ -77,7 +82,10 @@ class Relay:
     def source(self, feed: Feed) -> Source:
         cached = self._sources.get(feed.name)
         if cached is None or cached[0] != feed:
-            cached = (feed, make_source(feed, self.fetcher))
+            # Worker processes pay off only with many feeds; a small relay parses in a thread and
+            # starts in a fraction of a second.
+            parse = self.parse_pool if len(self.config.feeds) >= PARALLEL_PARSE_MIN_FEEDS else None
+            cached = (feed, make_source(feed, self.fetcher, parse))
             self._sources[feed.name] = cached
         return cached[1]
 

@@ -284,3 +284,17 @@ def test_preview_explains_decisions_and_posts_nothing(relay: Relay, feed_server:
 
     missing = relay("preview", "Nope")
     assert missing.code == 2 and "no feed named 'Nope'" in missing.err
+
+
+def test_many_feeds_parse_in_worker_processes_and_all_relay(relay: Relay, feed_server: FeedServer,
+                                                            fake_slack: FakeSlack) -> None:
+    # 25 feeds: at or above PARALLEL_PARSE_MIN_FEEDS, parsing runs in a process pool.
+    feeds = []
+    for i in range(25):
+        items = [{**item, "link": f"{item['link']}/feed{i}"} for item in make_items(2, prefix=f"F{i}")]
+        feed_server.set(f"/f{i}.xml", rss(items))
+        feeds.append({"name": f"F{i}", "url": feed_server.url(f"/f{i}.xml"), "channels": ["readings"], "backlog": 1})
+    relay.configure(feeds=feeds, channels={"readings": {"slack": "#readings", "min_interval": "0s"}})
+    result = relay("once")
+    assert result.code == 0, result.output
+    assert sorted(titles(fake_slack.posts)) == sorted(f"F{i} 1" for i in range(25))
