@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import click
 
 from . import __version__
 from .config import Config, ConfigError, Defaults, Feed, Route, load_config
-from .store import StoreError
+from .store import DB_ERRORS, describe
 
 log = logging.getLogger("feedrelay")
 
@@ -96,11 +97,11 @@ def cli(ctx: click.Context, config_path: str, db: str | None, verbose: int) -> N
     setup_logging(verbose, [])
 
 
-def _run(coro: Any) -> Any:
+def _run(coro: Any, db: str) -> Any:
     try:
         return asyncio.run(coro)
-    except StoreError as exc:
-        fail(str(exc), 1)
+    except DB_ERRORS as exc:
+        fail(describe(exc, db), 1)
 
 
 @cli.command()
@@ -119,8 +120,10 @@ def run(state: State) -> None:
         async with Relay(config, state.db_path(config)) as relay:
             daemon = Daemon(relay, on_config=lambda c: setup_logging(state.verbose, c.secrets()))
             await daemon.run()
+            if daemon.fatal:
+                fail(daemon.fatal, 1)
 
-    _run(main())
+    _run(main(), state.db_path(config))
 
 
 @cli.command()
@@ -165,7 +168,7 @@ def once(state: State, max_wait: str) -> None:
                    f"{pending} still queued, {sum(1 for r in feeds if r.error)} feed error(s)", err=True)
         return 1 if bad else 0
 
-    sys.exit(_run(main()))
+    sys.exit(_run(main(), state.db_path(config)))
 
 
 @cli.command()
@@ -244,7 +247,7 @@ def _known_keys(db: str, feed: str) -> set[str] | None:
         rows = store.db.execute("SELECT key FROM items WHERE feed = ?", [feed]).fetchall()
         store.close()
         return {r[0] for r in rows}
-    except StoreError:
+    except DB_ERRORS:
         return None
 
 
@@ -264,14 +267,17 @@ def status(state: State, as_json: bool) -> None:
         fail(f"{db}: no database yet; run `feedrelay once` or `feedrelay run` first", 1)
     try:
         store = Store(db, readonly=True)
+        # status is where people look when something is off: check the file's structure too.
+        if (check := store.db.execute("PRAGMA quick_check(1)").fetchone()[0]) != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {' '.join(check.split())}")
         feeds = store.feeds()
         items = store.count_items()
         outbox = Outbox(store)
         per_feed = outbox.feed_stats()
         per_channel = outbox.channel_stats()
         store.close()
-    except StoreError as exc:
-        fail(str(exc), 1)
+    except DB_ERRORS as exc:
+        fail(describe(exc, db), 1)
     configured = {f.name for f in config.feeds} if config else {f.name for f in feeds if f.active}
     rows = []
     for f in feeds:
@@ -333,8 +339,8 @@ def retry(state: State, channel: str | None) -> None:
             fail(f"no messages for channel {channel!r} in {db} (channels: {', '.join(sorted(known)) or 'none'})", 1)
         n = outbox.retry_failed(channel)
         store.close()
-    except StoreError as exc:
-        fail(str(exc), 1)
+    except DB_ERRORS as exc:
+        fail(describe(exc, db), 1)
     click.echo(f"{n} rejected message(s) queued again; failing channels will be retried at once")
 
 

@@ -13,6 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .config import Config, ConfigError, Feed, load_config
 from .relay import Relay
+from .store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class Daemon:
             "misfire_grace_time": None,  # a late poll still runs; the default of 1s silently skips polls
         })
         self.stopping = asyncio.Event()
+        self.fatal: str | None = None  # set when the relay cannot go on (a damaged database)
         self._in_flight: set[asyncio.Task[object]] = set()
         self._mtime = self._config_mtime()
 
@@ -48,6 +50,10 @@ class Daemon:
             self._in_flight.add(task)
         try:
             await self.relay.poll_named(name)
+        except StoreError as exc:
+            log.error("stopping: %s", exc)
+            self.fatal = str(exc)
+            self.stopping.set()
         finally:
             if task:
                 self._in_flight.discard(task)

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 
 from .outbox import Outbox, Pending
 from .sinks import Outcome, Sink
+from .store import DB_ERRORS, describe
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 300.0  # a Slack outage is retried at least every 5 minutes
 RECHECK_FAILING = 300.0  # a channel with a permanent error is tried again this often (it may be fixed)
 IDLE_CHECK = 30.0
+DB_RETRY = 5.0  # a full disk or a lock usually passes; try again soon
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Deliverer:
         self._paused_until: dict[str, float] = {}  # per pause_key (one Slack workspace), wall clock
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[ChannelReport]] = {}
+        self._last_sent: dict[str, float] = {}  # per channel, monotonic: pacing survives between steps
 
     # --- public -----------------------------------------------------------------------------
 
@@ -91,36 +94,48 @@ class Deliverer:
 
     async def _channel(self, channel: str, *, forever: bool, deadline: float = float("inf")) -> ChannelReport:
         report = ChannelReport()
-        sink = self.sinks[channel]
-        pace = self.min_interval.get(channel, 1.0)
-        last_sent = -float("inf")
         while not self._stop.is_set():
-            row = self.outbox.next(channel)
-            if row is None:
+            try:
+                if not await self._step(channel, forever, deadline, report):
+                    break
+            except DB_ERRORS as exc:
+                # The database failed (damaged, disk full): nothing was marked, so nothing is lost.
+                message = describe(exc, self.outbox.store.path)
+                log.error("channel %s: %s", channel, message)
+                report.errors.append(message)
                 if not forever:
                     break
-                await self._nap(channel, IDLE_CHECK)
-                continue
-            now = time.time()
-            wait = max(row.next_attempt - now, self._paused_until.get(sink.pause_key, 0) - now,
-                       last_sent + pace - time.monotonic())
-            if wait > 0:
-                if now + wait > deadline:
-                    report.errors.append(f"gave up waiting {wait:.0f}s to retry: {self._last_error(row)}")
-                    break
-                # Re-read the row at least every IDLE_CHECK: `feedrelay retry` may have ended the wait.
-                await self._sleep(min(wait, IDLE_CHECK))
-                continue
-            outcome = await sink.send(row.message)
-            if outcome.kind == "reject":
-                log.warning("channel %s: Slack rejected message %d (%s); retrying as plain text",
-                            channel, row.id, outcome.error)
-                outcome = await sink.send(row.message, plain=True)
-            last_sent = time.monotonic()
-            if not self._record(channel, row, outcome, sink, report) and not forever:
-                break
-        report.pending = sum(1 for _ in self._pending_ids(channel))
+                await self._sleep(DB_RETRY)
+        with contextlib.suppress(*DB_ERRORS):
+            report.pending = sum(1 for _ in self._pending_ids(channel))
         return report
+
+    async def _step(self, channel: str, forever: bool, deadline: float, report: ChannelReport) -> bool:
+        """Deliver (or wait for) the channel's oldest pending message; False when the channel should stop."""
+        sink = self.sinks[channel]
+        row = self.outbox.next(channel)
+        if row is None:
+            if forever:
+                await self._nap(channel, IDLE_CHECK)
+            return forever
+        now = time.time()
+        pace = self.min_interval.get(channel, 1.0)
+        wait = max(row.next_attempt - now, self._paused_until.get(sink.pause_key, 0) - now,
+                   self._last_sent.get(channel, -float("inf")) + pace - time.monotonic())
+        if wait > 0:
+            if now + wait > deadline:
+                report.errors.append(f"gave up waiting {wait:.0f}s to retry: {self._last_error(row)}")
+                return False
+            # Re-read the row at least every IDLE_CHECK: `feedrelay retry` may have ended the wait.
+            await self._sleep(min(wait, IDLE_CHECK))
+            return True
+        outcome = await sink.send(row.message)
+        if outcome.kind == "reject":
+            log.warning("channel %s: Slack rejected message %d (%s); retrying as plain text",
+                        channel, row.id, outcome.error)
+            outcome = await sink.send(row.message, plain=True)
+        self._last_sent[channel] = time.monotonic()
+        return self._record(channel, row, outcome, sink, report) or forever
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep that a shutdown interrupts (not a wake: a retry time is a promise to Slack)."""

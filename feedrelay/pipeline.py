@@ -11,7 +11,7 @@ from .config import Feed
 from .decider import decide
 from .outbox import Outbox
 from .sources import Source, SourceError
-from .store import Store, StoreError
+from .store import DB_ERRORS, Store, StoreError, damaged, describe
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,13 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
                     now: float | None = None) -> FeedReport:
     """Poll once and queue what is new. Never raises for a feed's own problems: they are recorded."""
     now = time.time() if now is None else now
-    row = store.feed(feed.name) or store.ensure_feed(feed.name, feed.url, feed.kind)
+    try:
+        row = store.feed(feed.name) or store.ensure_feed(feed.name, feed.url, feed.kind)
+    except DB_ERRORS as exc:
+        if damaged(exc):
+            raise StoreError(describe(exc, store.path)) from None
+        log.error("feed %r: %s", feed.name, describe(exc, store.path))
+        return FeedReport(feed.name, error=describe(exc, store.path))
     if row.not_before and now < row.not_before:
         return FeedReport(feed.name, skipped=True)
     try:
@@ -57,10 +63,12 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
             queued = outbox.enqueue(plan.deliveries, window=dedupe_window, now=now)
             store.record_success(feed.name, result.state, warning=result.warning,
                                  listed=len(result.items) if result.listing else None, now=now)
-    except StoreError as exc:
+    except DB_ERRORS as exc:
+        if damaged(exc):
+            raise StoreError(describe(exc, store.path)) from None
         # Nothing of this poll was kept; the next poll repeats it.
-        log.error("feed %r: %s", feed.name, exc)
-        return FeedReport(feed.name, error=str(exc))
+        log.error("feed %r: %s", feed.name, describe(exc, store.path))
+        return FeedReport(feed.name, error=describe(exc, store.path))
 
     for v in plan.verdicts:
         log.debug("feed %r item %r → %s: %s", feed.name, v.item.title[:80], v.channel, v.decision.reason)
@@ -79,6 +87,6 @@ def _failed(store: Store, feed: Feed, error: str, retry_after: float | None) -> 
     log.warning("feed %r: %s", feed.name, error)
     try:
         store.record_error(feed.name, error, retry_after=retry_after)
-    except StoreError as exc:
-        log.error("feed %r: cannot record the error: %s", feed.name, exc)
+    except DB_ERRORS as exc:
+        log.error("feed %r: cannot record the error: %s", feed.name, describe(exc, store.path))
     return FeedReport(feed.name, error=error)

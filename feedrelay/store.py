@@ -73,6 +73,21 @@ class StoreError(Exception):
     """The database cannot be used; the message says which file and what to do."""
 
 
+def describe(exc: Exception, path: str) -> str:
+    """The message for any database failure: ours already explain themselves, SQLite's get explained."""
+    return explain(path, exc) if isinstance(exc, sqlite3.DatabaseError) else str(exc)
+
+
+# What a caller catches to survive any database failure: SQLite can report damage on any read.
+DB_ERRORS = (StoreError, sqlite3.DatabaseError)
+
+
+def damaged(exc: Exception) -> bool:
+    """A damaged file is not a passing fault (unlike a full disk or a lock): carrying on cannot help."""
+    text = str(exc)
+    return "malformed" in text or "not a database" in text or "damaged" in text
+
+
 @dataclass
 class FeedRow:
     name: str
@@ -110,7 +125,7 @@ class Store:
                 self._migrate()
             self.db.execute("SELECT 1 FROM meta LIMIT 1")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(_explain(self.path, exc)) from None
+            raise StoreError(explain(self.path, exc)) from None
 
     def close(self) -> None:
         self.db.conn.close()
@@ -124,7 +139,7 @@ class Store:
             with self.db.atomic():
                 yield
         except sqlite3.DatabaseError as exc:
-            raise StoreError(_explain(self.path, exc)) from None
+            raise StoreError(explain(self.path, exc)) from None
 
     def _migrate(self) -> None:
         self.db.executescript(_SCHEMA)
@@ -246,7 +261,7 @@ class Store:
         return removed
 
 
-def _explain(path: str, exc: sqlite3.DatabaseError) -> str:
+def explain(path: str, exc: sqlite3.DatabaseError) -> str:
     text = str(exc)
     if "locked" in text:
         return f"{path}: database is locked by another process for too long; is another feedrelay writing it?"
