@@ -31,6 +31,8 @@ class ConfigError(Exception):
 
 # --- small value parsers -------------------------------------------------------------------
 
+MAX_DURATION = 10 * 365 * 86400.0
+MAX_SIZE = 1024**3
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
@@ -49,8 +51,8 @@ def parse_duration(value: object) -> float:
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     else:
         raise ValueError('expected a duration such as "90s", "15m", "2h" or "1d"')
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError("a duration must be a finite number of seconds, not negative")
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_DURATION:
+        raise ValueError("a duration must be between 0 and 10 years")
     return seconds
 
 
@@ -59,11 +61,15 @@ def parse_size(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a size")
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and (m := _SIZE.match(value)):
+        size = float(value)
+    elif isinstance(value, str) and (m := _SIZE.match(value)):
         unit = m.group(2).lower() if m.group(2) else None
-        return int(float(m.group(1)) * _SIZE_UNITS[unit])
-    raise ValueError('expected a size such as "10MB" or "512KiB"')
+        size = float(m.group(1)) * _SIZE_UNITS[unit]
+    else:
+        raise ValueError('expected a size such as "10MB" or "512KiB"')
+    if not 0 <= size <= MAX_SIZE:
+        raise ValueError("a size must be between 0 and 1GiB")
+    return int(size)
 
 
 # --- the typed configuration ---------------------------------------------------------------
@@ -283,6 +289,17 @@ def _check_regexes(c: _Checker, patterns: tuple[str, ...], keypath: str) -> None
             raise c.fail(f"{keypath}[{i}]", f"invalid regular expression {pattern!r}: {exc}") from None
 
 
+def _valid_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and not re.search(r"\s", url)
+
+
 def _filter(c: _Checker, raw: dict[str, Any], keypath: str) -> Filter:
     fields = c.strings(raw, "fields", keypath) or DEFAULT_FILTER_FIELDS
     for name in fields:
@@ -352,7 +369,7 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
     url = c.get(t, "url", keypath, str, "").strip() or DEFAULT_URLS.get(kind, "")
     if not url:
         raise c.fail(f"{keypath}.url", f"feed {name!r} needs a url")
-    if url and not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
+    if url and not _valid_url(url):
         raise c.fail(f"{keypath}.url", f"expected an http:// or https:// URL; got {url!r}")
     interval = c.convert(t, "interval", keypath, parse_duration, defaults.interval)
     if interval < 1:
@@ -440,12 +457,22 @@ def parse_config(text: str, path: Path | str = "feeds.toml", environ: Mapping[st
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+    try:
+        return _validate(raw, text, path, environ)
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # Every rule above should have caught bad input with a precise message; never a traceback.
+        raise ConfigError(f"{path}: invalid configuration: {exc}") from None
+
+
+def _validate(raw: dict[str, Any], text: str, path: Path, environ: Mapping[str, str]) -> Config:
     c = _Checker(path, text)
     c.table(raw, "", ("database", "defaults", "slack", "channels", "feeds"))
     defaults = _defaults(c, raw.get("defaults", {}))
     st = c.table(raw.get("slack", {}), "slack", ("token_env", "api_url"))
     api_url = environ.get("SLACK_API_URL") or c.get(st, "api_url", "slack", str, DEFAULT_SLACK_API_URL)
-    if not re.match(r"^https?://", api_url):
+    if not _valid_url(api_url):
         raise c.fail("slack.api_url", f"expected an http(s) URL such as {DEFAULT_SLACK_API_URL}")
     slack = SlackSettings(token_env=c.get(st, "token_env", "slack", str, DEFAULT_TOKEN_ENV),
                           api_url=api_url if api_url.endswith("/") else api_url + "/")
@@ -463,6 +490,8 @@ def parse_config(text: str, path: Path | str = "feeds.toml", environ: Mapping[st
             raise c.fail(f"feeds[{i}].name", f"duplicate feed name {feed.name!r}; names must be unique")
         seen.add(feed.name)
     database = c.get(raw, "database", "", str, "feedrelay.db")
+    if not database.strip() or "\x00" in database:
+        raise c.fail("database", "expected a file path such as \"feedrelay.db\"")
     if not Path(database).is_absolute():
         database = str(path.parent / database) if path.parent != Path() else database
     return Config(path=path, defaults=defaults, slack=slack, channels=channels, feeds=feeds, database=database)
