@@ -21,6 +21,7 @@ from . import __version__
 USER_AGENT = f"feedrelay/{__version__} (self-hosted feed-to-Slack relay; python-httpx)"
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CHUNK = 64 * 1024
+_PORTABLE_HEADERS = {"accept", "user-agent"}
 
 
 class FetchError(Exception):
@@ -167,9 +168,10 @@ class Fetcher:
                 raise FetchError(f"redirect to a non-http(s) URL refused: {_scheme(target)}:…")
             if target in seen:
                 raise FetchError(f"redirect loop at {_safe(target)}")
-            if urlsplit(target).netloc != urlsplit(url).netloc:
-                # Validators belong to the original host; do not send them elsewhere.
-                headers = {k: v for k, v in headers.items() if k not in ("If-None-Match", "If-Modified-Since")}
+            if _origin(target) != _origin(url):
+                # Credentials (NVD's apiKey) and validators belong to the original origin: another host,
+                # port or scheme (https → http included) gets only the harmless headers.
+                headers = {k: v for k, v in headers.items() if k.lower() in _PORTABLE_HEADERS}
             url = target
         raise FetchError(f"more than {self.max_redirects} redirects (defaults.max_redirects)")
 
@@ -212,6 +214,15 @@ class Fetcher:
         async for chunk in resp.aiter_raw(_CHUNK):
             decoder.feed(chunk)
         return Response(url=url, status=200, body=decoder.result(), headers=lower)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    p = urlsplit(url)
+    try:
+        port = p.port
+    except ValueError:
+        port = -1
+    return p.scheme.lower(), (p.hostname or "").lower(), port
 
 
 def _scheme(url: str) -> str:

@@ -11,13 +11,14 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from tests.cli import Relay, Result, wait_until
 from tests.feedgen import make_items, rss
-from tests.nvd_server import FakeNVD, fixture_records
+from tests.nvd_server import PATH, FakeNVD, fixture_records
 from tests.servers import FakeSlack, FeedServer
 
 _RANDOM = secrets.token_hex(8)
@@ -165,6 +166,31 @@ def test_status_shows_no_url_query(world: World) -> None:
         assert "feed-url-query-secret" not in world.captures[scenario]
     rows = json.loads(world.results["status --json"].out)["feeds"]
     assert next(r for r in rows if r["feed"] == "Missing")["url"].endswith("/missing.xml")
+
+
+def test_nvd_api_key_is_not_sent_to_another_host_on_redirect(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    """The key belongs to the configured NVD host. A redirect elsewhere (another origin: here another port)
+    must not carry it along, as browsers and httpx drop Authorization on a cross-origin redirect."""
+    with FeedServer() as configured, FeedServer() as elsewhere:
+        FakeNVD(elsewhere, fixture_records())  # answers with or without a key
+
+        def moved(h: BaseHTTPRequestHandler) -> None:
+            h.send_response(302)
+            h.send_header("Location", elsewhere.url(h.path))
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+
+        configured.set_handler(PATH, moved)
+        relay = Relay(tmp_path, fake_slack.api_url, extra_env={"NVD_API_KEY": NVD_KEY})
+        relay.configure(channels={"readings": {"slack": "#readings", "min_interval": "0s"}},
+                        feeds=[{"name": "NVD", "type": "nvd", "url": configured.url(PATH),
+                                "api_key_env": "NVD_API_KEY", "channels": ["readings"], "backlog": 1}])
+        result = relay("once")
+        assert "Traceback" not in result.output, result.output
+        assert configured.requests and configured.requests[0].headers.get("apikey") == NVD_KEY
+        assert elsewhere.requests, "the redirect was not followed"
+        for request in elsewhere.requests:
+            assert NVD_KEY not in json.dumps(request.headers), f"apiKey sent to {elsewhere.url()}: {request.headers}"
 
 
 def _around(text: str, needle: str, width: int = 80) -> str:
