@@ -1,0 +1,1 @@
+"""Reproducible performance figures for feedrelay: ``uv run python -m bench`` (see bench/README.md)."""

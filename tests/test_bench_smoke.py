@@ -1,0 +1,24 @@
+"""Keep the benchmark harness working: a small run (N=50) of every scenario with its correctness checks.
+
+Timing targets are judged by `python -m bench` itself, never here; this only asserts that the harness runs
+feedrelay's real poll/deliver path and that no item is lost or duplicated in any scenario.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_quick_runs_every_scenario_without_loss_or_duplicates() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    p = subprocess.run([sys.executable, "-m", "bench", "--quick"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=240)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    for scenario in ("steady", "changed", "cold", "trickle"):
+        rows = [line for line in p.stdout.splitlines() if line.startswith(f"| {scenario} |")]
+        assert rows and all(line.rstrip().endswith("| OK |") for line in rows), (scenario, rows)
