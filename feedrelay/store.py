@@ -109,6 +109,7 @@ class FeedRow:
 class Store:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
+        self._feed_columns: list[str] | None = None
         try:
             if readonly:
                 uri = f"file:{Path(self.path).resolve()}?mode=ro"
@@ -187,8 +188,9 @@ class Store:
         return [self._row(r) for r in self.db.execute("SELECT * FROM feeds ORDER BY name").fetchall()]
 
     def _row(self, row: tuple[Any, ...]) -> FeedRow:
-        cols = [d[0] for d in self.db.execute("SELECT * FROM feeds LIMIT 0").description]
-        data = dict(zip(cols, row, strict=True))
+        if self._feed_columns is None:  # read once: this runs for every feed on every poll
+            self._feed_columns = [d[0] for d in self.db.execute("SELECT * FROM feeds LIMIT 0").description]
+        data = dict(zip(self._feed_columns, row, strict=True))
         data["state"] = json.loads(data["state"] or "{}")
         data["active"] = bool(data["active"])
         data["initialized"] = bool(data["initialized"])
