@@ -692,13 +692,17 @@ def source_state() -> tuple[str, str]:
     digest = hashlib.sha256()
     for path in sorted((ROOT / "feedrelay").rglob("*.py")):
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    label = os.environ.get("BENCH_SOURCE_LABEL")  # e.g. a snapshot made with `git archive`, outside any checkout
+    if label:
+        return label, digest.hexdigest()[:12]
     try:
         head = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"], capture_output=True,
                               text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "feedrelay"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        head, dirty = "unknown", ""
+        head, dirty = "", ""
+    head = head or f"not a git checkout ({ROOT})"
     return f"{head}{' (feedrelay/ has uncommitted changes)' if dirty else ''}", digest.hexdigest()[:12]
 
 
