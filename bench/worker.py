@@ -25,8 +25,8 @@ import feedparser
 import httpx
 
 from feedrelay.config import parse_config
+from feedrelay.parsing import parse_feed
 from feedrelay.relay import Relay
-from feedrelay.sources.rss import parse_feed
 
 
 def peak_rss_mb() -> float:

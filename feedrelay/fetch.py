@@ -1,8 +1,8 @@
 """HTTP fetching for every source: conditional GET, bounded bodies, safe redirects, polite per host.
 
-Connection pools are sharded by host: one AsyncClient with a large pool re-checks every pooled
-connection on each request and slows to a crawl under concurrency (encode/httpx#3215), while many
-small pools stay fast.
+Each origin gets its own small connection pool (`_PoolPerOrigin`): httpcore re-checks every pooled
+connection against every queued request on each request and response (encode/httpx#3215), so one
+big pool, or a few shared ones, makes each request cost more the more feeds are in flight.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import zlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -115,28 +116,97 @@ class _Decoder:
         return b"".join(self.parts)
 
 
+class _PoolPerOrigin(httpx.AsyncBaseTransport):
+    """Routes each request to a small pool of its origin's own. Pools are made on demand; once an
+    origin has nothing in flight its pool is kept for reuse, and the least recently used idle pools
+    beyond ``keep_idle`` are closed, so memory follows concurrency, not the number of feeds."""
+
+    def __init__(self, make: Callable[[], httpx.AsyncBaseTransport], keep_idle: int = 256) -> None:
+        self._make = make
+        self.keep_idle = keep_idle
+        self._busy: dict[tuple[bytes, bytes, int | None], list] = {}  # origin -> [pool, requests in flight]
+        self._idle: OrderedDict[tuple[bytes, bytes, int | None], httpx.AsyncBaseTransport] = OrderedDict()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        key = (url.raw_scheme, url.raw_host, url.port)
+        entry = self._busy.get(key)
+        if entry is None:
+            pool = self._idle.pop(key, None) or self._make()
+            entry = self._busy[key] = [pool, 0]
+        entry[1] += 1
+        try:
+            response = await entry[0].handle_async_request(request)
+        except BaseException:
+            await self._release(key)
+            raise
+        response.stream = _Released(response.stream, lambda: self._release(key))
+        return response
+
+    async def _release(self, key: tuple[bytes, bytes, int | None]) -> None:
+        entry = self._busy[key]
+        entry[1] -= 1
+        if entry[1]:
+            return
+        del self._busy[key]
+        self._idle[key] = entry[0]
+        while len(self._idle) > self.keep_idle:
+            _, pool = self._idle.popitem(last=False)
+            await pool.aclose()
+
+    @property
+    def pools(self) -> int:
+        return len(self._busy) + len(self._idle)
+
+    async def aclose(self) -> None:
+        pools = [e[0] for e in self._busy.values()] + list(self._idle.values())
+        self._busy.clear()
+        self._idle.clear()
+        await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
+
+
+class _Released(httpx.AsyncByteStream):
+    """A response body that tells its origin's pool when it is done with (read or abandoned)."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, done: Callable[[], object]) -> None:
+        self._stream = stream
+        self._done: Callable[[], object] | None = done
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            done, self._done = self._done, None
+            if done is not None:
+                await done()  # type: ignore[misc]
+
+
 class Fetcher:
     """Shared HTTP client for all sources. Create once, ``await aclose()`` at the end."""
 
     def __init__(self, *, timeout: float = 30.0, max_body: int = 10_000_000, max_redirects: int = 5,
-                 per_host: int = 4, shards: int = 16, connections_per_shard: int = 16) -> None:
+                 per_host: int = 4) -> None:
         self.timeout = timeout
         self.max_body = max_body
         self.max_redirects = max_redirects
         self.per_host = per_host
-        ctx = ssl.create_default_context()  # one TLS context shared by all shards
-        limits = httpx.Limits(max_connections=connections_per_shard, max_keepalive_connections=connections_per_shard)
+        ctx = ssl.create_default_context()  # one TLS context for every pool: making one costs ~20 ms
+        # The per-host semaphore below already keeps each origin to `per_host` requests at a time.
+        limits = httpx.Limits(max_connections=per_host, max_keepalive_connections=per_host)
+        self._pools = _PoolPerOrigin(lambda: httpx.AsyncHTTPTransport(verify=ctx, limits=limits))
         http_timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None)
-        self._clients = [
-            httpx.AsyncClient(verify=ctx, limits=limits, timeout=http_timeout, follow_redirects=False,
-                              headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
-                              trust_env=True)
-            for _ in range(max(1, shards))
-        ]
+        # trust_env: HTTP(S)_PROXY / NO_PROXY are honoured; proxied origins go through httpx's proxy pools.
+        self._client = httpx.AsyncClient(verify=ctx, transport=self._pools, timeout=http_timeout,
+                                         follow_redirects=False, trust_env=True,
+                                         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"})
         self._host_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(per_host))
 
     async def aclose(self) -> None:
-        await asyncio.gather(*(c.aclose() for c in self._clients), return_exceptions=True)
+        await self._client.aclose()
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -179,7 +249,7 @@ class Fetcher:
         """One request: a Response, or the Location of a redirect."""
         parts = urlsplit(url)
         host = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
-        client = self._clients[hash(host) % len(self._clients)]
+        client = self._client
         async with self._host_slots[host]:
             try:
                 # The total timeout starts once we hold a slot: waiting our turn is not the server's fault.
@@ -202,6 +272,9 @@ class Fetcher:
                 raise FetchError(f"HTTP {status} redirect without a Location header", status=status)
             return location
         if status == 304:
+            # A 304 has no body, but the connection goes back to the pool only once the response has been
+            # read to its end; without this, every conditional GET opened a new connection.
+            await resp.aread()
             return Response(url=url, status=304, headers=lower)
         if status != 200:
             raise FetchError(f"HTTP {status} {resp.reason_phrase}".strip(), status=status,

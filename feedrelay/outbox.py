@@ -42,20 +42,36 @@ class Outbox:
         link — already went to that channel within ``window`` is skipped: publishers churn GUIDs, and the
         same article may arrive from two feeds."""
         now = time.time() if now is None else now
+        deliveries = list(deliveries)
+        taken = self._recent(deliveries, since=now - window)
         queued: list[Delivery] = []
         for d in deliveries:
-            dup = self.db.execute(
-                "SELECT 1 FROM outbox WHERE channel = ? AND dedupe_key = ? AND created >= ? LIMIT 1",
-                [d.channel, d.dedupe_key, now - window],
-            ).fetchone()
-            if dup:
+            if (d.channel, d.dedupe_key) in taken:
                 continue
-            self.db.execute(
-                "INSERT INTO outbox (channel, feed, item_key, dedupe_key, message, created) VALUES (?, ?, ?, ?, ?, ?)",
-                [d.channel, d.feed, d.item_key, d.dedupe_key, json.dumps(d.message), now],
-            )
+            taken.add((d.channel, d.dedupe_key))  # the same article twice in one batch goes once too
             queued.append(d)
+        self.db.conn.executemany(
+            "INSERT INTO outbox (channel, feed, item_key, dedupe_key, message, created) VALUES (?, ?, ?, ?, ?, ?)",
+            [(d.channel, d.feed, d.item_key, d.dedupe_key, json.dumps(d.message), now) for d in queued],
+        )
         return queued
+
+    def _recent(self, deliveries: list[Delivery], *, since: float) -> set[tuple[str, str]]:
+        """(channel, dedupe_key) pairs among these deliveries that a channel already got since ``since``:
+        one query per channel (and 500 keys), not one per delivery."""
+        by_channel: dict[str, set[str]] = {}
+        for d in deliveries:
+            by_channel.setdefault(d.channel, set()).add(d.dedupe_key)
+        found: set[tuple[str, str]] = set()
+        for channel, key_set in by_channel.items():
+            keys = sorted(key_set)
+            for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+                chunk = keys[i : i + 500]
+                rows = self.db.execute(
+                    "SELECT dedupe_key FROM outbox WHERE channel = ? AND created >= ? AND dedupe_key IN "
+                    f"({','.join('?' * len(chunk))})", [channel, since, *chunk])
+                found.update((channel, r[0]) for r in rows)
+        return found
 
     def next(self, channel: str) -> Pending | None:
         """The oldest pending delivery for a channel: order within a channel is publication order."""

@@ -10,8 +10,9 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from .config import Config, Feed
 from .deliverer import ChannelReport, Deliverer
@@ -26,6 +27,19 @@ from .workers import ParsePool
 log = logging.getLogger(__name__)
 
 PARALLEL_PARSE_MIN_FEEDS = 20
+# Polls in progress at once (fetch → parse → store). Beyond this, extra polls wait without holding a body,
+# a parse or a connection, so memory follows this number rather than the number of feeds.
+POLL_CONCURRENCY = 256
+
+
+def interleave_by_host(feeds: Iterable[Feed]) -> list[Feed]:
+    """Feeds in round-robin order over their hosts, so that a host with many feeds (which may be polled only
+    `per_host` at a time) does not hold up the feeds of every other host queued behind it."""
+    by_host: dict[str, list[Feed]] = {}
+    for feed in feeds:
+        by_host.setdefault((urlsplit(feed.url).hostname or "").lower(), []).append(feed)
+    queues = list(by_host.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
 
 
 class Relay:
@@ -43,6 +57,7 @@ class Relay:
         self._sources: dict[str, tuple[Feed, Source]] = {}
         self.parse_pool = ParsePool()
         self._daemon = False
+        self._poll_slots = asyncio.Semaphore(POLL_CONCURRENCY)
 
     async def __aenter__(self) -> Relay:
         await self.start()
@@ -90,8 +105,9 @@ class Relay:
         return cached[1]
 
     async def poll(self, feed: Feed) -> FeedReport:
-        report = await poll_feed(feed, self.source(feed), self.store, self.outbox,
-                                 dedupe_window=self.config.defaults.dedupe_window)
+        async with self._poll_slots:
+            report = await poll_feed(feed, self.source(feed), self.store, self.outbox,
+                                     dedupe_window=self.config.defaults.dedupe_window)
         if report.channels:
             self.deliverer.wake(report.channels)
         return report
@@ -102,7 +118,18 @@ class Relay:
         return await self.poll(feed) if feed else None
 
     async def poll_all(self) -> list[FeedReport]:
-        return list(await asyncio.gather(*(self.poll(f) for f in self.config.feeds)))
+        """Poll every feed once; reports in configuration order."""
+        feeds = self.config.feeds
+        order = iter(interleave_by_host(feeds))
+        reports: dict[str, FeedReport] = {}
+
+        async def worker() -> None:
+            # A fixed set of workers instead of a task per feed: 10,000 feeds are not 10,000 coroutines.
+            for feed in order:
+                reports[feed.name] = await self.poll(feed)
+
+        await asyncio.gather(*(worker() for _ in range(min(POLL_CONCURRENCY, len(feeds)))))
+        return [reports[f.name] for f in feeds]
 
     async def drain(self, max_wait: float) -> dict[str, ChannelReport]:
         return await self.deliverer.drain(deadline=time.time() + max_wait)

@@ -1,7 +1,9 @@
 """Feed parsing in worker processes: feedparser holds the GIL, so threads cannot parallelise it.
 
 The pool starts lazily (a relay that never parses pays nothing) with the forkserver method, so
-workers never inherit the event loop, sockets or SQLite connection of the relay process.
+workers never inherit the event loop, sockets or SQLite connection of the relay process. The fork
+server imports :mod:`feedrelay.parsing` (feedparser, and none of httpx, SQLite or Slack) once, and
+every worker is forked from it, so the workers share those pages instead of each importing its own.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class ParsePool:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["feedrelay.parsing"])
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
         return self._pool
 
