@@ -220,13 +220,14 @@ def _descendants(pid: int) -> list[int]:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its descendants so far (a parse pool's workers included)."""
+    """User + system CPU of a process and its descendants so far (a parse pool's workers included, also those
+    that have exited: feedrelay retires parse workers, and a reaped child's CPU moves to its parent's cutime)."""
     ticks = 0
     for p in _descendants(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            ticks += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
         except (OSError, ValueError, IndexError):
             continue
     return ticks / os.sysconf("SC_CLK_TCK")

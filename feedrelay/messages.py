@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -51,6 +52,7 @@ def fit(text: str, limit: int) -> str:
     return cut + "…"
 
 
+@lru_cache(maxsize=256)  # one message asks for the same item link three or four times
 def safe_url(url: str) -> str:
     """An http(s) URL made safe inside ``<url|label>``; "" if it is not one."""
     try:
@@ -64,6 +66,7 @@ def safe_url(url: str) -> str:
     return encoded if len(encoded) <= MAX_URL else ""
 
 
+@lru_cache(maxsize=256)
 def host_of(url: str) -> str:
     try:
         return urlsplit(url).hostname or ""

@@ -10,7 +10,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections import Counter, deque
+from collections.abc import Mapping
 from typing import TextIO
 from urllib.parse import urlsplit
 
@@ -32,14 +33,14 @@ PARALLEL_PARSE_MIN_FEEDS = 20
 POLL_CONCURRENCY = 256
 
 
-def interleave_by_host(feeds: Iterable[Feed]) -> list[Feed]:
-    """Feeds in round-robin order over their hosts, so that a host with many feeds (which may be polled only
-    `per_host` at a time) does not hold up the feeds of every other host queued behind it."""
-    by_host: dict[str, list[Feed]] = {}
-    for feed in feeds:
-        by_host.setdefault((urlsplit(feed.url).hostname or "").lower(), []).append(feed)
-    queues = list(by_host.values())
-    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
 
 
 class Relay:
@@ -118,17 +119,53 @@ class Relay:
         return await self.poll(feed) if feed else None
 
     async def poll_all(self) -> list[FeedReport]:
-        """Poll every feed once; reports in configuration order."""
+        """Poll every feed once; reports in configuration order.
+
+        At most POLL_CONCURRENCY polls run at once, and at most ``per_host`` per origin; a poll starts only
+        when both have room, so feeds of a slow host never hold slots that other hosts' feeds could use,
+        and 10,000 feeds are never 10,000 coroutines."""
         feeds = self.config.feeds
-        order = iter(interleave_by_host(feeds))
+        per_host = max(1, self.config.defaults.per_host)
+        queues: dict[tuple[str, str, int | None], deque[Feed]] = {}
+        for feed in feeds:
+            queues.setdefault(_origin(feed.url), deque()).append(feed)
+        ready = deque(queues)  # origins with queued feeds and a free slot, in round-robin order
+        busy: Counter[tuple[str, str, int | None]] = Counter()
+        running: dict[asyncio.Task[FeedReport], tuple[tuple[str, str, int | None], Feed]] = {}
+        finished: deque[asyncio.Task[FeedReport]] = deque()
+        wake = asyncio.Event()
         reports: dict[str, FeedReport] = {}
 
-        async def worker() -> None:
-            # A fixed set of workers instead of a task per feed: 10,000 feeds are not 10,000 coroutines.
-            for feed in order:
-                reports[feed.name] = await self.poll(feed)
+        def done(task: asyncio.Task[FeedReport]) -> None:
+            finished.append(task)
+            wake.set()
 
-        await asyncio.gather(*(worker() for _ in range(min(POLL_CONCURRENCY, len(feeds)))))
+        try:
+            while ready or running:
+                while ready and len(running) < POLL_CONCURRENCY:
+                    origin = ready.popleft()
+                    queue = queues[origin]
+                    feed = queue.popleft()
+                    busy[origin] += 1
+                    if queue and busy[origin] < per_host:
+                        ready.append(origin)
+                    task = asyncio.create_task(self.poll(feed))
+                    task.add_done_callback(done)
+                    running[task] = (origin, feed)
+                await wake.wait()
+                wake.clear()
+                while finished:
+                    task = finished.popleft()
+                    origin, feed = running.pop(task)
+                    reports[feed.name] = task.result()  # only a damaged database raises; it ends the round
+                    busy[origin] -= 1
+                    if queues[origin] and busy[origin] == per_host - 1:
+                        ready.append(origin)  # it was full, and has a free slot again
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
         return [reports[f.name] for f in feeds]
 
     async def drain(self, max_wait: float) -> dict[str, ChannelReport]:

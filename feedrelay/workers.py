@@ -18,11 +18,17 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# A worker's heap grows with what it has parsed and never shrinks. After this many parses the pool is
+# retired (its workers finish what they hold, then exit) and fresh workers are forked from the preloaded
+# fork server. (ProcessPoolExecutor's own max_tasks_per_child deadlocks on Python 3.11.)
+RETIRE_AFTER = 1000
+
 
 class ParsePool:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or max(1, min(os.cpu_count() or 1, 4))
         self._pool: ProcessPoolExecutor | None = None
+        self._tasks = 0
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -33,12 +39,19 @@ class ParsePool:
 
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
+        pool = self._executor()
         try:
-            return await loop.run_in_executor(self._executor(), fn, *args)
+            future = loop.run_in_executor(pool, fn, *args)
+            self._tasks += 1
+            if self._tasks >= RETIRE_AFTER:
+                self._pool, self._tasks = None, 0
+                pool.shutdown(wait=False)  # submitted work still completes
+            return await future
         except BrokenProcessPool:
             # A worker died (e.g. killed by the OS for memory on a hostile feed): start afresh and
             # let this feed fail; the others carry on.
-            self.close()
+            if self._pool is pool:
+                self.close()
             raise RuntimeError("the parser process died while parsing this feed") from None
 
     def close(self) -> None:

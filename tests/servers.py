@@ -42,10 +42,12 @@ class _HTTPServer(ThreadingHTTPServer):
         self.app = app
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self.connections_opened = 0  # TCP connections accepted so far (keep-alive reuse shows here)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
             self._connections.add(request)
+            self.connections_opened += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -161,6 +163,10 @@ class _App:
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    @property
+    def connections_opened(self) -> int:
+        return self._httpd.connections_opened if self._httpd else 0
 
     def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
         raise NotImplementedError

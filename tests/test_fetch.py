@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import threading
 import time
 import tracemalloc
 import zlib
@@ -251,3 +252,77 @@ def test_connection_refused() -> None:
     error = fetch_error(f"http://127.0.0.1:{port}/feed.xml")
     assert "cannot connect" in str(error)
     assert error.status is None
+
+
+# --- connection pools -----------------------------------------------------------------------------
+
+
+def test_conditional_gets_reuse_one_connection(feed_server: FeedServer) -> None:
+    """A 304 must hand its connection back: a relay polling unchanged feeds should not open a new
+    TCP (and, in real life, TLS) connection for every poll."""
+    feed_server.set("/feed.xml", FEED)
+    url = feed_server.url("/feed.xml")
+
+    async def go() -> list[int]:
+        async with Fetcher() as fetcher:
+            first = await fetcher.get(url)
+            return [(await fetcher.get(url, etag=first.etag)).status for _ in range(5)]
+
+    assert asyncio.run(go()) == [304] * 5
+    assert feed_server.hits("/feed.xml") == 6
+    assert feed_server.connections_opened == 1
+
+
+def test_idle_origin_pools_are_closed_beyond_the_limit() -> None:
+    """One small pool per origin, but idle ones are closed past `keep_idle`: memory follows what is in
+    flight, not how many hosts the feeds live on."""
+    servers = [FeedServer().start() for _ in range(5)]
+    try:
+        for s in servers:
+            s.set("/feed.xml", FEED)
+
+        async def go() -> tuple[list[int], int, int]:
+            async with Fetcher() as fetcher:
+                fetcher._pools.keep_idle = 2
+                statuses = [(await fetcher.get(s.url("/feed.xml"))).status for s in servers]
+                pools = fetcher._pools.pools
+                statuses.append((await fetcher.get(servers[0].url("/feed.xml"))).status)  # its pool was closed
+                return statuses, pools, fetcher._pools.pools
+
+        statuses, pools_after_five, pools_at_end = asyncio.run(go())
+        assert statuses == [200] * 6
+        assert pools_after_five == 2 and pools_at_end == 2
+        assert servers[0].connections_opened == 2  # reconnected after its pool was dropped
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_many_origins_in_parallel_each_limited_to_per_host(feed_server: FeedServer) -> None:
+    """per_host caps concurrency per origin even when hundreds of requests are queued for it."""
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.02)
+        with lock:
+            active -= 1
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(FEED)))
+        h.end_headers()
+        h.wfile.write(FEED)
+
+    feed_server.set_handler("/slow.xml", slow)
+
+    async def go() -> list[int]:
+        async with Fetcher(per_host=3) as fetcher:
+            results = await asyncio.gather(*(fetcher.get(feed_server.url("/slow.xml")) for _ in range(30)))
+            return [r.status for r in results]
+
+    assert asyncio.run(go()) == [200] * 30
+    assert peak == 3

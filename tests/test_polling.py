@@ -1,0 +1,96 @@
+"""Polling many feeds at once: order, fairness between hosts, and the parse worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import feedrelay.relay as relay_module
+import feedrelay.workers as workers
+from feedrelay.config import Feed, parse_config
+from feedrelay.parsing import parse_feed
+from feedrelay.relay import Relay
+from feedrelay.workers import ParsePool
+from tests.feedgen import make_items, rss
+from tests.servers import FeedServer
+
+
+def config_text(tmp_path: Path, urls: list[str], per_host: int) -> str:
+    feeds = "\n".join(f'[[feeds]]\nname = "f{i}"\nurl = "{u}"\nchannels = ["readings"]\n' for i, u in enumerate(urls))
+    return (f'database = "{tmp_path / "relay.db"}"\n[defaults]\nper_host = {per_host}\n'
+            f"[channels.readings]\nconsole = true\n\n{feeds}")
+
+
+def test_a_slow_host_with_many_feeds_does_not_hold_up_the_others(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """24 feeds on a host answering in 0.25 s (2 at a time) take ~3 s; with 8 polls at a time, the 24 feeds
+    of a fast host listed after them in feeds.toml must not wait behind them."""
+    monkeypatch.setattr(relay_module, "POLL_CONCURRENCY", 8)
+    done_at: dict[str, float] = {}
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        time.sleep(0.25)
+        body = rss(make_items(2))
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    with FeedServer() as slow_host, FeedServer() as fast_host:
+        slow_host.set_handler("/f.xml", slow)
+        fast_host.set("/f.xml", rss(make_items(2)))
+        urls = [slow_host.url(f"/f.xml?{i}") for i in range(24)] + [fast_host.url(f"/f.xml?{i}") for i in range(24)]
+        config = parse_config(config_text(tmp_path, urls, per_host=2), tmp_path / "feeds.toml", environ={})
+
+        async def go() -> list[str]:
+            relay = Relay(config, environ={}, stream=io.StringIO())
+            await relay.start()
+            start = time.monotonic()
+            original = relay.poll
+
+            async def timed(f: Feed):  # type: ignore[no-untyped-def]
+                report = await original(f)
+                done_at[f.name] = time.monotonic() - start
+                return report
+
+            relay.poll = timed  # type: ignore[method-assign]
+            try:
+                reports = await relay.poll_all()
+            finally:
+                await relay.close()
+            return [r.feed for r in reports if r.error is None]
+
+        names = asyncio.run(go())
+    assert names == [f"f{i}" for i in range(48)]  # every feed, in configuration order
+    fast = [done_at[f"f{i}"] for i in range(24, 48)]
+    slow_done = [done_at[f"f{i}"] for i in range(24)]
+    assert max(fast) < 1.5 < max(slow_done)
+
+
+def test_parse_pool_retires_workers_and_still_parses_every_feed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(workers, "RETIRE_AFTER", 4)
+    bodies = [rss(make_items(3, start=i * 3)) for i in range(12)]
+    expected = [parse_feed(b, "https://blog.example/feed.xml") for b in bodies]
+
+    async def go() -> tuple[list, set[int]]:  # type: ignore[type-arg]
+        import os
+
+        pool = ParsePool(workers=2)
+        pids: set[int] = set()
+        try:
+            results = []
+            for batch in range(3):  # 4 at a time: each batch goes to a fresh set of workers
+                chunk = bodies[batch * 4 : batch * 4 + 4]
+                results += await asyncio.gather(*(pool(parse_feed, b, "https://blog.example/feed.xml")
+                                                  for b in chunk))
+                pids |= set(await asyncio.gather(*(pool(os.getpid) for _ in range(2))))
+            return results, pids
+        finally:
+            pool.close()
+
+    results, pids = asyncio.run(go())
+    assert [[i.key for i in r.items] for r in results] == [[i.key for i in r.items] for r in expected]
+    assert results == expected
+    assert len(pids) > 2  # workers were replaced
