@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+import sys
+import types
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -24,11 +27,26 @@ T = TypeVar("T")
 RETIRE_AFTER = 1000
 
 
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """multiprocessing makes each new worker re-import the parent's ``__main__``. For the daemon that is
+    the ``feedrelay`` console script, which imports the whole CLI (httpx, slack-sdk, APScheduler):
+    +17 MB in every worker, for code a parser never runs. Workers only need :mod:`feedrelay.parsing`."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 class ParsePool:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or max(1, min(os.cpu_count() or 1, 4))
         self._pool: ProcessPoolExecutor | None = None
         self._tasks = 0
+        self._retiring: asyncio.Future[None] | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -37,15 +55,24 @@ class ParsePool:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
         return self._pool
 
+    def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        # Workers are forked on demand inside submit(), on this thread.
+        with _main_module_hidden():
+            return self._executor().submit(fn, *args)
+
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
+        if self._retiring is not None:
+            # New workers start only once the retired ones have exited, so the two sets never add up in memory.
+            await asyncio.shield(self._retiring)
+            self._retiring = None
         pool = self._executor()
         try:
-            future = loop.run_in_executor(pool, fn, *args)
+            future = asyncio.wrap_future(self._submit(fn, *args))
             self._tasks += 1
             if self._tasks >= RETIRE_AFTER:
                 self._pool, self._tasks = None, 0
-                pool.shutdown(wait=False)  # submitted work still completes
+                # submitted work still completes; shutdown(wait=True) returns when the workers have exited
+                self._retiring = asyncio.ensure_future(asyncio.to_thread(pool.shutdown, wait=True))
             return await future
         except BrokenProcessPool:
             # A worker died (e.g. killed by the OS for memory on a hostile feed): start afresh and

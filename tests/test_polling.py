@@ -94,3 +94,30 @@ def test_parse_pool_retires_workers_and_still_parses_every_feed(monkeypatch) -> 
     assert [[i.key for i in r.items] for r in results] == [[i.key for i in r.items] for r in expected]
     assert results == expected
     assert len(pids) > 2  # workers were replaced
+
+
+def test_parse_workers_do_not_load_the_cli(tmp_path: Path) -> None:
+    """The daemon's __main__ is the `feedrelay` console script, which imports the whole CLI; its parse
+    workers must not (it cost 17 MB per worker)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "relay_main.py"
+    names = {"feedparser", "httpx", "slack_sdk", "apscheduler", "sqlite_utils"}
+    script.write_text(  # a stand-in for the console script: it imports the CLI, then parses in the pool
+        "import asyncio, sys\n"
+        "import feedrelay.cli\n"
+        "from feedrelay.workers import ParsePool\n"
+        f"LOADED = \"sorted(m for m in __import__('sys').modules if m.split('.')[0] in {names})\"\n"
+        "async def go():\n"
+        "    pool = ParsePool(workers=1)\n"
+        "    try:\n"
+        "        print(await pool(eval, LOADED))\n"
+        "    finally:\n"
+        "        pool.close()\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(go())\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert {m.split(".")[0] for m in eval(out.stdout)} == {"feedparser"}  # the parser's, and none of the CLI's
