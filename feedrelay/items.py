@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 # Tracking parameters that make the same article look like a new link.
 _TRACKING_PARAMS = {"fbclid", "gclid", "mc_cid", "mc_eid", "igshid", "ref_src"}
@@ -44,9 +44,8 @@ def normalize_link(url: str | None, base: str | None = None) -> str:
     if not url:
         return ""
     url = url.strip()
-    if base:
-        from urllib.parse import urljoin
-
+    # urljoin() leaves an absolute URL without dot segments as it is; most links are that, and skipping it is cheap.
+    if base and not (url.startswith(("https://", "http://")) and "/." not in url):
         url = urljoin(base, url)
     try:
         parts = urlsplit(url)
