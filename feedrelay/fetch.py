@@ -185,6 +185,15 @@ class _Released(httpx.AsyncByteStream):
                 await done()  # type: ignore[misc]
 
 
+class _Cookies(httpx.Cookies):
+    """httpx's cookie jar, minus its cost when a response sets none: httpx wraps every response in urllib
+    request/response shims to look for Set-Cookie, ~7% of the CPU of a conditional GET."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers or "set-cookie2" in response.headers:
+            super().extract_cookies(response)
+
+
 class Fetcher:
     """Shared HTTP client for all sources. Create once, ``await aclose()`` at the end."""
 
@@ -203,6 +212,7 @@ class Fetcher:
         self._client = httpx.AsyncClient(verify=ctx, transport=self._pools, timeout=http_timeout,
                                          follow_redirects=False, trust_env=True,
                                          headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"})
+        self._client._cookies = _Cookies()  # httpx's setter would wrap it back into a plain Cookies
         self._host_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(per_host))
 
     async def aclose(self) -> None:

@@ -175,6 +175,21 @@ def test_redirect_followed_and_final_url_reported(feed_server: FeedServer) -> No
     assert resp.body == FEED and resp.url == feed_server.url("/new.xml")
 
 
+def test_cookie_set_by_a_redirect_is_sent_to_its_target(feed_server: FeedServer) -> None:
+    """Some hosts answer a first visit with a cookie and a redirect, and serve the feed only with that cookie."""
+    def set_cookie_and_redirect(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(302)
+        h.send_header("Set-Cookie", "visited=yes; Path=/")
+        h.send_header("Location", "/feed.xml")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    feed_server.set_handler("/start", set_cookie_and_redirect)
+    feed_server.set("/feed.xml", FEED)
+    assert fetch(feed_server.url("/start")).body == FEED
+    assert [r.headers.get("cookie") for r in feed_server.requests if r.path == "/feed.xml"] == ["visited=yes"]
+
+
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "javascript:alert(1)", "ftp://127.0.0.1/feed",
                                     "data:text/plain,hi"])
 def test_redirect_to_non_http_refused(feed_server: FeedServer, target: str) -> None:
