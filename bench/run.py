@@ -24,6 +24,7 @@ from .slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNELS = 10
+PACE = 1.0  # feedrelay's default per-channel pacing (channels.<name>.min_interval), which the bench config keeps
 TOKEN = "xoxb-bench"
 SCENARIOS = ("steady", "changed", "cold", "trickle")
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
@@ -506,12 +507,22 @@ class Bench:
         total = [p.time - farm.appeared[p.link] for p in posts if p.link in farm.appeared]
         after_fetch = [p.time - farm.served_200[feed_of[p.link]] for p in posts if p.link in feed_of]
         firsts: dict[str, float] = {}
+        # Beyond pacing: from the moment the channel was free to take the post (fetched, and its previous post
+        # at least PACE s ago) to its arrival. That is the relay's own latency "when the channel is idle";
+        # with 10 items per channel at N=10,000, pacing alone spreads a channel's posts over 9 s.
+        beyond: list[float] = []
+        last: dict[str, float] = {}
         for p in sorted(posts, key=lambda p: p.time):
             if p.link in farm.appeared:
                 firsts.setdefault(p.channel, p.time - farm.appeared[p.link])
+            if p.link in feed_of:
+                free = max(farm.served_200[feed_of[p.link]], last.get(p.channel, -float("inf")) + PACE)
+                beyond.append(p.time - free)
+            last[p.channel] = p.time
         res.latency = {
             "p50": percentile(total, 0.5), "p99": percentile(total, 0.99), "max": max(total, default=float("nan")),
             "fetch_p50": percentile(after_fetch, 0.5), "fetch_p99": percentile(after_fetch, 0.99),
+            "idle_p50": percentile(beyond, 0.5), "idle_p99": percentile(beyond, 0.99),
             "first_max": max(firsts.values(), default=float("nan")),
             "per_channel_max": float(max(per_channel.values())),
         }
@@ -585,7 +596,8 @@ def table(results: list[Result]) -> str:
         if r.latency:
             lat = r.latency
             details = (f"p50 {lat['p50']:.2f}s, p99 {lat['p99']:.2f}s (after fetch: p50 {lat['fetch_p50']:.2f}s, "
-                       f"p99 {lat['fetch_p99']:.2f}s); {r.items} item(s), ≤{lat['per_channel_max']:.0f}/channel")
+                       f"p99 {lat['fetch_p99']:.2f}s; beyond pacing: p50 {lat['idle_p50']:.2f}s, "
+                       f"p99 {lat['idle_p99']:.2f}s); {r.items} item(s), ≤{lat['per_channel_max']:.0f}/channel")
         if r.prime_seconds and r.scenario != "trickle":
             details += ("; " if details else "") + f"prime {r.prime_seconds:.1f}s"
         if len(r.runs) > 1:
@@ -657,10 +669,12 @@ def targets(results: list[Result]) -> str:
              f"{first.prime_pss_mb:.0f} MB PSS ({first.prime_rss_mb:.0f} MB summed RSS) at N={big:,} "
              f"({first.scenario}, {first.delay * 1000:.0f} ms)")
     for r in (r for r in at if r.latency):
-        line(r.latency["fetch_p99"] <= 1.0,
-             f"trickle latency ≤ interval + 1 s ({r.n:,}, {r.delay * 1000:.0f} ms): after fetch p99 "
-             f"{r.latency['fetch_p99']:.2f}s (appearance→Slack p99 {r.latency['p99']:.2f}s, of which the "
-             f"interval part is 0 here: the bench polls right after publishing)")
+        line(r.latency["idle_p99"] <= 1.0,
+             f"trickle latency ≤ interval + 1 s when the channel is idle ({r.n:,}, {r.delay * 1000:.0f} ms): "
+             f"p99 {r.latency['idle_p99']:.2f}s from fetch (or from when 1 msg/s pacing allowed it) to Slack; "
+             f"after fetch incl. pacing p99 {r.latency['fetch_p99']:.2f}s, ≤{r.latency['per_channel_max']:.0f} "
+             f"posts/channel (appearance→Slack p99 {r.latency['p99']:.2f}s; the interval part is 0 here: the bench "
+             f"polls right after publishing)")
     return "\n".join(out)
 
 
