@@ -109,7 +109,7 @@ def run(sizes: list[int], out: str | None = None, rounds: int = 5, ops: int = 40
     lines += ["", "The mean includes the WAL checkpoints (with fdatasync) that SQLite runs inside some commits: "
               "they are the p99 column.",
               "", f"{'PASS' if ok else 'MISS'} store flat from {a[0]:,} to {b[0]:,} items (≤ 1.5× per op): remember "
-              f"×{flat_rem:.2f}, known_keys ×{flat_look:.2f}"]
+              f"×{flat_rem:.2f} (median commit ×{b[3] / a[3]:.2f}), known_keys ×{flat_look:.2f}"]
     text = "\n".join(lines)
     print("\n" + text)
     if out:
