@@ -55,10 +55,11 @@ class ParsePool:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
         return self._pool
 
-    def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+    @staticmethod
+    def _submit(pool: ProcessPoolExecutor, fn: Callable[..., T], *args: Any) -> Future[T]:
         # Workers are forked on demand inside submit(), on this thread.
         with _main_module_hidden():
-            return self._executor().submit(fn, *args)
+            return pool.submit(fn, *args)
 
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
         if self._retiring is not None:
@@ -67,7 +68,7 @@ class ParsePool:
             self._retiring = None
         pool = self._executor()
         try:
-            future = asyncio.wrap_future(self._submit(fn, *args))
+            future = asyncio.wrap_future(self._submit(pool, fn, *args))
             self._tasks += 1
             if self._tasks >= RETIRE_AFTER:
                 self._pool, self._tasks = None, 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
+import sys
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -99,9 +101,6 @@ def test_parse_pool_retires_workers_and_still_parses_every_feed(monkeypatch) -> 
 def test_parse_workers_do_not_load_the_cli(tmp_path: Path) -> None:
     """The daemon's __main__ is the `feedrelay` console script, which imports the whole CLI; its parse
     workers must not (it cost 17 MB per worker)."""
-    import subprocess
-    import sys
-
     script = tmp_path / "relay_main.py"
     names = {"feedparser", "httpx", "slack_sdk", "apscheduler", "sqlite_utils"}
     script.write_text(  # a stand-in for the console script: it imports the CLI, then parses in the pool
