@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from . import __version__
+from .netio import AsyncioBackend
 
 USER_AGENT = f"feedrelay/{__version__} (self-hosted feed-to-Slack relay; python-httpx)"
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -206,7 +208,17 @@ class Fetcher:
         ctx = ssl.create_default_context()  # one TLS context for every pool: making one costs ~20 ms
         # The per-host semaphore below already keeps each origin to `per_host` requests at a time.
         limits = httpx.Limits(max_connections=per_host, max_keepalive_connections=per_host)
-        self._pools = _PoolPerOrigin(lambda: httpx.AsyncHTTPTransport(verify=ctx, limits=limits))
+        backend = AsyncioBackend()
+
+        def origin_pool() -> httpx.AsyncBaseTransport:
+            transport = httpx.AsyncHTTPTransport(verify=ctx, limits=limits)
+            # The pool httpx would build, on asyncio streams instead of anyio's: see feedrelay.netio.
+            transport._pool = httpcore.AsyncConnectionPool(
+                ssl_context=ctx, max_connections=per_host, max_keepalive_connections=per_host,
+                keepalive_expiry=limits.keepalive_expiry, network_backend=backend)
+            return transport
+
+        self._pools = _PoolPerOrigin(origin_pool)
         http_timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None)
         # trust_env: HTTP(S)_PROXY / NO_PROXY are honoured; proxied origins go through httpx's proxy pools.
         self._client = httpx.AsyncClient(verify=ctx, transport=self._pools, timeout=http_timeout,

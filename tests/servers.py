@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -130,10 +131,15 @@ class _App:
         self._lock = threading.Condition()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._scheme = "http"
 
-    def start(self) -> Self:
+    def start(self, tls: ssl.SSLContext | None = None) -> Self:
+        """Serve on 127.0.0.1; over TLS with this server-side context if given (URLs become https://)."""
         if self._httpd is None:
             self._httpd = _HTTPServer(self)
+            if tls is not None:
+                self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+                self._scheme = "https"
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
             )
@@ -162,7 +168,7 @@ class _App:
         return self._httpd.server_address[1]
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+        return f"{self._scheme}://127.0.0.1:{self.port}/{path.lstrip('/')}"
 
     @property
     def connections_opened(self) -> int:

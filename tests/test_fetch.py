@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import ssl
 import threading
 import time
 import tracemalloc
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+import trustme
 
 from feedrelay.fetch import Fetcher, FetchError, Response
 from tests.feedgen import make_items, rss
@@ -269,6 +271,45 @@ def test_connection_refused() -> None:
     assert error.status is None
 
 
+# --- TLS ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(tmp_path: Any):  # type: ignore[no-untyped-def]
+    """A feed server on https://127.0.0.1 with a certificate from a test CA, and that CA's PEM file."""
+    ca = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = FeedServer().start(tls=context)
+    server.set("/feed.xml", FEED)
+    yield server, str(ca_file)
+    server.stop()
+
+
+def test_https_feed_with_a_trusted_certificate_keeps_its_connection(tls_server: Any, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    server, ca_file = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # how a deployment adds its own CA, too
+    url = server.url("/feed.xml")
+    assert url.startswith("https://")
+
+    async def go() -> list[int]:
+        async with Fetcher() as fetcher:
+            first = await fetcher.get(url)
+            assert first.body == FEED
+            return [first.status] + [(await fetcher.get(url, etag=first.etag)).status for _ in range(3)]
+
+    assert asyncio.run(go()) == [200, 304, 304, 304]
+    assert server.connections_opened == 1  # one TLS handshake for four polls
+
+
+def test_https_feed_with_an_untrusted_certificate_is_refused(tls_server: Any) -> None:
+    server, _ = tls_server
+    error = fetch_error(server.url("/feed.xml"))
+    assert "cannot connect" in str(error) and "certificate" in str(error).lower()
+
+
 # --- connection pools -----------------------------------------------------------------------------
 
 
@@ -286,6 +327,23 @@ def test_conditional_gets_reuse_one_connection(feed_server: FeedServer) -> None:
     assert asyncio.run(go()) == [304] * 5
     assert feed_server.hits("/feed.xml") == 6
     assert feed_server.connections_opened == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(feed_server: FeedServer) -> None:
+    """Servers drop idle keep-alive connections; the next poll must open a new one, not fail on the dead one."""
+    feed_server.set("/feed.xml", FEED)
+    url = feed_server.url("/feed.xml")
+
+    async def go() -> list[int]:
+        async with Fetcher() as fetcher:
+            first = await fetcher.get(url)
+            feed_server._httpd.close_connections()  # type: ignore[union-attr]
+            await asyncio.sleep(0.2)
+            second = await fetcher.get(url, etag=first.etag)
+            return [first.status, second.status]
+
+    assert asyncio.run(go()) == [200, 304]
+    assert feed_server.connections_opened == 2
 
 
 def test_idle_origin_pools_are_closed_beyond_the_limit() -> None:
