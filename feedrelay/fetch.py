@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import urllib.request
 import zlib
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -123,14 +124,18 @@ class _PoolPerOrigin(httpx.AsyncBaseTransport):
     origin has nothing in flight its pool is kept for reuse, and the least recently used idle pools
     beyond ``keep_idle`` are closed, so memory follows concurrency, not the number of feeds."""
 
-    def __init__(self, make: Callable[[], httpx.AsyncBaseTransport], keep_idle: int = 256) -> None:
+    def __init__(self, make: Callable[[], httpx.AsyncBaseTransport], keep_idle: int = 256,
+                 via_proxy: Callable[[httpx.URL], httpx.AsyncBaseTransport | None] = lambda url: None) -> None:
         self._make = make
         self.keep_idle = keep_idle
+        self._via_proxy = via_proxy
         self._busy: dict[tuple[bytes, bytes, int | None], list] = {}  # origin -> [pool, requests in flight]
         self._idle: OrderedDict[tuple[bytes, bytes, int | None], httpx.AsyncBaseTransport] = OrderedDict()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
+        if (proxy := self._via_proxy(url)) is not None:
+            return await proxy.handle_async_request(request)
         key = (url.raw_scheme, url.raw_host, url.port)
         entry = self._busy.get(key)
         if entry is None:
@@ -187,6 +192,36 @@ class _Released(httpx.AsyncByteStream):
                 await done()  # type: ignore[misc]
 
 
+class _EnvironmentProxies:
+    """HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY (any case), read once, as curl and urllib read them.
+    One transport per proxy URL, shared by every origin that goes through it."""
+
+    def __init__(self, make: Callable[[str], httpx.AsyncBaseTransport]) -> None:
+        self._env = urllib.request.getproxies_environment()  # {"http": url, "https": url, "all": url, "no": hosts}
+        self._make = make
+        self._transports: dict[str, httpx.AsyncBaseTransport] = {}
+
+    def transport_for(self, url: httpx.URL) -> httpx.AsyncBaseTransport | None:
+        if not self._env:
+            return None
+        proxy = self._env.get(url.scheme) or self._env.get("all")
+        if not proxy or urllib.request.proxy_bypass_environment(url.host, self._env):
+            return None
+        if proxy not in self._transports:
+            try:
+                self._transports[proxy] = self._make(proxy)
+            except (ValueError, ImportError):  # e.g. socks5:// without httpx's socks extra
+                # (The proxy URL itself is not repeated: it may hold a password.)
+                raise FetchError(f"cannot use the proxy named by {url.scheme.upper()}_PROXY / ALL_PROXY: use an "
+                                 "http:// or https:// proxy URL") from None
+        return self._transports[proxy]
+
+    async def aclose(self) -> None:
+        for transport in self._transports.values():
+            await transport.aclose()
+        self._transports.clear()
+
+
 class _Cookies(httpx.Cookies):
     """httpx's cookie jar, minus its cost when a response sets none: httpx wraps every response in urllib
     request/response shims to look for Set-Cookie, ~7% of the CPU of a conditional GET."""
@@ -218,17 +253,20 @@ class Fetcher:
                 keepalive_expiry=limits.keepalive_expiry, network_backend=backend)
             return transport
 
-        self._pools = _PoolPerOrigin(origin_pool)
+        self._proxies = _EnvironmentProxies(lambda url: httpx.AsyncHTTPTransport(proxy=url, verify=ctx))
+        self._pools = _PoolPerOrigin(origin_pool, via_proxy=self._proxies.transport_for)
         http_timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None)
-        # trust_env: HTTP(S)_PROXY / NO_PROXY are honoured; proxied origins go through httpx's proxy pools.
+        # trust_env=False: httpx ignores environment proxies once it is given a transport, so _EnvironmentProxies
+        # reads them; and nothing else (~/.netrc credentials) should come from the environment.
         self._client = httpx.AsyncClient(verify=ctx, transport=self._pools, timeout=http_timeout,
-                                         follow_redirects=False, trust_env=True,
+                                         follow_redirects=False, trust_env=False,
                                          headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"})
         self._client._cookies = _Cookies()  # httpx's setter would wrap it back into a plain Cookies
         self._host_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(per_host))
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._proxies.aclose()
 
     async def __aenter__(self) -> Fetcher:
         return self

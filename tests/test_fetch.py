@@ -271,6 +271,37 @@ def test_connection_refused() -> None:
     assert error.status is None
 
 
+# --- proxies --------------------------------------------------------------------------------------
+
+
+def test_proxy_from_the_environment_is_used_except_for_no_proxy_hosts(feed_server: FeedServer,
+                                                                       monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    proxy = FeedServer().start()  # a forward proxy sees the whole URL as the request target
+    try:
+        proxy.set("/feed.xml", FEED)
+        feed_server.set("/direct.xml", FEED)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url("/"))
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+
+        async def go() -> list[bytes]:
+            async with Fetcher() as fetcher:
+                via = await fetcher.get("http://feeds.feedrelay-test.invalid/feed.xml")  # no DNS: only the proxy knows
+                direct = await fetcher.get(feed_server.url("/direct.xml"))
+                return [via.body, direct.body]
+
+        assert asyncio.run(go()) == [FEED, FEED]
+        assert [r.path for r in proxy.requests] == ["http://feeds.feedrelay-test.invalid/feed.xml"]
+        assert feed_server.hits("/direct.xml") == 1
+    finally:
+        proxy.stop()
+
+
+def test_unusable_proxy_url_is_a_clear_error_without_its_password(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("HTTPS_PROXY", "gopher://user:hunter2@proxy.example:1080")
+    error = fetch_error("https://feeds.feedrelay-test.invalid/feed.xml")
+    assert "HTTPS_PROXY" in str(error) and "hunter2" not in str(error)
+
+
 # --- TLS ------------------------------------------------------------------------------------------
 
 
