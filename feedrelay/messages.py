@@ -9,6 +9,7 @@ where it leads.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -51,6 +52,10 @@ def fit(text: str, limit: int) -> str:
     return cut + "…"
 
 
+_URL_SAFE = "/:?#[]@!$&()*+,;=%-._~"  # URL syntax that quote() keeps, beside letters and digits
+_NEEDS_NO_QUOTING = frozenset(_URL_SAFE + string.ascii_letters + string.digits)
+
+
 @lru_cache(maxsize=256)  # one message asks for the same item link three or four times
 def safe_url(url: str) -> str:
     """An http(s) URL made safe inside ``<url|label>``; "" if it is not one."""
@@ -62,7 +67,7 @@ def safe_url(url: str) -> str:
         return ""
     # Keep URL syntax; percent-encode what would end or split Slack's <url|label> and all whitespace.
     # (Most URLs need no quoting: skip quote()'s encode/decode round trip for them.)
-    encoded = url if _QUOTE_SAFE.issuperset(url) else quote(url, safe="/:?#[]@!$&()*+,;=%-._~")
+    encoded = url if _NEEDS_NO_QUOTING.issuperset(url) else quote(url, safe=_URL_SAFE)
     return encoded if len(encoded) <= MAX_URL else ""
 
 
@@ -72,9 +77,6 @@ def host_of(url: str) -> str:
         return urlsplit(url).hostname or ""
     except ValueError:
         return ""
-
-
-_QUOTE_SAFE = frozenset("/:?#[]@!$&()*+,;=%-._~abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
 def link(url: str, label: str, limit: int = TITLE_LIMIT) -> str:

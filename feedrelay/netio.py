@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpcore
@@ -20,31 +21,33 @@ import httpcore
 _NETWORK_ERRORS = (OSError, EOFError)
 
 
+@asynccontextmanager
+async def _io(what: str, timeout: float | None, timed_out: type[Exception], failed: type[Exception]
+              ) -> AsyncIterator[None]:
+    """Run a socket operation under httpcore's timeout, and turn what it raises into httpcore's exceptions."""
+    try:
+        async with asyncio.timeout(timeout):
+            yield
+    except TimeoutError as exc:
+        raise timed_out(f"{what} timed out after {timeout:g}s" if timeout else f"{what} timed out") from exc
+    except _NETWORK_ERRORS as exc:
+        raise failed(str(exc) or type(exc).__name__) from exc
+
+
 class _Stream(httpcore.AsyncNetworkStream):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        try:
-            async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
-        except TimeoutError as exc:
-            raise httpcore.ReadTimeout(f"no data for {timeout:g}s" if timeout else "read timed out") from exc
-        except _NETWORK_ERRORS as exc:
-            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+        async with _io("read", timeout, httpcore.ReadTimeout, httpcore.ReadError):
+            return await self._reader.read(max_bytes)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
-            return
-        try:
-            self._writer.write(buffer)
-            async with asyncio.timeout(timeout):
+        if buffer:
+            async with _io("write", timeout, httpcore.WriteTimeout, httpcore.WriteError):
+                self._writer.write(buffer)
                 await self._writer.drain()
-        except TimeoutError as exc:
-            raise httpcore.WriteTimeout("write timed out") from exc
-        except _NETWORK_ERRORS as exc:
-            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
 
     async def aclose(self) -> None:
         self._writer.close()
@@ -52,14 +55,11 @@ class _Stream(httpcore.AsyncNetworkStream):
     async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                         timeout: float | None = None) -> httpcore.AsyncNetworkStream:
         try:
-            async with asyncio.timeout(timeout):
+            async with _io("TLS handshake", timeout, httpcore.ConnectTimeout, httpcore.ConnectError):
                 await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
-        except TimeoutError as exc:
+        except (httpcore.ConnectTimeout, httpcore.ConnectError):
             self._writer.close()
-            raise httpcore.ConnectTimeout("TLS handshake timed out") from exc
-        except _NETWORK_ERRORS as exc:
-            self._writer.close()
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise
         return self  # the writer now speaks TLS over the same stream
 
     def get_extra_info(self, info: str) -> Any:
@@ -75,15 +75,10 @@ class _Stream(httpcore.AsyncNetworkStream):
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                           socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                # Happy eyeballs (IPv6 and IPv4 raced after 250 ms), as anyio does.
-                reader, writer = await asyncio.open_connection(
-                    host, port, local_addr=(local_address, 0) if local_address else None, happy_eyeballs_delay=0.25)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"no connection within {timeout:g}s" if timeout else "timed out") from exc
-        except _NETWORK_ERRORS as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        async with _io("connect", timeout, httpcore.ConnectTimeout, httpcore.ConnectError):
+            # Happy eyeballs (IPv6 and IPv4 raced after 250 ms), as anyio does.
+            reader, writer = await asyncio.open_connection(
+                host, port, local_addr=(local_address, 0) if local_address else None, happy_eyeballs_delay=0.25)
         sock = writer.get_extra_info("socket")
         for option in socket_options or ():
             sock.setsockopt(*option)
@@ -91,13 +86,8 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(path)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout("timed out") from exc
-        except _NETWORK_ERRORS as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        async with _io("connect", timeout, httpcore.ConnectTimeout, httpcore.ConnectError):
+            reader, writer = await asyncio.open_unix_connection(path)
         return _Stream(reader, writer)
 
     async def sleep(self, seconds: float) -> None:

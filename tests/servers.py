@@ -170,6 +170,11 @@ class _App:
     def url(self, path: str = "/") -> str:
         return f"{self._scheme}://127.0.0.1:{self.port}/{path.lstrip('/')}"
 
+    def drop_connections(self) -> None:
+        """Close open keep-alive connections from the server's side, as servers do with idle ones."""
+        if self._httpd is not None:
+            self._httpd.close_connections()
+
     @property
     def connections_opened(self) -> int:
         return self._httpd.connections_opened if self._httpd else 0

@@ -368,7 +368,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(feed_server: Fe
     async def go() -> list[int]:
         async with Fetcher() as fetcher:
             first = await fetcher.get(url)
-            feed_server._httpd.close_connections()  # type: ignore[union-attr]
+            feed_server.drop_connections()
             await asyncio.sleep(0.2)
             second = await fetcher.get(url, etag=first.etag)
             return [first.status, second.status]
