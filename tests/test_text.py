@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from html.parser import HTMLParser
+
 import pytest
 
 from feedrelay.text import MAX_HTML_INPUT, clean, html_to_text, truncate
@@ -106,3 +109,121 @@ def test_truncate_cuts_mid_word_when_no_space_is_near() -> None:
 
 def test_truncate_custom_ellipsis() -> None:
     assert truncate("abcdefghij", 8, ellipsis="...") == "abcde..."
+
+
+# --- the tokenizer: HTML's own rules, checked against the standard library's parser -------------------------
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("a < b and c<3", "a < b and c<3"),  # "<" that opens no tag is text
+        ('<img alt="a > b" src="x.png">after', "after"),  # ">" inside a quoted value does not end the tag
+        ("<a title='it > is'>link</a>", "link"),
+        ("x<!-- hidden <b>not bold</b> -->y", "xy"),
+        ("x<!-->y<!--->z", "xyz"),  # empty comments
+        ("x<!-- never closed <p>all of it", "x"),
+        ("<!DOCTYPE html><?xml version='1.0'?>text", "text"),
+        ("a<![CDATA[<b>x</b>]]>b", "ax]]>b"),  # in HTML, CDATA is a bogus comment: it ends at the first ">"
+        ("a</>b</ 3>c", "abc"),
+        ("<script>if (a</b) { x = '<p>' }</script>shown", "shown"),  # script text is never markup
+        ("<svg><script>s</script><text>drawing</text></svg>after", "after"),  # a raw end tag closes no skip
+        ("<STYLE type=text/css>p{}</STYLE >ok", "ok"),
+        ("<a href='x' unterminated", ""),  # a tag cut off by the end of the input is dropped
+        ("one<br/>two<br />three", "one\ntwo\nthree"),
+        ("<pre>line 1\n  line 2</pre>", "line 1\nline 2"),
+        ("a\u200bb\u00a0\u00a0c\u3000d", "ab c d"),
+    ],
+)
+def test_tokenizer_follows_html_rules(html: str, text: str) -> None:
+    assert html_to_text(html) == text
+
+
+class _Reference(HTMLParser):
+    """The standard library's HTML parser, driven the same way: the oracle for ordinary feed HTML."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = self.pre = 0
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag in {"script", "style", "head", "title", "noscript", "template", "svg", "math", "iframe", "object"}:
+            self.skip += 1
+        elif tag in _BLOCKS:
+            self.parts.append("\n")
+            self.pre += tag == "pre"
+
+    def handle_startendtag(self, tag: str, attrs: object) -> None:
+        if tag in _BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"script", "style", "head", "title", "noscript", "template", "svg", "math", "iframe", "object"}:
+            self.skip = max(0, self.skip - 1)
+        elif tag in _BLOCKS:
+            self.parts.append("\n")
+            self.pre = max(0, self.pre - (tag == "pre"))
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data if self.pre else data.replace("\n", " "))
+
+
+_BLOCKS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "blockquote", "pre",
+           "section", "article", "header", "footer", "hr", "dd", "dt", "figure", "figcaption"}
+
+# What blog platforms put in feed summaries and content (WordPress, Ghost, Medium, Substack, Hugo, Jekyll).
+_PIECES = [
+    "<p>We shipped <strong>v2.0</strong> &mdash; read the <a href=\"https://example.com/notes?a=1&amp;b=2\">notes</a>.</p>",
+    "<!-- wp:paragraph -->\n<p>Paragraph with a\nhard-wrapped line.</p>\n<!-- /wp:paragraph -->",
+    '<figure class="wp-block-image"><img src="/a.png" alt="A &quot;diagram&quot; of x &gt; y"/>'
+    "<figcaption>Figure 1: the pipeline</figcaption></figure>",
+    "<pre><code>if (a &lt; b &amp;&amp; c) {\n    return &#x27;ok&#x27;;\n}</code></pre>",
+    "<ul>\n<li>first</li>\n<li>second <em>item</em></li>\n</ul>",
+    '<blockquote class="twitter-tweet"><p lang="en">A tweet &#8220;quoted&#8221;</p>&mdash; Someone</blockquote>'
+    '<script async src="https://platform.twitter.com/widgets.js" charset="utf-8"></script>',
+    "<style>.x > .y { color: red }</style>",
+    '<iframe width="560" height="315" src="https://www.youtube.com/embed/x" allowfullscreen></iframe>',
+    "<h2 id=\"why\">Why it matters</h2><p>Because caf&eacute; &amp; cr&egrave;me br&ucirc;l&eacute;e.</p>",
+    "<table><tr><td>a</td><td>b</td></tr></table>",
+    "<div><span style=\"font-weight: 400\">Styled</span><br><br><br>text</div>",
+    "Plain text with 5 < 6 and AT&T and &copy; 2025",
+    "<p>Emoji \U0001F680 and \u00a0non-breaking\u00a0spaces and a\ttab.</p>",
+    "<hr/><p class='read-more'><a href='https://example.com/post'>Continue reading &rarr;</a></p>",
+    "<noscript><img src='pixel.gif'></noscript><img src=\"https://feeds.example/~r/x\" height=\"1\" width=\"1\"/>",
+    "<ol start=\"3\"><li><p>nested <code>&lt;tag&gt;</code></p></li></ol>",
+    "<p>\n\n   \n</p><p>   </p>",
+    "<DIV ALIGN=CENTER><B>Upper-case</B> markup</DIV>",
+]
+
+
+def _reference(html: str) -> str:
+    parser = _Reference()
+    parser.feed(html)
+    parser.close()
+    return clean("".join(parser.parts))
+
+
+def test_tokenizer_agrees_with_the_stdlib_parser_on_real_feed_html() -> None:
+    rng = random.Random(20261130)
+    samples = list(_PIECES) + ["".join(rng.choices(_PIECES, k=rng.randint(2, 8))) for _ in range(1500)]
+    for html in samples:
+        assert html_to_text(html) == _reference(html), html
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<" * MAX_HTML_INPUT, "<" * MAX_HTML_INPUT),
+        ('<a b="' * 40_000, ""),
+        ("<!--" * 50_000, ""),
+        ("<script>" * 25_000, ""),
+        ("<a =\"x' <b" * 20_000, ""),
+    ],
+    ids=["lone-lt", "open-quotes", "open-comments", "open-scripts", "mixed"],
+)
+def test_hostile_markup_is_read_in_one_pass(html: str, text: str) -> None:
+    # Each of these makes a backtracking tag-stripper quadratic (minutes for 200 KB); every token here either
+    # ends or runs to the end of the input, so they take milliseconds.
+    assert html_to_text(html) == text
