@@ -122,7 +122,9 @@ def render_post(item: Item, feed_name: str) -> Message:
     summary = item.summary or item.content
     if summary:
         blocks.append(section(fit(summary, SUMMARY_LIMIT)))
-    if cves := cve_links("\n".join((item.title, item.summary, item.content))):
+    # (a substring test first: most posts name no CVE, and content can be 20,000 characters)
+    mentions = [t for t in (item.title, item.summary, item.content) if "CVE-" in t]
+    if mentions and (cves := cve_links("\n".join(mentions))):
         blocks.append(section("CVEs: " + ", ".join(cves)))
     blocks.append(context(feed_name, item.link, item.published, item.author))
     fallback = f"{fit(title, TITLE_LIMIT)} — {fit(feed_name, 100)}"

@@ -290,6 +290,13 @@ def test_cve_ids_in_a_post_link_to_nvd_and_stay_inert() -> None:
     assert texts.count("vuln/detail/CVE-2024-3094") == 1  # once, however often it is mentioned
 
 
+def test_cve_only_in_the_content_is_linked_and_a_post_without_one_has_no_cve_line() -> None:
+    with_cve = render(item(title="Weekly roundup", summary="Links.", content="... fixed in CVE-2025-1234 ..."), "Blog")
+    assert "CVEs: <https://nvd.nist.gov/vuln/detail/CVE-2025-1234|CVE-2025-1234>" in mrkdwn_texts(with_cve)
+    plain = render(item(title="Weekly roundup", summary="Links about cve handling.", content="x" * 20000), "Blog")
+    assert not any(t.startswith("CVEs:") for t in mrkdwn_texts(plain))
+
+
 H = "<!channel>"
 
 
