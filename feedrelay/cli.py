@@ -181,6 +181,9 @@ def check(state: State) -> None:
     for feed in config.feeds:
         routes = ", ".join(r.channel for r in feed.routes)
         click.echo(f"  {feed.name} [{feed.kind}] every {_duration(feed.interval)} → {routes}")
+    if alerts := config.alerts:
+        after = _duration(alerts.feed_failing_after)
+        click.echo(f"  alerts → {alerts.channel} (a feed failing for {after}, a channel Slack refuses)")
     for name in missing:
         click.echo(f"  note: ${name} is not set", err=True)
 

@@ -147,6 +147,16 @@ class SlackSettings:
 
 
 @dataclass(frozen=True)
+class Alerts:
+    """Alerts about the relay itself (a feed that keeps failing, a channel Slack refuses), each linking to
+    its runbook."""
+
+    channel: str  # a name from [channels]
+    feed_failing_after: float = 3600.0  # a feed failing this long (a blip is not news) gets an alert
+    runbook_url: str = ""  # where docs/runbooks.md is published, for links; without it alerts name the file
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     defaults: Defaults
@@ -154,6 +164,7 @@ class Config:
     channels: Mapping[str, Channel]
     feeds: tuple[Feed, ...]
     database: str = "feedrelay.db"
+    alerts: Alerts | None = None
 
     def feed(self, name: str) -> Feed | None:
         return next((f for f in self.feeds if f.name == name), None)
@@ -468,7 +479,7 @@ def parse_config(text: str, path: Path | str = "feeds.toml", environ: Mapping[st
 
 def _validate(raw: dict[str, Any], text: str, path: Path, environ: Mapping[str, str]) -> Config:
     c = _Checker(path, text)
-    c.table(raw, "", ("database", "defaults", "slack", "channels", "feeds"))
+    c.table(raw, "", ("database", "defaults", "slack", "channels", "feeds", "alerts"))
     defaults = _defaults(c, raw.get("defaults", {}))
     st = c.table(raw.get("slack", {}), "slack", ("token_env", "api_url"))
     api_url = environ.get("SLACK_API_URL") or c.get(st, "api_url", "slack", str, DEFAULT_SLACK_API_URL)
@@ -494,7 +505,24 @@ def _validate(raw: dict[str, Any], text: str, path: Path, environ: Mapping[str, 
         raise c.fail("database", "expected a file path such as \"feedrelay.db\"")
     if not Path(database).is_absolute():
         database = str(path.parent / database) if path.parent != Path() else database
-    return Config(path=path, defaults=defaults, slack=slack, channels=channels, feeds=feeds, database=database)
+    alerts = _alerts(c, raw["alerts"], channels) if "alerts" in raw else None
+    return Config(path=path, defaults=defaults, slack=slack, channels=channels, feeds=feeds, database=database,
+                  alerts=alerts)
+
+
+def _alerts(c: _Checker, raw: object, channels: Mapping[str, Channel]) -> Alerts:
+    t = c.table(raw, "alerts", ("channel", "feed_failing_after", "runbook_url"))
+    channel = c.get(t, "channel", "alerts", str, "")
+    if channel not in channels:
+        defined = ", ".join(sorted(channels)) or "none yet"
+        raise c.fail("alerts.channel", f"expected the name of a [channels.NAME] table for the relay's own alerts "
+                                       f"(got {channel!r}; defined: {defined})")
+    runbook_url = c.get(t, "runbook_url", "alerts", str, "").strip()
+    if runbook_url and not _valid_url(runbook_url):
+        raise c.fail("alerts.runbook_url", "expected the http(s) URL where docs/runbooks.md is published, e.g. "
+                                           "https://github.com/you/feedrelay/blob/main/docs/runbooks.md")
+    after = c.convert(t, "feed_failing_after", "alerts", parse_duration, Alerts.feed_failing_after)
+    return Alerts(channel=channel, feed_failing_after=after, runbook_url=runbook_url)
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> Config:

@@ -10,7 +10,9 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .outbox import Outbox, Pending
+from .alerts import channel_failing, channel_incident, channel_recovered
+from .config import Alerts
+from .outbox import Delivery, Outbox, Pending
 from .sinks import Outcome, Sink
 from .store import DB_ERRORS, describe
 
@@ -40,10 +42,13 @@ def backoff(attempts: int) -> float:
 
 
 class Deliverer:
-    def __init__(self, outbox: Outbox, sinks: Mapping[str, Sink], min_interval: Mapping[str, float]) -> None:
+    def __init__(self, outbox: Outbox, sinks: Mapping[str, Sink], min_interval: Mapping[str, float], *,
+                 alerts: Alerts | None = None, dedupe_window: float = 30 * 86400.0) -> None:
         self.outbox = outbox
         self.sinks = sinks
         self.min_interval = min_interval
+        self.alerts = alerts
+        self.dedupe_window = dedupe_window
         self._wake: dict[str, asyncio.Event] = {}
         self._paused_until: dict[str, float] = {}  # per pause_key (one Slack workspace), wall clock
         self._stop = asyncio.Event()
@@ -73,9 +78,11 @@ class Deliverer:
 
     async def drain(self, deadline: float) -> dict[str, ChannelReport]:
         """`once` mode: deliver what is pending, channels in parallel; give up waiting at ``deadline``."""
-        channels = [c for c in self.outbox.channels_with_pending() if c in self.sinks]
-        tasks = {c: asyncio.create_task(self._channel(c, forever=False, deadline=deadline)) for c in channels}
-        reports = {c: await t for c, t in tasks.items()}
+        reports: dict[str, ChannelReport] = {}
+        # A second round for channels that got work during the first: an alert about a failing channel.
+        while channels := [c for c in self.outbox.channels_with_pending() if c in self.sinks and c not in reports]:
+            tasks = {c: asyncio.create_task(self._channel(c, forever=False, deadline=deadline)) for c in channels}
+            reports.update({c: await t for c, t in tasks.items()})
         for c in self.outbox.channels_with_pending():
             if c not in self.sinks:
                 reports[c] = ChannelReport(errors=[f"channel {c!r} is no longer configured; its messages wait"])
@@ -137,6 +144,16 @@ class Deliverer:
         self._last_sent[channel] = time.monotonic()
         return self._record(channel, row, outcome, sink, report) or forever
 
+    def _alert(self, alert: Delivery | None, now: float) -> None:
+        """Queue an alert about a channel (once per incident: the outbox drops a repeat) and wake its channel."""
+        if alert is None:
+            return
+        with self.outbox.store.transaction():
+            queued = self.outbox.enqueue([alert], window=self.dedupe_window, now=now)
+        if queued:
+            log.info("alert queued for channel %s: %s", alert.channel, alert.message["text"])
+            self.wake([alert.channel])
+
     async def _sleep(self, seconds: float) -> None:
         """Sleep that a shutdown interrupts (not a wake: a retry time is a promise to Slack)."""
         with contextlib.suppress(TimeoutError):
@@ -156,8 +173,12 @@ class Deliverer:
         if outcome.kind == "sent":
             self.outbox.mark_sent(row.id, outcome.ts, now)
             if row.attempts:
+                since = self.outbox.failing_since(channel)
                 self.outbox.set_channel_failing(channel, None)
                 log.info("channel %s: delivered message %d after %d retries", channel, row.id, row.attempts)
+                if since is not None and self.alerts and self.outbox.queued_before(
+                        self.alerts.channel, channel_incident(channel, since)):
+                    self._alert(channel_recovered(self.alerts, channel, since=since, now=now), now)
             report.sent += 1
             return True
         if outcome.kind == "retry":
@@ -171,8 +192,12 @@ class Deliverer:
         if outcome.kind == "permanent":
             self.outbox.set_channel_failing(channel, outcome.error, now)
             self.outbox.mark_retry(row.id, outcome.error, now + RECHECK_FAILING)
-            log.error("channel %s (%s) is failing: %s; its messages are kept and retried every %.0fs",
+            log.error("channel %s (%s) is failing: %s; its messages are kept and retried every %.0fs "
+                      "(runbook: docs/runbooks.md#a-channel-is-failing)",
                       channel, sink.description, outcome.error, RECHECK_FAILING)
+            if self.alerts:
+                since = self.outbox.failing_since(channel) or now
+                self._alert(channel_failing(self.alerts, channel, sink.description, outcome.error, since=since), now)
             report.errors.append(outcome.error)
             return False
         self.outbox.mark_failed(row.id, outcome.error)

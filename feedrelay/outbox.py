@@ -131,6 +131,16 @@ class Outbox:
             [channel, error[:500], time.time() if now is None else now],
         )
 
+    def failing_since(self, channel: str) -> float | None:
+        row = self.db.execute("SELECT failing_since FROM channels WHERE name = ? AND failing IS NOT NULL",
+                              [channel]).fetchone()
+        return row[0] if row else None
+
+    def queued_before(self, channel: str, dedupe_key: str) -> bool:
+        """Whether a message with this dedupe key was ever queued for the channel (and not yet pruned)."""
+        return self.db.execute("SELECT 1 FROM outbox WHERE channel = ? AND dedupe_key = ? LIMIT 1",
+                               [channel, dedupe_key]).fetchone() is not None
+
     def channels_with_pending(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT channel FROM outbox WHERE status = 'pending'")]
 

@@ -7,11 +7,12 @@ import logging
 import time
 from dataclasses import dataclass
 
-from .config import Feed
+from .alerts import feed_failing, feed_incident, feed_recovered
+from .config import Alerts, Feed
 from .decider import decide
-from .outbox import Outbox
+from .outbox import Delivery, Outbox
 from .sources import Source, SourceError
-from .store import DB_ERRORS, Store, StoreError, damaged, describe
+from .store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class FeedReport:
 
 
 async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *, dedupe_window: float,
-                    now: float | None = None) -> FeedReport:
+                    alerts: Alerts | None = None, now: float | None = None) -> FeedReport:
     """Poll once and queue what is new. Never raises for a feed's own problems: they are recorded."""
     now = time.time() if now is None else now
     try:
@@ -45,16 +46,18 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
     try:
         result = await source.poll(row.state)
     except SourceError as exc:
-        return _failed(store, feed, str(exc), exc.retry_after)
+        return _failed(store, outbox, feed, row, str(exc), exc.retry_after, alerts, dedupe_window, now)
     except Exception as exc:  # a bug or a parser crash on hostile input must not stop other feeds
         log.exception("feed %r: unexpected error while polling", feed.name)
-        return _failed(store, feed, f"internal error: {type(exc).__name__}: {str(exc)[:300]}", None)
+        return _failed(store, outbox, feed, row, f"internal error: {type(exc).__name__}: {str(exc)[:300]}", None,
+                       alerts, dedupe_window, now)
 
     try:
         if result.unchanged:
             with store.transaction():
                 store.record_success(feed.name, result.state, warning=row.warning, listed=None, now=now)
-            return FeedReport(feed.name, unchanged=True)
+                recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
+            return FeedReport(feed.name, unchanged=True, channels=frozenset(d.channel for d in recovered))
         first = not row.initialized
         known = store.known_keys(feed.name, [i.key for i in result.items])
         plan = decide(feed, result.items, known, first_poll=first)
@@ -63,6 +66,7 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
             queued = outbox.enqueue(plan.deliveries, window=dedupe_window, now=now)
             store.record_success(feed.name, result.state, warning=result.warning,
                                  listed=len(result.items) if result.listing else None, now=now)
+            recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
     except DB_ERRORS as exc:
         if damaged(exc):
             raise StoreError(describe(exc, store.path)) from None
@@ -80,13 +84,35 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
     elif queued or plan.remember:
         log.info("feed %r: %d new item(s), %d message(s) queued", feed.name, len(plan.remember), len(queued))
     return FeedReport(feed.name, new=len(plan.remember), queued=len(queued),
-                      channels=frozenset(d.channel for d in queued), first_poll=first, warning=result.warning)
+                      channels=frozenset(d.channel for d in queued + recovered), first_poll=first,
+                      warning=result.warning)
 
 
-def _failed(store: Store, feed: Feed, error: str, retry_after: float | None) -> FeedReport:
+def _recovery(outbox: Outbox, feed: Feed, row: FeedRow, alerts: Alerts | None, window: float,
+              now: float) -> list[Delivery]:
+    """Inside the poll's transaction: "works again", if this feed's failure was alerted."""
+    if not (alerts and row.errors and row.error_since):
+        return []
+    if not outbox.queued_before(alerts.channel, feed_incident(feed.name, row.error_since)):
+        return []
+    log.info("feed %r: works again after %d failed poll(s)", feed.name, row.errors)
+    return outbox.enqueue([feed_recovered(alerts, feed.name, since=row.error_since, now=now)], window=window, now=now)
+
+
+def _failed(store: Store, outbox: Outbox, feed: Feed, row: FeedRow, error: str, retry_after: float | None,
+            alerts: Alerts | None, window: float, now: float) -> FeedReport:
     log.warning("feed %r: %s", feed.name, error)
+    queued: list[Delivery] = []
     try:
-        store.record_error(feed.name, error, retry_after=retry_after)
+        store.record_error(feed.name, error, retry_after=retry_after, now=now)
+        alert = alerts and feed_failing(alerts, feed.name, error, since=row.error_since or now,
+                                        attempts=row.errors + 1, now=now)
+        if alert:
+            with store.transaction():
+                queued = outbox.enqueue([alert], window=window, now=now)
+            if queued:
+                log.error("feed %r: failing since %s; alert queued for channel %s", feed.name,
+                          time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(row.error_since or now)), alert.channel)
     except DB_ERRORS as exc:
         log.error("feed %r: cannot record the error: %s", feed.name, describe(exc, store.path))
-    return FeedReport(feed.name, error=error)
+    return FeedReport(feed.name, error=error, channels=frozenset(d.channel for d in queued))

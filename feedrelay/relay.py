@@ -84,7 +84,8 @@ class Relay:
         for notice in self.sinks.notices:
             log.warning("%s", notice)
         intervals = {name: ch.min_interval for name, ch in self.config.channels.items()}
-        self.deliverer = Deliverer(self.outbox, by_channel, intervals)
+        self.deliverer = Deliverer(self.outbox, by_channel, intervals, alerts=self.config.alerts,
+                                   dedupe_window=self.config.defaults.dedupe_window)
 
     async def close(self) -> None:
         await self.deliverer.stop()
@@ -108,7 +109,7 @@ class Relay:
     async def poll(self, feed: Feed) -> FeedReport:
         async with self._poll_slots:
             report = await poll_feed(feed, self.source(feed), self.store, self.outbox,
-                                     dedupe_window=self.config.defaults.dedupe_window)
+                                     dedupe_window=self.config.defaults.dedupe_window, alerts=self.config.alerts)
         if report.channels:
             self.deliverer.wake(report.channels)
         return report
@@ -189,6 +190,7 @@ class Relay:
         """Swap in a new configuration without losing queued work."""
         old = self.config
         self.config = config
+        self.deliverer.alerts = config.alerts
         self.store.sync_feeds((f.name, f.url, f.kind) for f in config.feeds)
         if (old.channels, old.slack) != (config.channels, config.slack):
             await self.deliverer.stop()

@@ -39,12 +39,13 @@ def toml_value(value: Any) -> str:
 
 
 def write_config(path: Path, *, feeds: list[dict[str, Any]], channels: Mapping[str, Mapping[str, Any]] | None = None,
-                 defaults: Mapping[str, Any] | None = None) -> Path:
+                 defaults: Mapping[str, Any] | None = None, alerts: Mapping[str, Any] | None = None) -> Path:
     """A feeds.toml; a feed's "routes" is a list of tables."""
     lines = []
-    if defaults:
-        lines.append("[defaults]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in defaults.items()]
+    for table, values in (("defaults", defaults), ("alerts", alerts)):
+        if values:
+            lines.append(f"[{table}]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
     for name, table in (channels or {"readings": {"slack": "#readings"}}).items():
         lines.append(f"[channels.{name}]")
         lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]

@@ -1,0 +1,131 @@
+"""Alerts about the relay itself, as an operator meets them: in the alerts channel, once per problem, with
+the runbook to follow, and a word when it is fixed. Run through the CLI against a loopback feed server and
+a fake Slack."""
+
+from __future__ import annotations
+
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from tests.cli import Relay
+from tests.feedgen import make_items, rss
+from tests.servers import FakeSlack, FeedServer
+
+CHANNELS = {"readings": {"slack": "#readings"}, "ops": {"slack": "#ops"}}
+RUNBOOKS = "https://docs.example/feedrelay/runbooks.md"
+
+
+@pytest.fixture
+def relay(tmp_path: Path, fake_slack: FakeSlack) -> Relay:
+    return Relay(tmp_path, fake_slack.api_url)
+
+
+def texts(fake_slack: FakeSlack, channel: str = "#ops") -> list[str]:
+    return [p.blocks[0]["text"]["text"] for p in fake_slack.messages(channel)]
+
+
+def test_a_failing_feed_is_alerted_once_with_its_runbook_and_its_recovery(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss(make_items(2)))
+    relay.configure(channels=CHANNELS, alerts={"channel": "ops", "feed_failing_after": "0s", "runbook_url": RUNBOOKS},
+                    feeds=[{"name": "Team Blog", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
+    assert relay("once").code == 0
+    assert fake_slack.posts == []  # a healthy relay says nothing
+
+    feed_server.set("/f.xml", b"upstream is down", status=503, content_type="text/plain")
+    assert relay("once").code == 1
+    [alert] = texts(fake_slack)
+    assert "Feed *Team Blog* has been failing" in alert
+    assert "HTTP 503 Service Unavailable" in alert
+    assert f"<{RUNBOOKS}#a-feed-keeps-failing|Runbook: a feed keeps failing>" in alert
+
+    for _ in range(2):
+        assert relay("once").code == 1
+    assert len(texts(fake_slack)) == 1  # one incident, one alert
+
+    feed_server.set("/f.xml", rss(make_items(3)))
+    assert relay("once").code == 0
+    alerts = texts(fake_slack)
+    assert len(alerts) == 2 and "Feed *Team Blog* works again" in alerts[1]
+    [post] = texts(fake_slack, "#readings")  # and the feed's new entry went where it belongs
+    assert "Post 2" in post
+
+    # A new failure is a new incident.
+    feed_server.set("/f.xml", b"gone", status=404, content_type="text/plain")
+    assert relay("once").code == 1
+    assert len(texts(fake_slack)) == 3 and "HTTP 404" in texts(fake_slack)[2]
+
+
+def test_a_short_blip_is_not_news(relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss(make_items(1)))
+    relay.configure(channels=CHANNELS, alerts={"channel": "ops"},  # default: failing for an hour
+                    feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
+    assert "alerts → ops (a feed failing for 1h, a channel Slack refuses)" in relay("check").out
+    assert relay("once").code == 0
+    feed_server.set("/f.xml", b"", status=500)
+    assert relay("once").code == 1
+    feed_server.set("/f.xml", rss(make_items(1)))
+    assert relay("once").code == 0
+    assert fake_slack.messages("#ops") == []
+    status = relay("status").out
+    assert "Blog" in status and "ERROR" not in status
+
+
+def test_a_channel_slack_refuses_is_alerted_elsewhere_and_its_recovery_too(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    fake_slack.unknown_channels.add("#readings")
+    feed_server.set("/f.xml", rss(make_items(2)))
+    relay.configure(channels=CHANNELS, alerts={"channel": "ops"},
+                    feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 2}])
+    result = relay("once")
+    assert result.code == 1
+    [alert] = texts(fake_slack)
+    assert "Cannot post to channel *readings* (Slack #readings): channel_not_found" in alert
+    assert "`docs/runbooks.md#a-channel-is-failing`" in alert  # no runbook_url: the file is named
+    assert "runbooks.md#a-channel-is-failing" in result.err  # and the log says where to look
+
+    assert relay("once").code == 1  # still broken: no second alert
+    assert len(texts(fake_slack)) == 1
+
+    fake_slack.unknown_channels.clear()
+    assert relay("once").code == 0
+    assert len(fake_slack.messages("#readings")) == 2
+    alerts = texts(fake_slack)
+    assert len(alerts) == 2 and "Channel *readings* takes messages again" in alerts[1]
+
+
+def test_the_alerts_channel_cannot_alert_about_itself(relay: Relay, feed_server: FeedServer,
+                                                      fake_slack: FakeSlack) -> None:
+    fake_slack.unknown_channels.add("#ops")
+    feed_server.set("/f.xml", b"", status=500)
+    relay.configure(channels=CHANNELS, alerts={"channel": "ops", "feed_failing_after": "0s"},
+                    feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
+    result = relay("once")
+    assert result.code == 1
+    assert fake_slack.posts == []
+    assert "FAILING: channel_not_found" in relay("status").out  # the log and status still tell
+
+
+def test_error_text_from_a_hostile_server_cannot_ping_or_link(relay: Relay, feed_server: FeedServer,
+                                                               fake_slack: FakeSlack) -> None:
+    def hostile(h: BaseHTTPRequestHandler) -> None:
+        h.wfile.write(b"HTTP/1.1 500 <!channel> <https://evil.example|click here> &\r\nContent-Length: 0\r\n\r\n")
+
+    feed_server.set_handler("/f.xml", hostile)
+    relay.configure(channels=CHANNELS, alerts={"channel": "ops", "feed_failing_after": "0s"},
+                    feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
+    relay("once")
+    [post] = fake_slack.messages("#ops")
+    text = post.blocks[0]["text"]["text"]
+    assert "&lt;!channel&gt; &lt;https://evil.example|click here&gt; &amp;" in text
+    assert "<!channel>" not in text and "<https://evil" not in text and "<!channel>" not in post.text
+
+
+def test_an_alerts_channel_that_does_not_exist_is_a_config_error(relay: Relay) -> None:
+    relay.configure(channels=CHANNELS, alerts={"channel": "opps"},
+                    feeds=[{"name": "Blog", "url": "http://127.0.0.1:9/f.xml", "channels": ["readings"]}])
+    result = relay("check")
+    assert result.code == 2 and "Traceback" not in result.output
+    assert "alerts.channel" in result.err and "'opps'" in result.err and "ops, readings" in result.err
