@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import Relay
+from tests.cli import Relay, wait_until
 from tests.feedgen import make_items, rss
 from tests.servers import FakeSlack, FeedServer
 
@@ -129,3 +129,23 @@ def test_an_alerts_channel_that_does_not_exist_is_a_config_error(relay: Relay) -
     result = relay("check")
     assert result.code == 2 and "Traceback" not in result.output
     assert "alerts.channel" in result.err and "'opps'" in result.err and "ops, readings" in result.err
+
+
+def test_the_running_daemon_alerts_as_problems_happen(relay: Relay, feed_server: FeedServer,
+                                                      fake_slack: FakeSlack) -> None:
+    fake_slack.unknown_channels.add("#readings")
+    feed_server.set("/ok.xml", rss(make_items(1)))
+    feed_server.set("/down.xml", b"", status=502)
+    relay.configure(channels=CHANNELS, alerts={"channel": "ops", "feed_failing_after": "0s"}, feeds=[
+        {"name": "Fine", "url": feed_server.url("/ok.xml"), "channels": ["readings"], "backlog": 1},
+        {"name": "Down", "url": feed_server.url("/down.xml"), "channels": ["readings"]},
+    ])
+    daemon = relay.start()
+    try:
+        wait_until(lambda: len(fake_slack.messages("#ops")) >= 2, timeout=30)
+    finally:
+        result = daemon.stop()
+    assert result.code == 0, result.err
+    alerts = sorted(texts(fake_slack))
+    assert len(alerts) == 2
+    assert "Cannot post to channel *readings*" in alerts[0] and "Feed *Down* has been failing" in alerts[1]
