@@ -60,7 +60,8 @@ def feed_failing(alerts: Alerts, feed: str, error: str, *, since: float, attempt
     if now - since < alerts.feed_failing_after:
         return None
     name = fit(feed, 150)
-    heading = f":warning: Feed *{name}* has been failing for {duration(now - since)} ({attempts} attempts in a row)"
+    polls = "1 failed poll" if attempts == 1 else f"{attempts} failed polls in a row"
+    heading = f":warning: Feed *{name}* has been failing for {duration(now - since)} ({polls})"
     lines = [heading, f"Last error: {fit(error, 500)}",
              f"It is retried at its interval; `feedrelay preview \"{name}\"` shows what the feed returns now. "
              + runbook(alerts, "a-feed-keeps-failing")]
