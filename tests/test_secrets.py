@@ -82,6 +82,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 {"name": "Missing", "url": feeds.url("/missing.xml") + "?token=feed-url-query-secret",
                  "channels": ["readings"], "interval": "2s"},
             ],
+            # Alerts carry error texts and channel descriptions to Slack: they must not carry secrets either.
+            alerts={"channel": "readings", "feed_failing_after": "0s"},
         )
         w = World(tmp, slack, feeds, nvd, relay)
 
@@ -143,6 +145,16 @@ def test_the_secrets_were_really_used(world: World) -> None:
         assert "HTTP Request: GET" in out[name], "httpx logging was not on"
     assert "configuration reloaded" in out["daemon -vv run"]
     assert "Traceback" not in "".join(out.values())
+    alerts = [p.text or "" for p in world.slack.messages("#readings") if (p.text or "").startswith("feedrelay:")]
+    assert any("feed Missing" in a for a in alerts) and any("feed NVD" in a for a in alerts)
+    assert any("channel gone" in a for a in alerts) and any("channel deadhook" in a for a in alerts)
+
+
+def test_no_secret_in_what_reaches_slack(world: World) -> None:
+    for post in world.slack.posts:
+        text = json.dumps([post.text, post.blocks])
+        for what, canary in {**world.canaries, "feed URL query": "feed-url-query-secret"}.items():
+            assert canary not in text, f"the {what} was posted to {post.channel}: …{_around(text, canary)}…"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
