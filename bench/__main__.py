@@ -1,5 +1,6 @@
-"""``uv run python -m bench [--feeds 100,1000,10000] [--delay 0.05] [--scenarios ...] [--quick] [--out FILE]``
-and ``uv run python -m bench --store`` for the store scaling benchmark."""
+"""``uv run python -m bench [--feeds 100,1000,10000] [--delay 0.05] [--scenarios ...] [--quick] [--out FILE]``,
+``uv run python -m bench --store`` for the store scaling benchmark and ``uv run python -m bench --soak`` for the
+long-running memory and resource check."""
 
 from __future__ import annotations
 
@@ -50,8 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", action="store_true", help="run the store scaling benchmark instead")
     p.add_argument("--store-sizes", default="10000,100000,1000000",
                    help="remembered-item counts for --store (default: %(default)s)")
+    p.add_argument("--soak", action="store_true", help="run the soak test instead: one relay, many rounds; memory, "
+                   "file descriptors and threads must not grow (N = the first --feeds value, default 1000)")
+    p.add_argument("--soak-rounds", type=int, default=300, help="rounds for --soak (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="show more of the worker logs of failed runs")
     args = p.parse_args(argv)
+
+    if args.soak:
+        from .soak import run as run_soak
+
+        n = _ints(args.feeds)[0] if args.feeds != p.get_default("feeds") else 1000
+        return run_soak(50 if args.quick else n, min(args.soak_rounds, 8) if args.quick else args.soak_rounds,
+                        out=args.out)
 
     if args.store:
         from .store_scale import run as run_store

@@ -22,3 +22,13 @@ def test_bench_quick_runs_every_scenario_without_loss_or_duplicates() -> None:
     for scenario in ("steady", "changed", "cold", "trickle"):
         rows = [line for line in p.stdout.splitlines() if line.startswith(f"| {scenario} |")]
         assert rows and all(line.rstrip().endswith("| OK |") for line in rows), (scenario, rows)
+
+
+def test_bench_soak_quick_keeps_running_without_loss_or_growth() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    p = subprocess.run([sys.executable, "-m", "bench", "--soak", "--quick"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=240)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "PASS every published item reached Slack exactly once" in p.stdout
+    assert "| 8 |" in p.stdout  # all 8 rounds ran
+    assert "FAIL" not in p.stdout
