@@ -157,6 +157,12 @@ class Alerts:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    host: str  # where /metrics listens: an address of this machine, not a public one (there is no auth)
+    port: int
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     defaults: Defaults
@@ -165,6 +171,7 @@ class Config:
     feeds: tuple[Feed, ...]
     database: str = "feedrelay.db"
     alerts: Alerts | None = None
+    metrics: Metrics | None = None
 
     def feed(self, name: str) -> Feed | None:
         return next((f for f in self.feeds if f.name == name), None)
@@ -479,7 +486,7 @@ def parse_config(text: str, path: Path | str = "feeds.toml", environ: Mapping[st
 
 def _validate(raw: dict[str, Any], text: str, path: Path, environ: Mapping[str, str]) -> Config:
     c = _Checker(path, text)
-    c.table(raw, "", ("database", "defaults", "slack", "channels", "feeds", "alerts"))
+    c.table(raw, "", ("database", "defaults", "slack", "channels", "feeds", "alerts", "metrics"))
     defaults = _defaults(c, raw.get("defaults", {}))
     st = c.table(raw.get("slack", {}), "slack", ("token_env", "api_url"))
     api_url = environ.get("SLACK_API_URL") or c.get(st, "api_url", "slack", str, DEFAULT_SLACK_API_URL)
@@ -506,8 +513,20 @@ def _validate(raw: dict[str, Any], text: str, path: Path, environ: Mapping[str, 
     if not Path(database).is_absolute():
         database = str(path.parent / database) if path.parent != Path() else database
     alerts = _alerts(c, raw["alerts"], channels) if "alerts" in raw else None
+    metrics = _metrics(c, raw["metrics"]) if "metrics" in raw else None
     return Config(path=path, defaults=defaults, slack=slack, channels=channels, feeds=feeds, database=database,
-                  alerts=alerts)
+                  alerts=alerts, metrics=metrics)
+
+
+def _metrics(c: _Checker, raw: object) -> Metrics:
+    t = c.table(raw, "metrics", ("listen",))
+    listen = c.get(t, "listen", "metrics", str, "").strip()
+    host, sep, port = listen.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]:9464
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise c.fail("metrics.listen", f"expected HOST:PORT such as \"127.0.0.1:9464\" (got {listen!r}); the "
+                                       "endpoint has no authentication, so listen on a private address")
+    return Metrics(host=host, port=int(port))
 
 
 def _alerts(c: _Checker, raw: object, channels: Mapping[str, Channel]) -> Alerts:

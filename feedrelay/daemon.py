@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from . import metrics
 from .config import Config, ConfigError, Feed, load_config
 from .relay import Relay
 from .store import StoreError
@@ -122,15 +124,38 @@ class Daemon:
         self.scheduler.add_job(self._prune, "interval", seconds=PRUNE_EVERY, id="_prune",
                                next_run_time=datetime.now().astimezone() + timedelta(seconds=60))
         self.scheduler.start()
+        server = await self._serve_metrics()
         log.info("feedrelay running: %d feed(s), %d channel(s), database %s; Ctrl-C to stop",
                  len(self.relay.config.feeds), len(self.relay.config.channels), self.relay.db_path)
         await self.stopping.wait()
+        if server is not None:
+            server.close()
         log.info("stopping: finishing polls and the messages in flight")
         self.scheduler.pause()
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=10)
         self.scheduler.shutdown(wait=False)
         await self.relay.deliverer.stop()
+
+    async def _serve_metrics(self) -> asyncio.Server | None:
+        settings = self.relay.config.metrics
+        if settings is None:
+            return None
+        started = time.time()
+
+        def body() -> str:
+            config = self.relay.config  # the current one: feeds come and go with live reloads
+            return metrics.render(self.relay.store, (f.name for f in config.feeds), config.channels, started=started)
+
+        try:
+            server = await metrics.serve(settings.host, settings.port, body)
+        except OSError as exc:
+            # The relay's real work does not depend on it: say so loudly and carry on.
+            log.error("metrics: cannot listen on %s:%d (%s); check [metrics] listen in the config",
+                      settings.host, settings.port, exc.strerror or exc)
+            return None
+        log.info("metrics at http://%s:%d/metrics", settings.host, settings.port)
+        return server
 
     async def _prune(self) -> None:
         self.relay.prune()
