@@ -137,8 +137,9 @@ def test_the_running_daemon_alerts_as_problems_happen(relay: Relay, feed_server:
     feed_server.set("/ok.xml", rss(make_items(1)))
     feed_server.set("/down.xml", b"", status=502)
     relay.configure(channels=CHANNELS, alerts={"channel": "ops", "feed_failing_after": "0s"}, feeds=[
-        {"name": "Fine", "url": feed_server.url("/ok.xml"), "channels": ["readings"], "backlog": 1},
-        {"name": "Down", "url": feed_server.url("/down.xml"), "channels": ["readings"]},
+        # (a short interval: the daemon spreads first polls over min(interval, 30 s))
+        {"name": "Fine", "url": feed_server.url("/ok.xml"), "channels": ["readings"], "backlog": 1, "interval": "2s"},
+        {"name": "Down", "url": feed_server.url("/down.xml"), "channels": ["readings"], "interval": "2s"},
     ])
     daemon = relay.start()
     try:

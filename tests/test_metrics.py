@@ -45,8 +45,10 @@ def test_metrics_tell_what_status_tells_and_no_secret(relay: Relay, feed_server:
     feed_server.set("/ok.xml", rss(make_items(2)))
     feed_server.set("/down.xml", b"", status=503)
     relay.configure(metrics={"listen": f"127.0.0.1:{port}"}, feeds=[
-        {"name": "Fine", "url": feed_server.url("/ok.xml?token=feed-secret"), "channels": ["readings"], "backlog": 2},
-        {"name": "Down", "url": feed_server.url("/down.xml"), "channels": ["readings"]},
+        # (a short interval: the daemon spreads first polls over min(interval, 30 s))
+        {"name": "Fine", "url": feed_server.url("/ok.xml?token=feed-secret"), "channels": ["readings"], "backlog": 2,
+         "interval": "2s"},
+        {"name": "Down", "url": feed_server.url("/down.xml"), "channels": ["readings"], "interval": "2s"},
     ])
     base = f"http://127.0.0.1:{port}"
     assert f"metrics → {base}/metrics" in relay("check").out
