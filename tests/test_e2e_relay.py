@@ -189,13 +189,14 @@ def test_permanent_error_marks_channel_failing_and_keeps_messages(relay: Relay, 
     assert "channel_not_found" in result.err
     status = relay("status")
     assert "FAILING: channel_not_found" in status.out
+    assert "What to do: docs/runbooks.md" in status.out
 
     # Someone fixes the channel; the next run delivers everything that waited.
     fake_slack.unknown_channels.clear()
     fixed = relay("once")  # a restart retries failing channels at once
     assert fixed.code == 0, fixed.output
     assert titles(fake_slack.posts) == ["Post 0", "Post 1"]
-    assert "FAILING" not in relay("status").out
+    assert "FAILING" not in relay("status").out and "runbooks" not in relay("status").out
 
 
 def test_config_typo_is_one_clear_line(relay: Relay) -> None:
