@@ -190,7 +190,7 @@ class Relay:
         """Swap in a new configuration without losing queued work."""
         old = self.config
         self.config = config
-        self.deliverer.alerts = config.alerts
+        self.deliverer.alerts, self.deliverer.dedupe_window = config.alerts, config.defaults.dedupe_window
         self.store.sync_feeds((f.name, f.url, f.kind) for f in config.feeds)
         if (old.channels, old.slack) != (config.channels, config.slack):
             await self.deliverer.stop()
