@@ -150,3 +150,20 @@ def test_the_running_daemon_alerts_as_problems_happen(relay: Relay, feed_server:
     alerts = sorted(texts(fake_slack))
     assert len(alerts) == 2
     assert "Cannot post to channel *readings*" in alerts[0] and "Feed *Down* has been failing" in alerts[1]
+
+
+def test_alerts_switched_on_by_a_live_edit(relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    feed_server.set("/down.xml", b"", status=500)
+    feeds = [{"name": "Down", "url": feed_server.url("/down.xml"), "channels": ["readings"], "interval": "1s"}]
+    relay.configure(channels={"readings": {"slack": "#readings"}}, feeds=feeds)
+    daemon = relay.start()
+    try:
+        wait_until(lambda: feed_server.hits("/down.xml") >= 2, timeout=20)
+        assert fake_slack.posts == []
+        relay.configure(channels=CHANNELS, alerts={"channel": "ops", "feed_failing_after": "0s"}, feeds=feeds)
+        wait_until(lambda: fake_slack.messages("#ops"), timeout=20)
+    finally:
+        result = daemon.stop()
+    assert result.code == 0, result.err
+    [alert] = texts(fake_slack)
+    assert "Feed *Down* has been failing" in alert
