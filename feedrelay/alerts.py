@@ -95,3 +95,15 @@ def channel_recovered(alerts: Alerts, channel: str, *, since: float, now: float)
     return _delivery(alerts, channel_incident(channel, since) + ":ok",
                      _message(f"feedrelay: channel {name} works again", [text]))
 
+
+
+def config_rejected(alerts: Alerts, file: str, *, mtime: float) -> Delivery:
+    """A live edit of the configuration that could not be applied. The error itself stays in the log and in
+    `feedrelay check`: a config file may hold a pasted secret by mistake, and an error can quote its line."""
+    name = fit(file, 200)
+    lines = [f":warning: An edit to `{name}` was not applied: the file has an error, so feedrelay keeps running "
+             "the previous configuration.",
+             "`feedrelay check` shows the error with its line and key. "
+             + runbook(alerts, "an-edit-to-feedstoml-was-not-applied")]
+    return _delivery(alerts, f"alert:config:{file}:{mtime!r}", _message(f"feedrelay: an edit to {name} was not applied",
+                                                                       lines))

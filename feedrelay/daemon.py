@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from . import metrics
+from .alerts import config_rejected
 from .config import Config, ConfigError, Feed, load_config
 from .relay import Relay
-from .store import StoreError
+from .store import DB_ERRORS, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,11 @@ class Daemon:
             new = load_config(path, self.relay.environ)
         except ConfigError as exc:
             log.error("config change ignored, still running the previous configuration: %s", exc)
+            if alerts := self.relay.config.alerts:
+                # One alert per bad version of the file (its modification time), however often it is reloaded.
+                alert = config_rejected(alerts, path.name, mtime=self._config_mtime() or 0.0)
+                with contextlib.suppress(*DB_ERRORS):
+                    self.relay.deliverer.queue_alert(alert, time.time())
             return
         old = self.relay.config
         await self.relay.reload(new)

@@ -144,8 +144,8 @@ class Deliverer:
         self._last_sent[channel] = time.monotonic()
         return self._record(channel, row, outcome, sink, report) or forever
 
-    def _alert(self, alert: Delivery | None, now: float) -> None:
-        """Queue an alert about a channel (once per incident: the outbox drops a repeat) and wake its channel."""
+    def queue_alert(self, alert: Delivery | None, now: float) -> None:
+        """Queue an alert (once per incident: the outbox drops a repeat) and wake its channel."""
         if alert is None:
             return
         with self.outbox.store.transaction():
@@ -178,7 +178,7 @@ class Deliverer:
                 log.info("channel %s: delivered message %d after %d retries", channel, row.id, row.attempts)
                 if since is not None and self.alerts and self.outbox.queued_before(
                         self.alerts.channel, channel_incident(channel, since)):
-                    self._alert(channel_recovered(self.alerts, channel, since=since, now=now), now)
+                    self.queue_alert(channel_recovered(self.alerts, channel, since=since, now=now), now)
             report.sent += 1
             return True
         if outcome.kind == "retry":
@@ -197,7 +197,8 @@ class Deliverer:
                       channel, sink.description, outcome.error, RECHECK_FAILING)
             if self.alerts:
                 since = self.outbox.failing_since(channel) or now
-                self._alert(channel_failing(self.alerts, channel, sink.description, outcome.error, since=since), now)
+                alert = channel_failing(self.alerts, channel, sink.description, outcome.error, since=since)
+                self.queue_alert(alert, now)
             report.errors.append(outcome.error)
             return False
         self.outbox.mark_failed(row.id, outcome.error)

@@ -4,6 +4,9 @@ a fake Slack."""
 
 from __future__ import annotations
 
+import json
+import signal
+import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -167,3 +170,25 @@ def test_alerts_switched_on_by_a_live_edit(relay: Relay, feed_server: FeedServer
     assert result.code == 0, result.err
     [alert] = texts(fake_slack)
     assert "Feed *Down* has been failing" in alert
+
+
+def test_a_broken_live_edit_is_alerted_once_without_quoting_the_file(relay: Relay, feed_server: FeedServer,
+                                                                     fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss(make_items(1)))
+    feeds = [{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "interval": "1h"}]
+    relay.configure(channels=CHANNELS, alerts={"channel": "ops"}, feeds=feeds)
+    daemon = relay.start()
+    try:
+        wait_until(lambda: feed_server.hits("/f.xml") >= 1, timeout=20)
+        relay.config.write_text(relay.config.read_text() + '\n[slack]\ntoken = "xoxb-pasted-by-mistake"\n')
+        wait_until(lambda: fake_slack.messages("#ops"), timeout=20)
+        daemon.proc.send_signal(signal.SIGHUP)  # the same bad file again: no second alert
+        wait_until(lambda: daemon.log().count("config change ignored") >= 2, timeout=20)
+        time.sleep(1.5)
+    finally:
+        result = daemon.stop()
+    assert result.code == 0, result.err
+    [alert] = texts(fake_slack)
+    assert "An edit to `feeds.toml` was not applied" in alert and "feedrelay check" in alert
+    assert "pasted-by-mistake" not in json.dumps([p.blocks for p in fake_slack.posts])
+    assert "slack.token: unknown key" in result.err  # the log has the error itself
