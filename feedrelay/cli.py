@@ -185,8 +185,9 @@ def check(state: State) -> None:
         after = _duration(alerts.feed_failing_after)
         click.echo(f"  alerts → {alerts.channel} (a feed failing for {after}, a channel Slack refuses)")
     if m := config.metrics:
-        host = f"[{m.host}]" if ":" in m.host else m.host
-        click.echo(f"  metrics → http://{host}:{m.port}/metrics (while `feedrelay run` runs)")
+        from .metrics import url
+
+        click.echo(f"  metrics → {url(m.host, m.port)} (while `feedrelay run` runs)")
     for name in missing:
         click.echo(f"  note: ${name} is not set", err=True)
 

@@ -157,10 +157,10 @@ class Daemon:
             server = await metrics.serve(settings.host, settings.port, body)
         except OSError as exc:
             # The relay's real work does not depend on it: say so loudly and carry on.
-            log.error("metrics: cannot listen on %s:%d (%s); check [metrics] listen in the config",
-                      settings.host, settings.port, exc.strerror or exc)
+            log.error("metrics: cannot listen for %s (%s); check [metrics] listen in the config",
+                      metrics.url(settings.host, settings.port), exc.strerror or exc)
             return None
-        log.info("metrics at http://%s:%d/metrics", settings.host, settings.port)
+        log.info("metrics at %s", metrics.url(settings.host, settings.port))
         return server
 
     async def _prune(self) -> None:

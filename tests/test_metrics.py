@@ -102,7 +102,8 @@ def test_a_taken_port_is_reported_and_the_relay_runs_on(relay: Relay, feed_serve
         finally:
             result = daemon.stop()
     assert result.code == 0
-    assert re.search(r"metrics: cannot listen on 127\.0\.0\.1:\d+ \(.*\); check \[metrics\] listen", result.err)
+    assert re.search(r"metrics: cannot listen for http://127\.0\.0\.1:\d+/metrics \(.*\); check \[metrics\] listen",
+                     result.err)
 
 
 def test_names_are_escaped_as_the_exposition_format_requires(tmp_path: Path) -> None:
