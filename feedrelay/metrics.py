@@ -61,7 +61,7 @@ def render(store: Store, feeds: Iterable[str], channels: Iterable[str], *, start
     """The exposition text for the configured ``feeds`` and ``channels``."""
     now = time.time() if now is None else now
     configured = set(feeds)
-    rows = [f for f in store.feeds() if f.name in configured]
+    rows = [f for f in store.feed_health() if f[0] in configured]
     stats = Outbox(store).channel_stats()
     names = sorted(set(channels) | set(stats))
     lines: list[str] = []
@@ -69,14 +69,14 @@ def render(store: Store, feeds: Iterable[str], channels: Iterable[str], *, start
     _metric(lines, "feedrelay_start_time_seconds", "gauge", "When the daemon started (Unix time).", [({}, started)])
     _metric(lines, "feedrelay_feeds", "gauge", "Feeds in the configuration.", [({}, len(configured))])
     _metric(lines, "feedrelay_feed_up", "gauge", "1 if the feed's last poll succeeded (or it was never polled), "
-            "0 if it is failing.", [({"feed": f.name}, 0 if f.last_error else 1) for f in rows])
+            "0 if it is failing.", [({"feed": name}, 0 if failing else 1) for name, failing, *_ in rows])
     _metric(lines, "feedrelay_feed_consecutive_errors", "gauge", "Failed polls in a row.",
-            [({"feed": f.name}, f.errors) for f in rows])
+            [({"feed": name}, errors) for name, _, errors, *_ in rows])
     _metric(lines, "feedrelay_feed_last_success_timestamp_seconds", "gauge",
             "When the feed was last polled successfully (Unix time).",
-            [({"feed": f.name}, f.last_success) for f in rows if f.last_success])
+            [({"feed": name}, success) for name, _, _, success, _ in rows if success])
     _metric(lines, "feedrelay_feed_last_poll_timestamp_seconds", "gauge", "When the feed was last polled.",
-            [({"feed": f.name}, f.last_poll) for f in rows if f.last_poll])
+            [({"feed": name}, poll) for name, _, _, _, poll in rows if poll])
     _metric(lines, "feedrelay_outbox_messages", "gauge",
             "Messages in the outbox by state: pending (to send), failed (rejected by Slack), sent (kept for dedupe).",
             [({"channel": c, "state": s}, stats.get(c, {}).get(s, 0)) for c in names

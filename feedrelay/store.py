@@ -187,6 +187,12 @@ class Store:
     def feeds(self) -> list[FeedRow]:
         return [self._row(r) for r in self.db.execute("SELECT * FROM feeds ORDER BY name").fetchall()]
 
+    def feed_health(self) -> list[tuple[str, bool, int, float | None, float | None]]:
+        """(name, failing, consecutive errors, last success, last poll) of every feed: what /metrics needs,
+        without decoding each feed's state."""
+        return [(r[0], bool(r[1]), r[2], r[3], r[4]) for r in self.db.execute(
+            "SELECT name, last_error IS NOT NULL, errors, last_success, last_poll FROM feeds ORDER BY name")]
+
     def _row(self, row: tuple[Any, ...]) -> FeedRow:
         if self._feed_columns is None:  # read once: this runs for every feed on every poll
             self._feed_columns = [d[0] for d in self.db.execute("SELECT * FROM feeds LIMIT 0").description]
