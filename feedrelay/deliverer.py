@@ -79,10 +79,20 @@ class Deliverer:
     async def drain(self, deadline: float) -> dict[str, ChannelReport]:
         """`once` mode: deliver what is pending, channels in parallel; give up waiting at ``deadline``."""
         reports: dict[str, ChannelReport] = {}
-        # A second round for channels that got work during the first: an alert about a failing channel.
-        while channels := [c for c in self.outbox.channels_with_pending() if c in self.sinks and c not in reports]:
+
+        def more(channel: str) -> bool:
+            # A channel that emptied its queue (no errors) and has work again got it after its turn: an alert
+            # about another channel's failure. One that stopped on an error keeps its rows for the next run.
+            return channel in self.sinks and (channel not in reports or not reports[channel].errors)
+
+        while channels := [c for c in self.outbox.channels_with_pending() if more(c)]:
             tasks = {c: asyncio.create_task(self._channel(c, forever=False, deadline=deadline)) for c in channels}
-            reports.update({c: await t for c, t in tasks.items()})
+            for c, task in tasks.items():
+                report = await task
+                if c in reports:
+                    report.sent += reports[c].sent
+                    report.failed += reports[c].failed
+                reports[c] = report
         for c in self.outbox.channels_with_pending():
             if c not in self.sinks:
                 reports[c] = ChannelReport(errors=[f"channel {c!r} is no longer configured; its messages wait"])

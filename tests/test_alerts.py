@@ -192,3 +192,21 @@ def test_a_broken_live_edit_is_alerted_once_without_quoting_the_file(relay: Rela
     assert "An edit to `feeds.toml` was not applied" in alert and "feedrelay check" in alert
     assert "pasted-by-mistake" not in json.dumps([p.blocks for p in fake_slack.posts])
     assert "slack.token: unknown key" in result.err  # the log has the error itself
+
+
+def test_once_delivers_an_alert_queued_after_the_alerts_channel_had_its_turn(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    # The alerts channel has work of its own (a failing feed's alert) and finishes it quickly; #readings fails
+    # later, slowly. Its alert must still go out in the same run.
+    fake_slack.unknown_channels.add("#readings")
+    fake_slack.script([("delay", 1.0)], channel="#readings")
+    feed_server.set("/ok.xml", rss(make_items(2)))
+    feed_server.set("/down.xml", b"", status=500)
+    relay.configure(channels=CHANNELS, alerts={"channel": "ops", "feed_failing_after": "0s"}, feeds=[
+        {"name": "Down", "url": feed_server.url("/down.xml"), "channels": ["readings"]},
+        {"name": "Blog", "url": feed_server.url("/ok.xml"), "channels": ["readings"], "backlog": 2},
+    ])
+    assert relay("once").code == 1
+    alerts = texts(fake_slack)
+    assert len(alerts) == 2
+    assert "Feed *Down* has been failing" in alerts[0] and "Cannot post to channel *readings*" in alerts[1]
