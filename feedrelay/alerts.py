@@ -16,6 +16,10 @@ from .messages import fit, link, section
 from .outbox import Delivery
 
 RUNBOOKS = "docs/runbooks.md"
+# Sections of RUNBOOKS, as GitHub anchors its headings (a test checks each one exists).
+FEED_FAILING = "a-feed-keeps-failing"
+CHANNEL_FAILING = "a-channel-is-failing"
+CONFIG_REJECTED = "an-edit-to-feedstoml-was-not-applied"
 ALERTS_FEED = "(feedrelay)"  # the outbox's feed column for the relay's own messages
 
 
@@ -64,7 +68,7 @@ def feed_failing(alerts: Alerts, feed: str, error: str, *, since: float, attempt
     heading = f":warning: Feed *{name}* has been failing for {duration(now - since)} ({polls})"
     lines = [heading, f"Last error: {fit(error, 500)}",
              f"It is retried at its interval; `feedrelay preview \"{name}\"` shows what the feed returns now. "
-             + runbook(alerts, "a-feed-keeps-failing")]
+             + runbook(alerts, FEED_FAILING)]
     return _delivery(alerts, feed_incident(feed, since),
                      _message(f"feedrelay: feed {name} has been failing for {duration(now - since)}", lines))
 
@@ -83,7 +87,7 @@ def channel_failing(alerts: Alerts, channel: str, target: str, error: str, *, si
     name = fit(channel, 100)
     lines = [f":rotating_light: Cannot post to channel *{name}* ({fit(target, 200)}): {fit(error, 500)}",
              "Its messages are kept and retried every 5 minutes; `feedrelay retry "
-             f"{name}` retries at once after the fix. " + runbook(alerts, "a-channel-is-failing")]
+             f"{name}` retries at once after the fix. " + runbook(alerts, CHANNEL_FAILING)]
     return _delivery(alerts, channel_incident(channel, since),
                      _message(f"feedrelay: cannot post to channel {name}", lines))
 
@@ -104,6 +108,6 @@ def config_rejected(alerts: Alerts, file: str, *, mtime: float) -> Delivery:
     lines = [f":warning: An edit to `{name}` was not applied: the file has an error, so feedrelay keeps running "
              "the previous configuration.",
              "`feedrelay check` shows the error with its line and key. "
-             + runbook(alerts, "an-edit-to-feedstoml-was-not-applied")]
+             + runbook(alerts, CONFIG_REJECTED)]
     return _delivery(alerts, f"alert:config:{file}:{mtime!r}", _message(f"feedrelay: an edit to {name} was not applied",
                                                                        lines))

@@ -325,7 +325,9 @@ def status(state: State, as_json: bool) -> None:
             click.echo(f"{name[:28]:<28} {c.get('sent', 0):>6} {c.get('pending', 0):>7} {c.get('failed', 0):>6}  "
                        f"{health}")
     if any(r["error"] for r in rows) or any(c.get("failing") or c.get("failed") for c in per_channel.values()):
-        click.echo("\nWhat to do: docs/runbooks.md (a feed keeps failing, a channel is failing, rejected messages)")
+        from .alerts import RUNBOOKS
+
+        click.echo(f"\nWhat to do: {RUNBOOKS} (a feed keeps failing, a channel is failing, rejected messages)")
 
 
 @cli.command()

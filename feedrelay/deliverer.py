@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .alerts import channel_failing, channel_incident, channel_recovered
+from .alerts import CHANNEL_FAILING, RUNBOOKS, channel_failing, channel_incident, channel_recovered
 from .config import Alerts
 from .outbox import Delivery, Outbox, Pending
 from .sinks import Outcome, Sink
@@ -203,8 +203,8 @@ class Deliverer:
             self.outbox.set_channel_failing(channel, outcome.error, now)
             self.outbox.mark_retry(row.id, outcome.error, now + RECHECK_FAILING)
             log.error("channel %s (%s) is failing: %s; its messages are kept and retried every %.0fs "
-                      "(runbook: docs/runbooks.md#a-channel-is-failing)",
-                      channel, sink.description, outcome.error, RECHECK_FAILING)
+                      "(runbook: %s#%s)", channel, sink.description, outcome.error, RECHECK_FAILING, RUNBOOKS,
+                      CHANNEL_FAILING)
             if self.alerts:
                 since = self.outbox.failing_since(channel) or now
                 alert = channel_failing(self.alerts, channel, sink.description, outcome.error, since=since)

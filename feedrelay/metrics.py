@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from . import __version__
+from .alerts import CHANNEL_FAILING, RUNBOOKS
 from .outbox import Outbox
 from .store import DB_ERRORS, Store
 
@@ -86,7 +87,7 @@ def render(store: Store, feeds: Iterable[str], channels: Iterable[str], *, start
             [({"channel": c}, max(0.0, now - o) if (o := stats.get(c, {}).get("oldest_pending")) else 0)
              for c in names])
     _metric(lines, "feedrelay_channel_failing", "gauge",
-            "1 while Slack refuses the channel (see docs/runbooks.md#a-channel-is-failing).",
+            f"1 while Slack refuses the channel (see {RUNBOOKS}#{CHANNEL_FAILING}).",
             [({"channel": c}, 1 if stats.get(c, {}).get("failing") else 0) for c in names])
     rss, fds = _process()
     if rss is not None:

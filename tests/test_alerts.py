@@ -5,6 +5,7 @@ a fake Slack."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from http.server import BaseHTTPRequestHandler
@@ -210,3 +211,13 @@ def test_once_delivers_an_alert_queued_after_the_alerts_channel_had_its_turn(
     alerts = texts(fake_slack)
     assert len(alerts) == 2
     assert "Feed *Down* has been failing" in alerts[0] and "Cannot post to channel *readings*" in alerts[1]
+
+
+def test_every_runbook_section_an_alert_links_to_exists() -> None:
+    from feedrelay import alerts
+
+    text = (Path(__file__).resolve().parent.parent / alerts.RUNBOOKS).read_text()
+    # GitHub's anchors: lower case, punctuation dropped, spaces to hyphens.
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    for section in (alerts.FEED_FAILING, alerts.CHANNEL_FAILING, alerts.CONFIG_REJECTED):
+        assert section in anchors, f"{alerts.RUNBOOKS} has no section #{section}"

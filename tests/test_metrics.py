@@ -113,7 +113,7 @@ def test_names_are_escaped_as_the_exposition_format_requires(tmp_path: Path) -> 
     text = render(store, [name], ["readings"], started=0.0)
     store.close()
     assert 'feedrelay_feed_up{feed="Team \\"core\\" \\\\ blog\\nsecond line"} 1' in text
-    assert all(line.count("\n") == 0 for line in text.splitlines())
+    assert sum(line.startswith("feedrelay_feed_up{") for line in text.splitlines()) == 1  # one sample, one line
 
 
 @pytest.mark.parametrize("listen", ["9464", "localhost", "127.0.0.1:0", "127.0.0.1:70000", ":9464"])
