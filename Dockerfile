@@ -45,10 +45,13 @@ RUN groupadd --system --gid 10001 feedrelay \
 COPY --from=build /app/.venv /app/.venv
 COPY feeds.toml /config/feeds.toml
 
+# FEEDRELAY_REQUIRE_SLACK: a token that does not reach the container is an error, not a silent switch to
+# printing messages to the log (see README, "Connecting Slack").
 ENV PATH="/app/.venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
     FEEDRELAY_CONFIG=/config/feeds.toml \
-    FEEDRELAY_DB=/data/feedrelay.db
+    FEEDRELAY_DB=/data/feedrelay.db \
+    FEEDRELAY_REQUIRE_SLACK=1
 
 USER feedrelay
 WORKDIR /data

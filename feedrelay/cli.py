@@ -76,11 +76,25 @@ class State:
         setup_logging(self.verbose, config.secrets())
         return config
 
+    def require_slack(self, config: Config) -> None:
+        """--require-slack: a missing token or webhook URL stops the start; nothing goes to the terminal."""
+        if missing := config.missing_delivery_env():
+            fail("; ".join(missing) + f" (--require-slack or {REQUIRE_SLACK_ENV} is set). Set the variable, "
+                 "or leave --require-slack off to try feedrelay without Slack.")
+
     def db_path(self, config: Config | None) -> str:
         return self.db or (config.database if config else "feedrelay.db")
 
 
 pass_state = click.make_pass_decorator(State)
+
+REQUIRE_SLACK_ENV = "FEEDRELAY_REQUIRE_SLACK"
+# Without credentials a channel prints to the terminal and its messages count as delivered: right for trying
+# feedrelay out, silent loss in production (a variable dropped from a unit file or `docker run`).
+require_slack_option = click.option(
+    "--require-slack", is_flag=True, envvar=REQUIRE_SLACK_ENV, show_envvar=True,
+    help="Refuse to start, and refuse config edits, while a channel's Slack token or webhook variable is unset, "
+         "instead of printing its messages to the terminal. For production.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,8 +119,9 @@ def _run(coro: Any, db: str) -> Any:
 
 
 @cli.command()
+@require_slack_option
 @pass_state
-def run(state: State) -> None:
+def run(state: State, require_slack: bool) -> None:
     """Run the daemon: poll every feed at its interval and deliver, until Ctrl-C or SIGTERM.
 
     Edits to the config file are picked up while it runs (a bad edit is reported and ignored).
@@ -115,9 +130,11 @@ def run(state: State) -> None:
     from .relay import Relay
 
     config = state.config()
+    if require_slack:
+        state.require_slack(config)
 
     async def main() -> None:
-        async with Relay(config, state.db_path(config)) as relay:
+        async with Relay(config, state.db_path(config), require_slack=require_slack) as relay:
             daemon = Daemon(relay, on_config=lambda c: setup_logging(state.verbose, c.secrets()))
             await daemon.run()
             if daemon.fatal:
@@ -129,8 +146,9 @@ def run(state: State) -> None:
 @cli.command()
 @click.option("--max-wait", default="120s", show_default=True,
               help="How long to keep retrying deliveries (rate limits, outages) before giving up for this run.")
+@require_slack_option
 @pass_state
-def once(state: State, max_wait: str) -> None:
+def once(state: State, max_wait: str, require_slack: bool) -> None:
     """Poll every feed once, deliver what is new, and exit.
 
     Exit status is 1 if any feed failed or any message could not be delivered (it stays queued).
@@ -139,6 +157,8 @@ def once(state: State, max_wait: str) -> None:
     from .relay import Relay
 
     config = state.config()
+    if require_slack:
+        state.require_slack(config)
     try:
         wait = parse_duration(max_wait)
     except ValueError as exc:
@@ -172,10 +192,13 @@ def once(state: State, max_wait: str) -> None:
 
 
 @cli.command()
+@require_slack_option
 @pass_state
-def check(state: State) -> None:
+def check(state: State, require_slack: bool) -> None:
     """Validate the config file; exit 2 with a precise message if it is wrong."""
     config = state.config()
+    if require_slack:
+        state.require_slack(config)
     missing = sorted(n for n in config.secret_env_names() if not os.environ.get(n))
     click.echo(f"{config.path}: ok — {len(config.feeds)} feed(s), {len(config.channels)} channel(s)")
     for feed in config.feeds:

@@ -182,6 +182,21 @@ class Config:
         names.update(f.api_key_env for f in self.feeds if f.api_key_env)
         return names
 
+    def delivery_env(self) -> dict[str, list[str]]:
+        """The variable each Slack-bound channel posts with (bot token or webhook URL) → those channels."""
+        needs: dict[str, list[str]] = {}
+        for name, ch in self.channels.items():
+            var = self.slack.token_env if ch.kind == "slack" else ch.webhook_env if ch.kind == "webhook" else None
+            if var:
+                needs.setdefault(var, []).append(name)
+        return needs
+
+    def missing_delivery_env(self, environ: Mapping[str, str] = os.environ) -> list[str]:
+        """One line per unset variable, naming the channels that would print to the terminal instead of posting."""
+        return [f"${var} is not set: channel(s) {', '.join(repr(c) for c in channels)} would print to the terminal "
+                "instead of posting to Slack" for var, channels in sorted(self.delivery_env().items())
+                if not environ.get(var, "").strip()]
+
     def secrets(self, environ: Mapping[str, str] = os.environ) -> list[str]:
         """The secret values present in the environment, for redaction."""
         return [environ[n] for n in sorted(self.secret_env_names()) if environ.get(n)]

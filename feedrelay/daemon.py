@@ -86,6 +86,8 @@ class Daemon:
         path = self.relay.config.path
         try:
             new = load_config(path, self.relay.environ)
+            if self.relay.require_slack and (missing := new.missing_delivery_env(self.relay.environ)):
+                raise ConfigError("; ".join(missing) + " (--require-slack or FEEDRELAY_REQUIRE_SLACK is set)")
         except ConfigError as exc:
             log.error("config change ignored, still running the previous configuration: %s", exc)
             if alerts := self.relay.config.alerts:

@@ -45,8 +45,9 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 class Relay:
     def __init__(self, config: Config, db_path: str | None = None, *, environ: Mapping[str, str] = os.environ,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, require_slack: bool = False) -> None:
         self.config = config
+        self.require_slack = require_slack  # a config edit that leaves a channel without credentials is refused
         self.db_path = db_path or config.database
         self.environ = environ
         self.stream = stream

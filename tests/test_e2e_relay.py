@@ -133,6 +133,48 @@ def test_without_credentials_messages_print_to_terminal(tmp_path: Path, feed_ser
     assert "SLACK_BOT_TOKEN is not set" in result.err
 
 
+def test_require_slack_refuses_to_run_without_credentials(tmp_path: Path, feed_server: FeedServer) -> None:
+    # Production mode: a variable dropped from a unit file must not turn every post into terminal output.
+    relay = Relay(tmp_path, api_url=None, token=None)
+    feed_server.set("/f.xml", rss(make_items(2)))
+    relay.configure(channels={"readings": {"slack": "#readings"}, "team": {"webhook_env": "TEAM_HOOK"}},
+                    feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings", "team"],
+                            "backlog": 1}])
+    for args, env in ((("once", "--require-slack"), {}), (("run",), {"FEEDRELAY_REQUIRE_SLACK": "1"}),
+                      (("check",), {"FEEDRELAY_REQUIRE_SLACK": "true"})):
+        relay.env.update(env)
+        result = relay(*args, timeout=30)
+        relay.env.pop("FEEDRELAY_REQUIRE_SLACK", None)
+        assert result.code == 2, (args, result.output)
+        assert "$SLACK_BOT_TOKEN is not set: channel(s) 'readings'" in result.err
+        assert "$TEAM_HOOK is not set: channel(s) 'team'" in result.err
+        assert "Traceback" not in result.err and result.out == ""
+    assert feed_server.hits("/f.xml") == 0  # nothing was polled, so nothing was marked delivered
+    assert not relay.db.exists()
+    relay.env["FEEDRELAY_REQUIRE_SLACK"] = "0"  # an explicit "off" is off
+    assert relay("once").code == 0
+
+
+def test_require_slack_refuses_a_live_edit_that_drops_credentials(relay: Relay, feed_server: FeedServer,
+                                                                  fake_slack: FakeSlack) -> None:
+    feed_server.set("/a.xml", rss(make_items(2)))
+    feed_a = {"name": "A", "url": feed_server.url("/a.xml"), "channels": ["readings"], "interval": "1h"}
+    relay.configure(feeds=[feed_a])
+    relay.env["FEEDRELAY_REQUIRE_SLACK"] = "1"
+    daemon = relay.start()
+    try:
+        wait_until(lambda: feed_server.hits("/a.xml") >= 1)
+        relay.configure(channels={"readings": {"slack": "#readings"}, "team": {"webhook_env": "TEAM_HOOK"}},
+                        feeds=[{**feed_a, "channels": ["readings", "team"]}])
+        wait_until(lambda: "config change ignored" in daemon.log(), timeout=15)
+        assert "$TEAM_HOOK is not set: channel(s) 'team'" in daemon.log()
+        assert daemon.proc.poll() is None
+    finally:
+        result = daemon.stop()
+    assert result.code == 0 and "Traceback" not in result.err
+    assert result.out == ""  # nothing went to the terminal
+
+
 def test_webhook_channel(tmp_path: Path, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
     relay = Relay(tmp_path, fake_slack.api_url, extra_env={"TEAM_HOOK": fake_slack.webhook_url("team")})
     feed_server.set("/f.xml", rss(make_items(1)))
