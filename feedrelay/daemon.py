@@ -153,7 +153,8 @@ class Daemon:
 
         def body() -> str:
             config = self.relay.config  # the current one: feeds come and go with live reloads
-            return metrics.render(self.relay.store, (f.name for f in config.feeds), config.channels, started=started)
+            return metrics.render(self.relay.store, (f.name for f in config.feeds), config.channels, started=started,
+                                  counters=self.relay.counters)
 
         try:
             server = await metrics.serve(settings.host, settings.port, body)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .alerts import CHANNEL_FAILING, RUNBOOKS, channel_failing, channel_incident, channel_recovered
 from .config import Alerts
+from .metrics import Counters
 from .outbox import Delivery, Outbox, Pending
 from .sinks import Outcome, Sink
 from .store import DB_ERRORS, describe
@@ -43,8 +44,10 @@ def backoff(attempts: int) -> float:
 
 class Deliverer:
     def __init__(self, outbox: Outbox, sinks: Mapping[str, Sink], min_interval: Mapping[str, float], *,
-                 alerts: Alerts | None = None, dedupe_window: float = 30 * 86400.0) -> None:
+                 alerts: Alerts | None = None, dedupe_window: float = 30 * 86400.0,
+                 counters: Counters | None = None) -> None:
         self.outbox = outbox
+        self.counters = counters or Counters()
         self.sinks = sinks
         self.min_interval = min_interval
         self.alerts = alerts
@@ -161,6 +164,7 @@ class Deliverer:
         with self.outbox.store.transaction():
             queued = self.outbox.enqueue([alert], window=self.dedupe_window, now=now)
         if queued:
+            self.counters.add("feedrelay_messages_queued_total", channel=alert.channel)
             log.info("alert queued for channel %s: %s", alert.channel, alert.message["text"])
             self.wake([alert.channel])
 
@@ -180,6 +184,9 @@ class Deliverer:
     def _record(self, channel: str, row: Pending, outcome: Outcome, sink: Sink, report: ChannelReport) -> bool:
         """Write the outcome; False when this channel should stop for now (`once` mode)."""
         now = time.time()
+        result = {"retry": "rate_limited" if outcome.retry_after is not None else "retry",
+                  "permanent": "refused", "reject": "rejected"}.get(outcome.kind, outcome.kind)
+        self.counters.add("feedrelay_send_attempts_total", channel=channel, outcome=result)
         if outcome.kind == "sent":
             self.outbox.mark_sent(row.id, outcome.ts, now)
             if row.attempts:

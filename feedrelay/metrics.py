@@ -1,7 +1,9 @@
 """Prometheus metrics for the running daemon, at ``http://LISTEN/metrics`` (``[metrics] listen``).
 
-Every figure is read from the database at scrape time, the same rows ``feedrelay status`` shows, so the two
-always agree and the hot path keeps no counters. Nothing secret is exported: no URL (a feed URL may carry a
+Gauges are read from the database at scrape time, the same rows ``feedrelay status`` shows, so the two
+always agree. Counters (polls by result, items, messages queued and send attempts by outcome) are kept in
+memory since the daemon started, for rates; Prometheus expects them to restart from zero with the process.
+Nothing secret is exported: no URL (a feed URL may carry a
 token in its query), no error text, no Slack target; feeds and channels are named as in feeds.toml.
 ``/healthz`` answers 200 while the daemon runs. The server is for a scraper on a private network: it has no
 authentication, reads at most a small request head, and gives a silent client a few seconds.
@@ -14,6 +16,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from . import __version__
@@ -26,6 +29,40 @@ log = logging.getLogger(__name__)
 MAX_HEAD = 8192  # bytes of request line and headers read from a client
 READ_TIMEOUT = 5.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+# name → help text. Labels stay few and bounded: results and outcomes are fixed sets, channels come from
+# feeds.toml; per-feed detail is in the gauges, so 10,000 feeds do not become 40,000 counter series.
+COUNTERS = {
+    "feedrelay_polls_total": "Feed polls by result: changed (parsed), unchanged (304 or same bytes), failed, "
+                             "deferred (the server's Retry-After had not passed).",
+    "feedrelay_items_new_total": "Entries seen for the first time (remembered for dedupe).",
+    "feedrelay_messages_queued_total": "Messages written to the outbox, per channel.",
+    "feedrelay_send_attempts_total": "Attempts to post, per channel and outcome: sent, rate_limited (Slack said "
+                                     "when to retry), retry (an outage or timeout), refused (the channel is "
+                                     "failing), rejected (the message was refused even as plain text).",
+}
+
+
+POLL_RESULTS = ("changed", "unchanged", "failed", "deferred")
+SEND_OUTCOMES = ("sent", "rate_limited", "retry", "refused", "rejected")
+
+
+class Counters:
+    """Monotonic totals since start; cheap enough for the hot path (a dict update per poll or post)."""
+
+    def __init__(self) -> None:
+        self._values: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+
+    def add(self, name: str, amount: int = 1, **labels: str) -> None:
+        if amount:
+            self._values[(name, tuple(sorted(labels.items())))] += amount
+
+    def samples(self, name: str, known: Iterable[dict[str, str]] = ()) -> list[tuple[dict[str, str], float]]:
+        """Every series of ``name``; the ``known`` label sets appear from the start, at 0, so rates work at once."""
+        values = dict.fromkeys((tuple(sorted(labels.items())) for labels in known), 0)
+        values.update((labels, v) for (n, labels), v in self._values.items() if n == name)
+        return [(dict(labels), v) for labels, v in sorted(values.items())]
 
 
 def url(host: str, port: int) -> str:
@@ -58,7 +95,7 @@ def _process() -> tuple[float | None, int | None]:
 
 
 def render(store: Store, feeds: Iterable[str], channels: Iterable[str], *, started: float,
-           now: float | None = None) -> str:
+           now: float | None = None, counters: Counters | None = None) -> str:
     """The exposition text for the configured ``feeds`` and ``channels``."""
     now = time.time() if now is None else now
     configured = set(feeds)
@@ -89,6 +126,15 @@ def render(store: Store, feeds: Iterable[str], channels: Iterable[str], *, start
     _metric(lines, "feedrelay_channel_failing", "gauge",
             f"1 while Slack refuses the channel (see {RUNBOOKS}#{CHANNEL_FAILING}).",
             [({"channel": c}, 1 if stats.get(c, {}).get("failing") else 0) for c in names])
+    counters = counters or Counters()
+    known: dict[str, list[dict[str, str]]] = {
+        "feedrelay_polls_total": [{"result": r} for r in POLL_RESULTS],
+        "feedrelay_items_new_total": [{}],
+        "feedrelay_messages_queued_total": [{"channel": c} for c in names],
+        "feedrelay_send_attempts_total": [{"channel": c, "outcome": o} for c in names for o in SEND_OUTCOMES],
+    }
+    for name, help_text in COUNTERS.items():
+        _metric(lines, name, "counter", help_text, counters.samples(name, known[name]))
     rss, fds = _process()
     if rss is not None:
         _metric(lines, "process_resident_memory_bytes", "gauge", "Resident memory of the relay process "

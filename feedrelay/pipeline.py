@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from .alerts import feed_failing, feed_incident, feed_recovered
 from .config import Alerts, Feed
@@ -23,6 +24,7 @@ class FeedReport:
     new: int = 0
     queued: int = 0
     channels: frozenset[str] = frozenset()
+    queued_to: Counter[str] = field(default_factory=Counter)  # messages queued per channel, alerts included
     unchanged: bool = False
     skipped: bool = False
     first_poll: bool = False
@@ -57,7 +59,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
             with store.transaction():
                 store.record_success(feed.name, result.state, warning=row.warning, listed=None, now=now)
                 recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
-            return FeedReport(feed.name, unchanged=True, channels=frozenset(d.channel for d in recovered))
+            return FeedReport(feed.name, unchanged=True, channels=frozenset(d.channel for d in recovered),
+                              queued_to=Counter(d.channel for d in recovered))
         first = not row.initialized
         known = store.known_keys(feed.name, [i.key for i in result.items])
         plan = decide(feed, result.items, known, first_poll=first)
@@ -85,7 +88,7 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
         log.info("feed %r: %d new item(s), %d message(s) queued", feed.name, len(plan.remember), len(queued))
     return FeedReport(feed.name, new=len(plan.remember), queued=len(queued),
                       channels=frozenset(d.channel for d in queued + recovered), first_poll=first,
-                      warning=result.warning)
+                      warning=result.warning, queued_to=Counter(d.channel for d in queued + recovered))
 
 
 def _recovery(outbox: Outbox, feed: Feed, row: FeedRow, alerts: Alerts | None, window: float,
@@ -115,4 +118,5 @@ def _failed(store: Store, outbox: Outbox, feed: Feed, row: FeedRow, error: str, 
                           time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(row.error_since or now)), alert.channel)
     except DB_ERRORS as exc:
         log.error("feed %r: cannot record the error: %s", feed.name, describe(exc, store.path))
-    return FeedReport(feed.name, error=error, channels=frozenset(d.channel for d in queued))
+    return FeedReport(feed.name, error=error, channels=frozenset(d.channel for d in queued),
+                      queued_to=Counter(d.channel for d in queued))

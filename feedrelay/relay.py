@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from .config import Config, Feed
 from .deliverer import ChannelReport, Deliverer
 from .fetch import Fetcher
+from .metrics import Counters
 from .outbox import Outbox
 from .pipeline import FeedReport, poll_feed
 from .sinks import Sinks
@@ -60,6 +61,7 @@ class Relay:
         self.parse_pool = ParsePool()
         self._daemon = False
         self._poll_slots = asyncio.Semaphore(POLL_CONCURRENCY)
+        self.counters = Counters()  # totals since start, for /metrics
 
     async def __aenter__(self) -> Relay:
         await self.start()
@@ -86,7 +88,7 @@ class Relay:
             log.warning("%s", notice)
         intervals = {name: ch.min_interval for name, ch in self.config.channels.items()}
         self.deliverer = Deliverer(self.outbox, by_channel, intervals, alerts=self.config.alerts,
-                                   dedupe_window=self.config.defaults.dedupe_window)
+                                   dedupe_window=self.config.defaults.dedupe_window, counters=self.counters)
 
     async def close(self) -> None:
         await self.deliverer.stop()
@@ -113,7 +115,16 @@ class Relay:
                                      dedupe_window=self.config.defaults.dedupe_window, alerts=self.config.alerts)
         if report.channels:
             self.deliverer.wake(report.channels)
+        self._count(report)
         return report
+
+    def _count(self, report: FeedReport) -> None:
+        result = ("failed" if report.error else "deferred" if report.skipped else
+                  "unchanged" if report.unchanged else "changed")
+        self.counters.add("feedrelay_polls_total", result=result)
+        self.counters.add("feedrelay_items_new_total", report.new)
+        for channel, n in report.queued_to.items():
+            self.counters.add("feedrelay_messages_queued_total", n, channel=channel)
 
     async def poll_named(self, name: str) -> FeedReport | None:
         """Poll the feed of that name in the *current* configuration (it may have been reloaded)."""

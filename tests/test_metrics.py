@@ -52,6 +52,7 @@ def test_metrics_tell_what_status_tells_and_no_secret(relay: Relay, feed_server:
     ])
     base = f"http://127.0.0.1:{port}"
     assert f"metrics → {base}/metrics" in relay("check").out
+    fake_slack.script([("429", 0.2)])  # the first post is rate limited, then goes through
     daemon = relay.start()
     try:
         wait_until(lambda: len(fake_slack.posts) == 2 and feed_server.hits("/down.xml") >= 1, timeout=30)
@@ -67,6 +68,16 @@ def test_metrics_tell_what_status_tells_and_no_secret(relay: Relay, feed_server:
             assert got["feedrelay_feeds"] == 2 and got["process_resident_memory_bytes"] > 10_000_000
             assert 0 <= time.time() - got['feedrelay_feed_last_success_timestamp_seconds{feed="Fine"}'] < 60
             assert got["feedrelay_start_time_seconds"] != int(got["feedrelay_start_time_seconds"])  # every digit
+            # Counters since start: what happened, for rates.
+            assert got['feedrelay_polls_total{result="changed"}'] >= 1
+            assert got['feedrelay_polls_total{result="failed"}'] >= 1
+            assert got['feedrelay_polls_total{result="deferred"}'] == 0  # known series start at 0
+            assert got["feedrelay_items_new_total"] == 2
+            assert got['feedrelay_messages_queued_total{channel="readings"}'] == 2
+            assert got['feedrelay_send_attempts_total{channel="readings",outcome="sent"}'] == 2
+            assert got['feedrelay_send_attempts_total{channel="readings",outcome="rate_limited"}'] == 1
+            assert got['feedrelay_send_attempts_total{channel="readings",outcome="refused"}'] == 0
+            assert "# TYPE feedrelay_send_attempts_total counter" in m.text
             for secret in (TOKEN, "feed-secret", "/ok.xml", "#readings", "Service Unavailable"):
                 assert secret not in m.text
 
