@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import html
 import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import feedparser
 
@@ -88,6 +90,35 @@ def strip_doctype(body: bytes) -> bytes:
     return _ENTITY_DECL.sub(b"", body)
 
 
+_LINK_TAG = re.compile(rb"<link\b[^<>]*>", re.IGNORECASE)  # [^<>]: a failed match stops at the next tag (linear)
+_ATTRIBUTE = re.compile(rb"""([^\s"'>/=]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
+_FEED_TYPES = (b"application/rss+xml", b"application/atom+xml", b"application/rdf+xml")
+DISCOVERY_SCAN = 256 * 1024  # feed links sit in <head>; a page's first 256 KB holds it
+
+
+def discover_feeds(page: bytes, base: str, limit: int = 3) -> list[str]:
+    """The RSS/Atom feeds an HTML page names with ``<link rel="alternate" type="application/rss+xml" href=…>``,
+    as browsers and feed readers find them: absolute http(s) URLs, in page order, at most ``limit``."""
+    found: list[str] = []
+    for tag in _LINK_TAG.finditer(page, 0, DISCOVERY_SCAN):
+        attrs = {m[1].lower(): m[2] or m[3] or m[4] or b"" for m in _ATTRIBUTE.finditer(tag[0], 5)}
+        kind = attrs.get(b"type", b"").split(b";")[0].strip().lower()
+        if b"alternate" not in attrs.get(b"rel", b"").lower().split() or kind not in _FEED_TYPES:
+            continue
+        href = html.unescape(attrs.get(b"href", b"").decode("utf-8", "replace")).strip()
+        try:
+            target = urljoin(base, href)
+        except ValueError:
+            continue
+        # (the URL ends up in logs, `status` and alerts: no whitespace or control characters, bounded)
+        if target.startswith(("http://", "https://")) and len(target) <= 500 and target not in found and \
+                all(" " < c != "\x7f" for c in target):
+            found.append(target)
+            if len(found) == limit:
+                break
+    return found
+
+
 def parse_feed(body: bytes, url: str, content_type: str = "", content_location: str = "") -> ParsedFeed:
     """Parse fetched bytes (never a URL: feedparser would fetch it itself). Pure and picklable."""
     if not body.strip():
@@ -106,9 +137,17 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
         warning = f"malformed feed, parsed what we could: {type(exc).__name__}: {str(exc)[:200]}"
     if not parsed.get("version") and not parsed.entries:
         head = body[:512].lstrip().lower()
-        looks = "an HTML page" if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head else \
-            "not RSS, Atom or RDF"
-        return ParsedFeed("", [], warning, f"not a feed ({looks}); check the URL")
+        if not (head.startswith((b"<!doctype html", b"<html")) or b"<html" in head):
+            return ParsedFeed("", [], warning, "not a feed (not RSS, Atom or RDF); check the URL")
+        # People paste a blog's address, not its feed's: say which feed the page itself names.
+        feeds = discover_feeds(body, content_location or url)
+        if len(feeds) == 1:
+            return ParsedFeed("", [], warning, f"not a feed (an HTML page that names its feed: {feeds[0]}); "
+                                               "use that URL")
+        if feeds:
+            return ParsedFeed("", [], warning, f"not a feed (an HTML page that names {len(feeds)} feeds: "
+                                               f"{', '.join(feeds)}); use one of those URLs")
+        return ParsedFeed("", [], warning, "not a feed (an HTML page); check the URL")
     base = content_location or url
     items = [_entry(e, base) for e in parsed.entries]
     title = clean(parsed.feed.get("title") or "")[:200]

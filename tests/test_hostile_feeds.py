@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from feedrelay.parsing import discover_feeds
 from tests.cli import Relay, Result
 from tests.feedgen import make_items, rss
 from tests.servers import FakeSlack, FeedServer, Post
@@ -305,6 +306,12 @@ FAILING: dict[str, tuple[Serve, str]] = {
     "html-page": (_set("/page.html", b"<!DOCTYPE html><html><head><title>Welcome</title></head><body>"
                                      b"<h1>Login</h1></body></html>", content_type="text/html"),
                   "not a feed (an HTML page); check the URL"),
+    # A blog's address instead of its feed's: the error names the feed the page links to (resolved, http only).
+    "html-page-naming-its-feed": (_set("/blog/", b"<!DOCTYPE html><html><head>"
+                                       b'<link rel="alternate" type="application/rss+xml" href="javascript:x()">'
+                                       b'<link rel="alternate" type="application/rss+xml" href="../f.xml?a&amp;b">'
+                                       b"</head><body><p>Posts</p></body></html>", content_type="text/html"),
+                                  "an HTML page that names its feed: http://127.0.0.1:"),
     "empty-200": (_set("/empty.xml", b""), "empty response body"),
     "http-404": (lambda server, tmp: server.url("/missing.xml"), "HTTP 404 Not Found"),
     "http-500": (_set("/error.xml", b"oops", status=500), "HTTP 500 Internal Server Error"),
@@ -474,3 +481,21 @@ def test_enormous_titles_fit_slack_limits(big: Run) -> None:
     # The 200 KB link cannot be a working Slack link: the title is shown as text, never a broken <url|…>.
     first = next(p for p in posts if "second" not in (p.text or ""))
     assert "<http://example.com/aaaa" not in first.blocks[0]["text"]["text"]
+
+
+def test_a_web_page_names_its_feeds_resolved_and_http_only() -> None:
+    page = (b"<!DOCTYPE html><html><head><link rel=stylesheet href=/s.css>"
+            b'<link rel="alternate" type="application/rss+xml" title="Posts" href="/feed.xml">'
+            b"<LINK REL='Alternate' TYPE='application/atom+xml; charset=utf-8' HREF='atom.xml?a=1&amp;b=2'/>"
+            b'<link rel="alternate" type="application/feed+json" href="/feed.json">'  # JSON Feed: not read
+            b'<link rel="alternate" type="text/html" hreflang="de" href="/de/">'  # a translation, not a feed
+            b'<link rel="alternate" type="application/rss+xml" href="data:text/xml,&lt;rss&gt;">'
+            b'<link rel="alternate" type="application/rss+xml" href="https://x.example/a b">'
+            b'<link rel="alternate" type="application/rss+xml" href="/feed.xml">'  # listed twice, named once
+            b"</head><body></body></html>")
+    assert discover_feeds(page, "https://blog.example.com/posts/") == [
+        "https://blog.example.com/feed.xml", "https://blog.example.com/posts/atom.xml?a=1&b=2"]
+    # Unterminated tags and floods of them stay linear (each failed match stops at the next "<").
+    for hostile in (b"<html>" + b"<link " * 60_000, b'<link rel="alternate" href="' + b"a" * 300_000,
+                    b"<html>" + b'<link rel=alternate type=application/rss+xml href=/f ' * 8_000):
+        assert discover_feeds(hostile, "https://blog.example.com/") == []
