@@ -106,7 +106,7 @@ require_slack_option = click.option(
 @click.version_option(__version__, prog_name="feedrelay")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str, db: str | None, verbose: int) -> None:
-    """Relay RSS/Atom feeds, NVD CVEs and CISA KEV into Slack channels: filtered, once each, never lost."""
+    """Relay RSS/Atom/JSON feeds, NVD CVEs and CISA KEV into Slack channels: filtered, once each, never lost."""
     ctx.obj = State(config_path, db, verbose)
     setup_logging(verbose, [])
 

@@ -1,5 +1,5 @@
-"""Feed bytes → items, with feedparser. Pure and picklable: it runs in the parse worker processes
-(see :mod:`feedrelay.workers`), which import this module and nothing heavier."""
+"""Feed bytes → items, with feedparser (JSON Feed: :mod:`feedrelay.jsonfeed`). Pure and picklable: it runs in
+the parse worker processes (see :mod:`feedrelay.workers`), which import this module and nothing heavier."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from urllib.parse import urljoin
 import feedparser
 
 from .items import Item, make_key, normalize_link
+from .jsonfeed import NotJSONFeed, looks_like_json, parse_json_feed
 from .text import clean, html_to_text
 
 TITLE_MAX = 1000
@@ -92,12 +93,12 @@ def strip_doctype(body: bytes) -> bytes:
 
 _LINK_TAG = re.compile(rb"<link\b[^<>]*>", re.IGNORECASE)  # [^<>]: a failed match stops at the next tag (linear)
 _ATTRIBUTE = re.compile(rb"""([^\s"'>/=]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
-_FEED_TYPES = (b"application/rss+xml", b"application/atom+xml", b"application/rdf+xml")
+_FEED_TYPES = (b"application/rss+xml", b"application/atom+xml", b"application/rdf+xml", b"application/feed+json")
 DISCOVERY_SCAN = 256 * 1024  # feed links sit in <head>; a page's first 256 KB holds it
 
 
 def discover_feeds(page: bytes, base: str, limit: int = 3) -> list[str]:
-    """The RSS/Atom feeds an HTML page names with ``<link rel="alternate" type="application/rss+xml" href=…>``,
+    """The feeds an HTML page names with ``<link rel="alternate" type="application/rss+xml" href=…>``,
     as browsers and feed readers find them: absolute http(s) URLs, in page order, at most ``limit``."""
     found: list[str] = []
     for tag in _LINK_TAG.finditer(page, 0, DISCOVERY_SCAN):
@@ -123,6 +124,12 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
     """Parse fetched bytes (never a URL: feedparser would fetch it itself). Pure and picklable."""
     if not body.strip():
         return ParsedFeed("", [], None, "empty response body")
+    if looks_like_json(body):
+        try:
+            title, items = parse_json_feed(body, content_location or url, (TITLE_MAX, SUMMARY_MAX, CONTENT_MAX))
+        except NotJSONFeed as exc:
+            return ParsedFeed("", [], None, f"not a feed ({exc}); check the URL")
+        return ParsedFeed(title, items, None, None)
     body = strip_doctype(body)
     headers = {"content-type": content_type} if content_type else {}
     if content_location:
@@ -138,7 +145,7 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
     if not parsed.get("version") and not parsed.entries:
         head = body[:512].lstrip().lower()
         if not (head.startswith((b"<!doctype html", b"<html")) or b"<html" in head):
-            return ParsedFeed("", [], warning, "not a feed (not RSS, Atom or RDF); check the URL")
+            return ParsedFeed("", [], warning, "not a feed (not RSS, Atom, RDF or JSON Feed); check the URL")
         # People paste a blog's address, not its feed's: say which feed the page itself names.
         feeds = discover_feeds(body, content_location or url)
         if len(feeds) == 1:

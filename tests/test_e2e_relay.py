@@ -50,6 +50,31 @@ def test_new_items_are_posted_once_and_first_poll_posts_nothing(relay: Relay, fe
     assert last.headers.get("if-none-match")
 
 
+def json_feed(items: list[tuple[str, str]]) -> bytes:
+    """A JSON Feed 1.1 listing (id, title) pairs, newest first."""
+    return json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "JSON blog", "items": [
+        {"id": ident, "url": f"/posts/{ident}", "title": title, "content_html": f"<p>About <b>{title}</b></p>",
+         "date_published": f"2026-11-{10 + int(ident):02d}T09:00:00+01:00"} for ident, title in items]}).encode()
+
+
+def test_json_feed_is_relayed_like_rss(relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    feed_server.set("/feed.json", json_feed([("2", "Two"), ("1", "One")]), content_type="application/feed+json")
+    relay.configure(feeds=[{"name": "J", "url": feed_server.url("/feed.json"), "channels": ["readings"]}])
+    assert relay("once").code == 0
+    assert fake_slack.posts == []  # first poll: remembered, not posted
+    feed_server.set("/feed.json", json_feed([("3", "Three &amp; <!channel>"), ("2", "Two"), ("1", "One")]),
+                    content_type="application/feed+json")
+    result = relay("once")
+    assert result.code == 0, result.output
+    assert len(fake_slack.posts) == 1
+    post = fake_slack.posts[0]
+    heading, summary = post.blocks[0]["text"]["text"], post.blocks[1]["text"]["text"]
+    assert heading == f"*<{feed_server.url('/posts/3')}|Three &amp; &lt;!channel&gt;>*"  # linked, pings no one
+    assert summary == "About Three &amp;"  # in HTML, <!channel> is a comment: dropped
+    assert "2026-11-13 08:00 UTC" in post.blocks[-1]["elements"][0]["text"]
+    assert relay("once").code == 0 and len(fake_slack.posts) == 1
+
+
 def test_backlog_posts_newest_n_in_order(relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
     feed_server.set("/f.xml", rss(make_items(5)))
     relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 2}])

@@ -302,7 +302,7 @@ FAILING: dict[str, tuple[Serve, str]] = {
                                # httpx itself refuses to build this URL; either refusal is a clear line
                                "non-http(s)"),
     "binary-garbage": (_set("/garbage.xml", bytes(range(256)) * 64, content_type="application/octet-stream"),
-                       "not a feed (not RSS, Atom or RDF); check the URL"),
+                       "not a feed (not RSS, Atom, RDF or JSON Feed); check the URL"),
     "html-page": (_set("/page.html", b"<!DOCTYPE html><html><head><title>Welcome</title></head><body>"
                                      b"<h1>Login</h1></body></html>", content_type="text/html"),
                   "not a feed (an HTML page); check the URL"),
@@ -487,14 +487,15 @@ def test_a_web_page_names_its_feeds_resolved_and_http_only() -> None:
     page = (b"<!DOCTYPE html><html><head><link rel=stylesheet href=/s.css>"
             b'<link rel="alternate" type="application/rss+xml" title="Posts" href="/feed.xml">'
             b"<LINK REL='Alternate' TYPE='application/atom+xml; charset=utf-8' HREF='atom.xml?a=1&amp;b=2'/>"
-            b'<link rel="alternate" type="application/feed+json" href="/feed.json">'  # JSON Feed: not read
+            b'<link rel="alternate" type="application/feed+json" href="/feed.json">'
             b'<link rel="alternate" type="text/html" hreflang="de" href="/de/">'  # a translation, not a feed
             b'<link rel="alternate" type="application/rss+xml" href="data:text/xml,&lt;rss&gt;">'
             b'<link rel="alternate" type="application/rss+xml" href="https://x.example/a b">'
             b'<link rel="alternate" type="application/rss+xml" href="/feed.xml">'  # listed twice, named once
             b"</head><body></body></html>")
     assert discover_feeds(page, "https://blog.example.com/posts/") == [
-        "https://blog.example.com/feed.xml", "https://blog.example.com/posts/atom.xml?a=1&b=2"]
+        "https://blog.example.com/feed.xml", "https://blog.example.com/posts/atom.xml?a=1&b=2",
+        "https://blog.example.com/feed.json"]
     # Unterminated tags and floods of them stay linear (each failed match stops at the next "<").
     for hostile in (b"<html>" + b"<link " * 60_000, b'<link rel="alternate" href="' + b"a" * 300_000,
                     b"<html>" + b'<link rel=alternate type=application/rss+xml href=/f ' * 8_000):

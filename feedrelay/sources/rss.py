@@ -12,8 +12,8 @@ from ..fetch import Fetcher, FetchError
 from ..parsing import ParsedFeed, parse_feed
 from . import PollResult, SourceError
 
-ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, "
-          "*/*;q=0.5")
+ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, application/feed+json, "
+          "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.9, */*;q=0.5")
 
 
 Parser = Callable[..., Any]

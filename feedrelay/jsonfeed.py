@@ -1,0 +1,90 @@
+"""JSON Feed (https://jsonfeed.org, versions 1 and 1.1) → items. feedparser reads only XML feeds, and JSON
+Feed is plain JSON with a published spec: the standard library reads it. Items come out exactly as the
+feedparser path makes them (plain text, normalized links, the same identity rules), so a feed can move
+between formats without reposting what it has listed — as long as its ids stay the same."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from html import unescape
+from typing import Any
+
+from .items import Item, make_key, normalize_link
+from .text import clean, html_to_text
+
+VERSION_PREFIX = "https://jsonfeed.org/version/"
+MAX_ITEMS = 10_000  # a feed lists its newest entries; more is not a feed but a dump
+
+
+class NotJSONFeed(ValueError):
+    """The body is JSON (or looks like it) but not a JSON Feed; the message says what it is."""
+
+
+def looks_like_json(body: bytes) -> bool:
+    return body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _date(value: Any) -> tuple[datetime | None, str]:
+    """RFC 3339 per the spec; a date without an offset is taken as UTC, a malformed one is no date."""
+    raw = _text(value).strip()
+    if not raw:
+        return None, ""
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None, raw
+    return (parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)), raw
+
+
+def _author(item: dict[str, Any], feed: dict[str, Any]) -> str:
+    # 1.1: "authors", a list; 1.0: "author", an object; either may sit on the feed instead of the item.
+    for source in (item, feed):
+        authors = source.get("authors")
+        candidates = authors if isinstance(authors, list) else [source.get("author")]
+        for a in candidates[:5]:
+            if isinstance(a, dict) and (name := clean(_text(a.get("name")))):
+                return name
+    return ""
+
+
+def _item(raw: dict[str, Any], feed: dict[str, Any], base: str, limits: tuple[int, int, int]) -> Item:
+    title_max, summary_max, content_max = limits
+    link = normalize_link(_text(raw.get("url")) or _text(raw.get("external_url")), base)
+    # Plain text by the spec, but publishers (WordPress's plugin, for one) send entities such as &#8217;.
+    title = clean(unescape(_text(raw.get("title"))))[:title_max]
+    html = _text(raw.get("content_html"))
+    content = (html_to_text(html[: content_max * 4]) if html else clean(_text(raw.get("content_text"))))[:content_max]
+    summary = clean(unescape(_text(raw.get("summary"))))[:summary_max] or content[:summary_max]
+    published, raw_date = _date(raw.get("date_published"))
+    if published is None:
+        published, raw_date = _date(raw.get("date_modified"))
+    ident = raw.get("id")
+    # 1.0 feeds sometimes send numeric ids; the spec says to treat them as strings.
+    guid = str(ident) if isinstance(ident, str | int) and not isinstance(ident, bool) else None
+    tags = raw.get("tags")
+    categories = tuple(c for t in (tags if isinstance(tags, list) else [])[:30] if (c := clean(_text(t))[:100]))
+    return Item(key=make_key(guid, link, title, raw_date), title=title, link=link, summary=summary,
+                content=content, categories=categories, author=_author(raw, feed)[:200], published=published)
+
+
+def parse_json_feed(body: bytes, base: str, limits: tuple[int, int, int]) -> tuple[str, list[Item]]:
+    """(feed title, items) of a JSON Feed; raises NotJSONFeed with a one-line reason otherwise.
+    ``limits`` are the (title, summary, content) lengths the XML path uses."""
+    try:
+        doc = json.loads(body.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise NotJSONFeed("JSON that is not UTF-8, which JSON Feed requires") from None
+    except (ValueError, RecursionError):
+        raise NotJSONFeed("not RSS, Atom, RDF or JSON Feed") from None
+    if not isinstance(doc, dict) or not _text(doc.get("version")).startswith(VERSION_PREFIX):
+        raise NotJSONFeed("JSON, but not a JSON Feed: no https://jsonfeed.org/version/ in \"version\"")
+    items = doc.get("items")
+    if not isinstance(items, list):
+        raise NotJSONFeed('a JSON Feed without an "items" list')
+    parsed = [_item(raw, doc, base, limits) for raw in items[:MAX_ITEMS] if isinstance(raw, dict)]
+    return clean(_text(doc.get("title")))[:200], parsed

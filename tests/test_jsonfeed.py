@@ -1,0 +1,68 @@
+"""JSON Feed (jsonfeed.org 1 and 1.1): the items feedrelay makes of it, and the clear error for JSON that is not
+one. Pure: bytes in, items out (the end-to-end path is in test_e2e_relay)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from feedrelay.parsing import parse_feed
+
+URL = "https://blog.example.com/feed.json"
+
+
+def parse(doc: Any) -> Any:
+    return parse_feed(json.dumps(doc).encode(), URL, "application/feed+json")
+
+
+def test_a_version_1_1_feed_becomes_plain_text_items() -> None:
+    parsed = parse({"version": "https://jsonfeed.org/version/1.1", "title": "Eng blog", "items": [{
+        "id": "https://blog.example.com/?p=7", "url": "/posts/7?utm_source=rss",
+        "title": "Caching &#8217;done right&#8217;",
+        "content_html": "<p>We <b>cut</b> p99 &amp; more.</p><script>alert(1)</script>",
+        "summary": "", "date_published": "2026-11-01T10:00:00-05:00", "authors": [{"name": "Ann"}, {"name": "Bo"}],
+        "tags": ["caching", 7, "", "perf"]}]})
+    assert parsed.error is None and parsed.title == "Eng blog"
+    (item,) = parsed.items
+    assert item.key == "https://blog.example.com/?p=7"  # the id is the identity, as a guid is in RSS
+    assert item.link == "https://blog.example.com/posts/7"  # resolved, tracking parameter dropped
+    assert item.title == "Caching \u2019done right\u2019"
+    assert item.summary == item.content == "We cut p99 & more."
+    assert item.published == datetime(2026, 11, 1, 15, 0, tzinfo=UTC)
+    assert item.author == "Ann" and item.categories == ("caching", "perf")
+
+
+def test_version_1_quirks_numeric_ids_author_object_text_content_and_dates() -> None:
+    parsed = parse({"version": "https://jsonfeed.org/version/1", "author": {"name": "Feed Author"}, "items": [
+        {"id": 42, "content_text": "  plain\n\n\n text ", "date_modified": "2026-11-02T10:00:00Z",
+         "external_url": "https://elsewhere.example/a"},
+        {"id": True, "title": "no usable id", "date_published": "yesterday", "url": "javascript:alert(1)"},
+        "not an item", None]})
+    first, second = parsed.items
+    assert first.key == "42" and first.author == "Feed Author"  # the feed's author stands in for the item's
+    assert first.content == "plain\n\ntext" and first.summary == first.content
+    assert first.published == datetime(2026, 11, 2, 10, 0, tzinfo=UTC)  # date_modified when no date_published
+    assert first.link == "https://elsewhere.example/a"
+    assert second.link == "" and second.published is None  # no javascript: links, no made-up dates
+    assert second.key.startswith("sha256:")  # no id, no link: title and date make the identity
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    (b'{"name": "an API response"}', 'JSON, but not a JSON Feed: no https://jsonfeed.org/version/ in "version"'),
+    (b'{"version": "https://jsonfeed.org/version/1.1", "items": {}}', 'a JSON Feed without an "items" list'),
+    (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "not RSS, Atom, RDF or JSON Feed"),
+    (b"{" + b"[" * 200_000, "not RSS, Atom, RDF or JSON Feed"),  # deep nesting: an error, not a crash
+    ('{"title": "caf\u00e9"}'.encode("latin-1"), "JSON that is not UTF-8, which JSON Feed requires"),
+])
+def test_json_that_is_not_a_json_feed_is_one_clear_error(body: bytes, error: str) -> None:
+    parsed = parse_feed(body, URL, "application/json")
+    assert parsed.items == [] and parsed.error == f"not a feed ({error}); check the URL"
+
+
+def test_a_bom_and_whitespace_before_the_json_are_accepted() -> None:
+    body = b"\xef\xbb\xbf\n " + json.dumps({"version": "https://jsonfeed.org/version/1.1", "items": [
+        {"id": "1", "title": "x"}]}).encode()
+    assert [i.title for i in parse_feed(body, URL).items] == ["x"]
