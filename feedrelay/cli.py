@@ -286,6 +286,7 @@ def _known_keys(db: str, feed: str) -> set[str] | None:
 @pass_state
 def status(state: State, as_json: bool) -> None:
     """Per feed: last poll, last error, items remembered, deliveries pending or failed. Safe while running."""
+    from .fetch import public_url
     from .outbox import Outbox
     from .store import Store
 
@@ -315,7 +316,7 @@ def status(state: State, as_json: bool) -> None:
             continue
         d = per_feed.get(f.name, {})
         rows.append({
-            "feed": f.name, "url": _public_url(f.url), "configured": f.name in configured,
+            "feed": f.name, "url": public_url(f.url), "configured": f.name in configured,
             "last_poll": f.last_poll, "last_success": f.last_success, "error": f.last_error,
             "failing_since": f.error_since, "consecutive_errors": f.errors, "warning": f.warning,
             "items": items.get(f.name, 0), "pending": d.get("pending", 0), "failed": d.get("failed", 0),
@@ -376,14 +377,6 @@ def retry(state: State, channel: str | None) -> None:
     except DB_ERRORS as exc:
         fail(describe(exc, db), 1)
     click.echo(f"{n} rejected message(s) queued again; failing channels will be retried at once")
-
-
-def _public_url(url: str) -> str:
-    """Status output never shows a URL's query (it may carry a token) or userinfo."""
-    from urllib.parse import urlsplit
-
-    p = urlsplit(url)
-    return f"{p.scheme}://{p.hostname or ''}{':' + str(p.port) if p.port else ''}{p.path}" if p.scheme else url
 
 
 def _ago(ts: float | None, now: float) -> str:

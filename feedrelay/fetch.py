@@ -24,6 +24,7 @@ from .netio import AsyncioBackend
 
 USER_AGENT = f"feedrelay/{__version__} (self-hosted feed-to-Slack relay; python-httpx)"
 _REDIRECTS = {301, 302, 303, 307, 308}
+_PERMANENT = {301, 308}
 _CHUNK = 64 * 1024
 _PORTABLE_HEADERS = {"accept", "user-agent"}
 
@@ -45,6 +46,7 @@ class Response:
     status: int  # 200 or 304
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)  # lowercase keys
+    moved_to: str | None = None  # where every redirect on the way said the resource now lives (301/308)
 
     @property
     def etag(self) -> str | None:
@@ -288,12 +290,17 @@ class Fetcher:
 
     async def _follow(self, url: str, headers: dict[str, str]) -> Response:
         seen: list[str] = []
+        permanent = True  # every hop so far was 301/308
         for _ in range(self.max_redirects + 1):
             seen.append(url)
             result = await self._one(url, headers)
             if isinstance(result, Response):
+                if permanent and len(seen) > 1:
+                    result.moved_to = url
                 return result
-            target = urljoin(url, result)
+            status, location = result
+            permanent = permanent and status in _PERMANENT
+            target = urljoin(url, location)
             if urlsplit(target).scheme.lower() not in ("http", "https"):
                 raise FetchError(f"redirect to a non-http(s) URL refused: {_scheme(target)}:…")
             if target in seen:
@@ -305,8 +312,8 @@ class Fetcher:
             url = target
         raise FetchError(f"more than {self.max_redirects} redirects (defaults.max_redirects)")
 
-    async def _one(self, url: str, headers: dict[str, str]) -> Response | str:
-        """One request: a Response, or the Location of a redirect."""
+    async def _one(self, url: str, headers: dict[str, str]) -> Response | tuple[int, str]:
+        """One request: a Response, or a redirect's (status, Location)."""
         parts = urlsplit(url)
         host = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
         client = self._client
@@ -323,14 +330,14 @@ class Fetcher:
                 # httpx builds the redirect target itself and rejects e.g. "javascript:alert(1)".
                 raise FetchError(f"refused a non-http(s) or malformed redirect target: {exc}") from None
 
-    async def _read(self, url: str, resp: httpx.Response) -> Response | str:
+    async def _read(self, url: str, resp: httpx.Response) -> Response | tuple[int, str]:
         status = resp.status_code
         lower = {k.lower(): v for k, v in resp.headers.items()}
         if status in _REDIRECTS:
             location = resp.headers.get("location")
             if not location:
                 raise FetchError(f"HTTP {status} redirect without a Location header", status=status)
-            return location
+            return status, location
         if status == 304:
             # A 304 has no body, but the connection goes back to the pool only once the response has been
             # read to its end; without this, every conditional GET opened a new connection.
@@ -360,6 +367,12 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 def _scheme(url: str) -> str:
     return urlsplit(url).scheme[:20]
+
+
+def public_url(url: str) -> str:
+    """A URL to show (logs, status, alerts): no userinfo, and a query (which may hold a token) shown as ``?…``."""
+    parts = urlsplit(url)
+    return _safe(url) + ("?…" if parts.query else "") if parts.scheme else url
 
 
 def _safe(url: str) -> str:

@@ -57,7 +57,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
     try:
         if result.unchanged:
             with store.transaction():
-                store.record_success(feed.name, result.state, warning=row.warning, listed=None, now=now)
+                store.record_success(feed.name, result.state, warning=result.warning or row.warning, listed=None,
+                                     now=now)
                 recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
             return FeedReport(feed.name, unchanged=True, channels=frozenset(d.channel for d in recovered),
                               queued_to=Counter(d.channel for d in recovered))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,33 @@ def test_json_feed_is_relayed_like_rss(relay: Relay, feed_server: FeedServer, fa
     assert summary == "About Three &amp;"  # in HTML, <!channel> is a comment: dropped
     assert "2026-11-13 08:00 UTC" in post.blocks[-1]["elements"][0]["text"]
     assert relay("once").code == 0 and len(fake_slack.posts) == 1
+
+
+def test_a_feed_that_moved_permanently_is_relayed_and_status_says_where_to(relay: Relay, feed_server: FeedServer,
+                                                                          fake_slack: FakeSlack) -> None:
+    def redirect(status: int, location: str) -> Any:
+        def handler(h: Any) -> None:
+            h.send_response(status)
+            h.send_header("Location", location)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+        return handler
+
+    feed_server.set("/new.xml", rss(make_items(2)))
+    feed_server.set_handler("/old.xml", redirect(301, "/hop.xml"))
+    feed_server.set_handler("/hop.xml", redirect(308, "/new.xml?key=feed-secret"))
+    feed_server.set_handler("/temp.xml", redirect(302, "/new.xml"))
+    relay.configure(feeds=[{"name": "Moved", "url": feed_server.url("/old.xml"), "channels": ["readings"],
+                            "backlog": 1},
+                           {"name": "Temporary", "url": feed_server.url("/temp.xml"), "channels": ["readings"]}])
+    assert relay("once").code == 0
+    assert titles(fake_slack.posts) == ["Post 1"]
+    for _ in range(2):  # and it stays said while the feed answers 304 or the same bytes
+        feeds = {f["feed"]: f for f in json.loads(relay("status", "--json").out)["feeds"]}
+        assert feeds["Moved"]["warning"] == (f"moved permanently to {feed_server.url('/new.xml')}?…; set url to it "
+                                             "in the config")  # the query may hold a token: not shown
+        assert feeds["Temporary"]["warning"] is None  # 302: the old URL stays the right one
+        assert relay("once").code == 0
 
 
 def test_backlog_posts_newest_n_in_order(relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:

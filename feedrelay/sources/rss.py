@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Feed
-from ..fetch import Fetcher, FetchError
+from ..fetch import Fetcher, FetchError, public_url
 from ..parsing import ParsedFeed, parse_feed
 from . import PollResult, SourceError
 
@@ -38,15 +38,18 @@ class RSSSource:
             raise SourceError(str(exc), retry_after=exc.retry_after) from None
         if resp.status == 304:
             return PollResult([], state, unchanged=True)
+        # Publishers move feeds (to https, off FeedBurner) and redirect for a while: say where to, once per change.
+        moved = f"moved permanently to {public_url(resp.moved_to)}; set url to it in the config" \
+            if resp.moved_to else None
         digest = hashlib.sha256(resp.body).hexdigest()
         new_state = {"url": self.feed.url, "etag": resp.etag, "last_modified": resp.last_modified,
                      "body_hash": digest}
         if same_url and state.get("body_hash") == digest:
             # Servers without validators resend the same bytes; skip the parse.
-            return PollResult([], new_state, unchanged=True)
+            return PollResult([], new_state, unchanged=True, warning=moved)
         args = (resp.body, resp.url, resp.headers.get("content-type", ""), resp.headers.get("content-location", ""))
         parsed: ParsedFeed = await (self.parse(parse_feed, *args) if self.parse else
                                     asyncio.to_thread(parse_feed, *args))
         if parsed.error:
             raise SourceError(parsed.error)
-        return PollResult(parsed.items, new_state, warning=parsed.warning)
+        return PollResult(parsed.items, new_state, warning="; ".join(w for w in (moved, parsed.warning) if w) or None)
