@@ -124,6 +124,9 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
     """Parse fetched bytes (never a URL: feedparser would fetch it itself). Pure and picklable."""
     if not body.strip():
         return ParsedFeed("", [], None, "empty response body")
+    if content_location:
+        # The header may be relative (Apache MultiViews sends "rss.xml"): resolve it as a browser would.
+        content_location = urljoin(url, content_location.strip())
     if looks_like_json(body):
         try:
             title, items = parse_json_feed(body, content_location or url, (TITLE_MAX, SUMMARY_MAX, CONTENT_MAX))

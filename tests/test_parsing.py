@@ -1,5 +1,5 @@
-"""JSON Feed (jsonfeed.org 1 and 1.1): the items feedrelay makes of it, and the clear error for JSON that is not
-one. Pure: bytes in, items out (the end-to-end path is in test_e2e_relay)."""
+"""Feed bytes → items, pure (the end-to-end path is in test_e2e_relay): JSON Feed (jsonfeed.org 1 and 1.1) and
+the clear error for JSON that is not one; the base URL relative links resolve against."""
 
 from __future__ import annotations
 
@@ -66,3 +66,15 @@ def test_a_bom_and_whitespace_before_the_json_are_accepted() -> None:
     body = b"\xef\xbb\xbf\n " + json.dumps({"version": "https://jsonfeed.org/version/1.1", "items": [
         {"id": "1", "title": "x"}]}).encode()
     assert [i.title for i in parse_feed(body, URL).items] == ["x"]
+
+
+ATOM = (b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+        b'<entry><id>1</id><title>First post</title><link href="/posts/1"/></entry>'
+        b'<entry><id>2</id><title>Second post</title><link href="posts/2"/></entry></feed>')
+
+
+@pytest.mark.parametrize("content_location", ["rel.atom", "/feeds/rel.atom", "https://blog.example.com/feeds/x"])
+def test_a_relative_content_location_header_is_resolved_not_taken_as_the_base(content_location: str) -> None:
+    # Apache MultiViews answers with "Content-Location: rel.atom"; relative entry links must still resolve.
+    items = parse_feed(ATOM, "https://blog.example.com/feeds/atom", "application/atom+xml", content_location).items
+    assert [i.link for i in items] == ["https://blog.example.com/posts/1", "https://blog.example.com/feeds/posts/2"]
