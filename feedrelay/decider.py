@@ -6,6 +6,7 @@ returns the plan, with no I/O, so every rule here is testable without sockets or
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from .config import Feed
@@ -62,15 +63,17 @@ def route(feed: Feed, items: list[Item]) -> tuple[list[Delivery], list[Verdict]]
     return deliveries, verdicts
 
 
-def decide(feed: Feed, items: list[Item], known: set[str], *, first_poll: bool) -> Plan:
+def decide(feed: Feed, items: list[Item], known: set[str], *, first_poll: bool,
+           lookalikes: Collection[str] = ()) -> Plan:
     """New items are those whose key the store does not know. On a feed's first poll every item is
-    remembered and only the newest ``feed.backlog`` are posted (none by default)."""
+    remembered and only the newest ``feed.backlog`` are posted (none by default). A new key whose dedupe key
+    is in ``lookalikes`` (an entry the feed listed before, now under another id) is remembered, not posted."""
     items = unique(items)
     new = [i for i in items if i.key not in known]
     if first_poll:
         newest = {i.key for i in list(reversed(oldest_first(items)))[: feed.backlog]}
         candidates = [i for i in oldest_first(new) if i.key in newest]
     else:
-        candidates = oldest_first(new)
+        candidates = [i for i in oldest_first(new) if i.dedupe_key not in lookalikes]
     deliveries, verdicts = route(feed, candidates)
     return Plan(remember=new, deliveries=deliveries, verdicts=verdicts)

@@ -31,12 +31,17 @@ class Item:
 
     @property
     def dedupe_key(self) -> str:
-        """What makes two items "the same article" in one channel despite GUID churn."""
-        # A KEV addition and the NVD record of the same CVE share a link but are different news.
-        prefix = "" if self.kind == "post" else f"{self.kind}:"
+        """What makes two items "the same article" despite GUID churn or a second feed: link and title together.
+        A link alone would merge entries that share a page: a podcast's episodes, a changelog's #anchored releases."""
+        title = " ".join(self.title.casefold().split())[:200]
+        if self.kind != "post":
+            # A KEV addition and the NVD record of the same CVE share a link but are different news; a CVE's
+            # title changes as NVD analyses it, so its link alone names it.
+            return f"{self.kind}:{self.link or ('title:' + title if title else 'key:' + self.key)}"
         if self.link:
-            return prefix + self.link
-        return prefix + "title:" + " ".join(self.title.casefold().split())
+            return f"{self.link}\t{title}" if title else self.link
+        # Nothing to compare an untitled, unlinked entry by: it is only ever itself.
+        return f"title:{title}" if title else f"key:{self.key}"
 
 
 def normalize_link(url: str | None, base: str | None = None) -> str:
@@ -70,14 +75,17 @@ def normalize_link(url: str | None, base: str | None = None) -> str:
     return urlunsplit((scheme, host, parts.path or "/", query, ""))
 
 
-def make_key(guid: str | None, link: str, title: str, date: str | None) -> str:
-    """Item identity: the guid/id; else the normalized link; else a hash of title and date."""
+def make_key(guid: str | None, link: str, title: str, date: str | None, text: str = "") -> str:
+    """Item identity: the guid/id; else the normalized link; else a hash of title and date (and, when both are
+    empty, of the entry's ``text``: untitled, undated notes would otherwise all be one item)."""
     if guid and guid.strip():
         key = guid.strip()
     elif link:
         key = link
     else:
-        key = "sha256:" + hashlib.sha256(f"{title}\x00{date or ''}".encode()).hexdigest()
+        # (text joins the hash only when title and date are empty, so existing keys stay what they were)
+        seed = f"{title}\x00{date or ''}" if title or date else f"\x00\x00{text}"
+        key = "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
     if len(key) > MAX_KEY:  # hostile feeds send megabyte-long ids
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     return key

@@ -68,7 +68,7 @@ def _item(raw: dict[str, Any], feed: dict[str, Any], base: str, limits: tuple[in
     guid = str(ident) if isinstance(ident, str | int) and not isinstance(ident, bool) else None
     tags = raw.get("tags")
     categories = tuple(c for t in (tags if isinstance(tags, list) else [])[:30] if (c := clean(_text(t))[:100]))
-    return Item(key=make_key(guid, link, title, raw_date), title=title, link=link, summary=summary,
+    return Item(key=make_key(guid, link, title, raw_date, summary or content), title=title, link=link, summary=summary,
                 content=content, categories=categories, author=_author(raw, feed)[:200], published=published)
 
 

@@ -61,7 +61,7 @@ def _entry(entry: Any, base: str) -> Item:
     )
     author = clean(entry.get("author") or "")[:200]
     return Item(
-        key=make_key(entry.get("id"), link, title, raw_date),
+        key=make_key(entry.get("id"), link, title, raw_date, summary or content),
         title=title,
         link=link,
         summary=summary or content[:SUMMARY_MAX],

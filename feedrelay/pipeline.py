@@ -64,9 +64,13 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
                               queued_to=Counter(d.channel for d in recovered))
         first = not row.initialized
         known = store.known_keys(feed.name, [i.key for i in result.items])
-        plan = decide(feed, result.items, known, first_poll=first)
+        fresh = [i for i in result.items if i.key not in known]
+        lookalikes = store.lookalikes(feed.name, fresh) if fresh and not first else set()
+        plan = decide(feed, result.items, known, first_poll=first, lookalikes=lookalikes)
         with store.transaction():
             store.remember(feed.name, plan.remember, now)
+            if result.listing and known:
+                store.still_listed(feed.name, known, now)
             queued = outbox.enqueue(plan.deliveries, window=dedupe_window, now=now)
             store.record_success(feed.name, result.state, warning=result.warning,
                                  listed=len(result.items) if result.listing else None, now=now)
@@ -80,6 +84,9 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
 
     for v in plan.verdicts:
         log.debug("feed %r item %r → %s: %s", feed.name, v.item.title[:80], v.channel, v.decision.reason)
+    if lookalikes:
+        log.info("feed %r: %d entry(ies) came back under a new id; remembered, not posted again", feed.name,
+                 len(lookalikes))
     if result.warning:
         log.warning("feed %r: %s", feed.name, result.warning)
     if first:

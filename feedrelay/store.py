@@ -19,7 +19,7 @@ import sqlite_utils
 
 from .items import Item
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: items.last_seen, and items looked up by dedupe key
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS feeds (
@@ -41,9 +41,11 @@ CREATE TABLE IF NOT EXISTS items (
     dedupe_key TEXT NOT NULL,
     title TEXT NOT NULL DEFAULT '',
     first_seen REAL NOT NULL,
+    last_seen REAL,                           -- the last listing that had it: pruning never forgets a listed item
     PRIMARY KEY (feed, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS items_by_age ON items (feed, first_seen);
+CREATE INDEX IF NOT EXISTS items_by_dedupe ON items (feed, dedupe_key);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
     channel TEXT NOT NULL,
@@ -143,14 +145,22 @@ class Store:
             raise StoreError(explain(self.path, exc)) from None
 
     def _migrate(self) -> None:
-        self.db.executescript(_SCHEMA)
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
+        if self.db["meta"].exists():
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+        else:
+            version = SCHEMA_VERSION  # a new file gets the current schema below
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: written by a newer feedrelay (schema {version}, this one knows "
                              f"{SCHEMA_VERSION}); upgrade feedrelay or use another --db")
-        if version < SCHEMA_VERSION:
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        if version < 2 and self.db["items"].exists() and "last_seen" not in self.db["items"].columns_dict:
+            with self.transaction():
+                self.db.execute("ALTER TABLE items ADD COLUMN last_seen REAL")
+                # When each was last listed is unknown: say "now", so nothing still listed is pruned before the
+                # feed's next change records it (pruning merely starts one retention period later).
+                self.db.execute("UPDATE items SET last_seen = ?", [time.time()])
+        self.db.executescript(_SCHEMA)  # (creates what is missing: new tables and indexes)
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     # --- feeds ---------------------------------------------------------------------------------
 
@@ -234,32 +244,62 @@ class Store:
             known.update(r[0] for r in rows)
         return known
 
+    def lookalikes(self, feed: str, items: list[Item]) -> set[str]:
+        """Dedupe keys of these items that an item this feed already listed has: the same entry under a new id
+        (publishers re-issue GUIDs, e.g. when a site moves to https). Remembered ones included, posted or not."""
+        wanted = {i.dedupe_key: i for i in items}
+        # Rows written before schema 2 hold the bare link as their dedupe key: match those on the title too.
+        legacy = {i.link: i for i in items if i.kind == "post" and i.link and i.dedupe_key != i.link}
+        keys = sorted(wanted.keys() | legacy.keys())
+        found: set[str] = set()
+        for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+            chunk = keys[i : i + 500]
+            rows = self.db.execute(f"SELECT dedupe_key, title FROM items WHERE feed = ? AND dedupe_key IN "
+                                   f"({','.join('?' * len(chunk))})", [feed, *chunk])
+            for dedupe_key, title in rows:
+                if dedupe_key in wanted:
+                    found.add(dedupe_key)
+                elif (item := legacy.get(dedupe_key)) and title.casefold().split() == \
+                        item.title[:200].casefold().split():
+                    found.add(item.dedupe_key)
+        return found
+
     def remember(self, feed: str, items: Iterable[Item], now: float | None = None) -> int:
         """Store new items (call inside :meth:`transaction`). Returns how many were new."""
         now = time.time() if now is None else now
         cur = self.db.conn.executemany(
-            "INSERT INTO items (feed, key, dedupe_key, title, first_seen) VALUES (?, ?, ?, ?, ?) "
+            "INSERT INTO items (feed, key, dedupe_key, title, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING",
-            [(feed, i.key, i.dedupe_key, i.title[:200], now) for i in items],
+            [(feed, i.key, i.dedupe_key, i.title[:200], now, now) for i in items],
         )
         return cur.rowcount
+
+    def still_listed(self, feed: str, keys: Iterable[str], now: float | None = None) -> None:
+        """The feed's listing still has these remembered items (call inside :meth:`transaction`)."""
+        now = time.time() if now is None else now
+        keys = list(keys)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            self.db.execute(f"UPDATE items SET last_seen = ? WHERE feed = ? AND key IN ({','.join('?' * len(chunk))})",
+                            [now, feed, *chunk])
 
     def count_items(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT feed, COUNT(*) FROM items GROUP BY feed").fetchall())
 
     def prune(self, *, retention: float, floor: int = 100, now: float | None = None) -> int:
-        """Forget items older than ``retention`` but always keep the newest
-        max(2 × last listing, ``floor``) per feed, so an old item still in a feed is never "new" again."""
+        """Forget items no listing has had for ``retention``. Never forget what the feed's latest listing has (an
+        old entry still in a feed must never look new), nor its newest ``floor`` items: one short listing (a
+        publisher's hiccup) must not make the rest of a catalog look new when it comes back."""
         now = time.time() if now is None else now
         cutoff = now - retention
         removed = 0
         with self.transaction():
-            for name, listed in self.db.execute("SELECT name, listed FROM feeds").fetchall():
-                keep = max(2 * (listed or 0), floor)
+            for (name,) in self.db.execute("SELECT name FROM feeds").fetchall():
                 cur = self.db.execute(
-                    "DELETE FROM items WHERE feed = ? AND first_seen < ? AND key NOT IN "
-                    "(SELECT key FROM items WHERE feed = ? ORDER BY first_seen DESC LIMIT ?)",
-                    [name, cutoff, name, keep],
+                    "DELETE FROM items WHERE feed = ? AND last_seen < ? "
+                    "AND last_seen < (SELECT MAX(last_seen) FROM items WHERE feed = ?) AND key NOT IN "
+                    "(SELECT key FROM items WHERE feed = ? ORDER BY last_seen DESC LIMIT ?)",
+                    [name, cutoff, name, name, floor],
                 )
                 removed += cur.rowcount
             # Feeds removed from the config long ago: drop their state entirely.

@@ -112,8 +112,16 @@ def test_each_route_filters_separately() -> None:
 def test_deliveries_carry_the_rendered_message_and_dedupe_key() -> None:
     plan = decide(feed(), posts(1), set(), first_poll=False)
     [d] = plan.deliveries
-    assert d.feed == "Blog" and d.dedupe_key == "https://example.com/posts/1"
+    assert d.feed == "Blog" and d.dedupe_key == "https://example.com/posts/1\tpost 1"
     assert "Post 1" in d.message["text"] and d.message["blocks"]
+
+
+def test_an_entry_back_under_a_new_id_is_remembered_not_posted() -> None:
+    churned = [Item(key=f"https-{i.key}", title=i.title, link=i.link, published=i.published) for i in posts(2, 1)]
+    plan = decide(feed(), [*posts(3), *churned], {"post-1", "post-2"}, first_poll=False,
+                  lookalikes={churned[0].dedupe_key, churned[1].dedupe_key})
+    assert [i.key for i in plan.remember] == ["post-3", "https-post-2", "https-post-1"]  # all remembered
+    assert queued(plan) == [("readings", "post-3")]  # only the really new one is posted
 
 
 def test_filtered_out_items_are_still_remembered() -> None:

@@ -157,6 +157,41 @@ def test_guid_churn_and_cross_posting_do_not_repeat(relay: Relay, feed_server: F
     assert len(fake_slack.posts) == 1
 
 
+def test_ids_reissued_after_a_silent_first_poll_post_nothing(relay: Relay, feed_server: FeedServer,
+                                                               fake_slack: FakeSlack) -> None:
+    entries = [{"title": f"Post {i}", "link": f"https://example.com/p/{i}"} for i in range(5)]
+    feed_server.set("/f.xml", rss([{**e, "guid": f"id-{i}"} for i, e in enumerate(entries)]))
+    relay.configure(feeds=[{"name": "Churn", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
+    assert relay("once").code == 0  # first poll: remembered, nothing posted
+    # The site moves to new ids (http → https guids, a CMS migration): same entries, nothing new.
+    feed_server.set("/f.xml", rss([{**e, "guid": f"new-id-{i}"} for i, e in enumerate(entries)]))
+    result = relay("once")
+    assert result.code == 0 and fake_slack.posts == [], result.err
+    assert "5 entry(ies) came back under a new id" in result.err
+    # A podcast's episodes all link to the show's page: each is still its own entry.
+    feed_server.set("/f.xml", rss([{"guid": "ep-2", "title": "Episode 2", "link": "https://example.com/p/0"},
+                                   *[{**e, "guid": f"new-id-{i}"} for i, e in enumerate(entries)]]))
+    assert relay("once").code == 0
+    assert titles(fake_slack.posts) == ["Episode 2"]
+
+
+def test_untitled_unlinked_entries_are_each_posted(relay: Relay, feed_server: FeedServer,
+                                                   fake_slack: FakeSlack) -> None:
+    # RSS allows an item that is only a description (microblogs, notes), with or without a guid.
+    def notes(n: int) -> bytes:
+        return rss([{"description": f"note number {i}", **({"guid": f"note-{i}"} if i % 2 else {})}
+                    for i in range(n)])
+
+    feed_server.set("/notes.xml", notes(2))
+    relay.configure(feeds=[{"name": "Notes", "url": feed_server.url("/notes.xml"), "channels": ["readings"]}])
+    assert relay("once").code == 0
+    feed_server.set("/notes.xml", notes(5))
+    result = relay("once")
+    assert result.code == 0, result.err
+    assert sorted(p.blocks[1]["text"]["text"] for p in fake_slack.posts) == [f"note number {i}" for i in (2, 3, 4)]
+    assert relay("once").code == 0 and len(fake_slack.posts) == 3
+
+
 def test_hostile_titles_ping_no_one(relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
     feed_server.set("/f.xml", rss([]))
     relay.configure(feeds=[{"name": "<!channel> feed", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])

@@ -140,10 +140,21 @@ def test_key_at_the_limit_is_kept_verbatim() -> None:
 # --- dedupe key -----------------------------------------------------------------------------------
 
 
-def test_dedupe_key_is_the_link_when_there_is_one() -> None:
-    a = Item(key="guid-1", title="Hello", link="https://example.com/a")
-    b = Item(key="guid-2-after-churn", title="Hello (updated)", link="https://example.com/a")
-    assert a.dedupe_key == b.dedupe_key == "https://example.com/a"
+def test_dedupe_key_is_link_and_title() -> None:
+    a = Item(key="guid-1", title="Hello  World", link="https://example.com/a")
+    b = Item(key="guid-2-after-churn", title="hello world", link="https://example.com/a")
+    assert a.dedupe_key == b.dedupe_key == "https://example.com/a\thello world"
+    # Entries that share a page are different entries: a podcast's episodes, a changelog's #anchored releases.
+    episode = Item(key="ep-2", title="Episode 2", link="https://example.com/a")
+    assert episode.dedupe_key != a.dedupe_key
+    assert Item(key="x", title="", link="https://example.com/a").dedupe_key == "https://example.com/a"
+
+
+def test_untitled_unlinked_entries_are_each_themselves() -> None:
+    notes = [Item(key=make_key(None, "", "", None, f"note {n}"), title="", link="") for n in range(3)]
+    assert len({n.key for n in notes}) == len({n.dedupe_key for n in notes}) == 3
+    # Keys of entries that have a title or a date are what they always were (no repost after an upgrade).
+    assert make_key(None, "", "T", "D", "text") == make_key(None, "", "T", "D")
 
 
 def test_dedupe_key_without_link_is_the_normalized_title() -> None:

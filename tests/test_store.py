@@ -195,14 +195,52 @@ def test_prune_keeps_at_least_100_newest(store: Store) -> None:
     assert kept == {f"Small-{i}" for i in range(50, 150)}  # the newest 100
 
 
-def test_prune_keeps_twice_the_listing(store: Store) -> None:
+def test_prune_never_forgets_what_the_latest_listing_has_however_old(store: Store) -> None:
     store.ensure_feed("Big", "https://example.com/b", "rss")
-    store.record_success("Big", {}, warning=None, listed=80, now=T0)
     remember_aged(store, "Big", 400, T0)
-    removed = store.prune(retention=DAY, now=T0 + 200 * DAY)
-    assert removed == 240
-    assert store.count_items()["Big"] == 160
-    assert store.known_keys("Big", ["Big-399", "Big-240", "Big-239"]) == {"Big-399", "Big-240"}
+    listed = ["Big-0", "Big-1", "Big-2"]  # the oldest entries, still in the feed 100 days on
+    with store.transaction():
+        store.still_listed("Big", listed, now=T0 + 100 * DAY)
+    store.prune(retention=90 * DAY, now=T0 + 365 * DAY)
+    assert store.known_keys("Big", listed) == set(listed)
+    assert store.count_items()["Big"] == 100  # with the newest of the rest, up to the floor
+
+
+def test_one_short_listing_does_not_make_a_catalog_look_new(store: Store) -> None:
+    # A catalog of 500 entries first seen long ago, listed daily; one day the publisher serves 3 entries.
+    store.ensure_feed("KEV", "https://example.com/kev.json", "kev")
+    keys = [f"KEV-{i}" for i in range(500)]
+    with store.transaction():
+        store.remember("KEV", [Item(key=k, title=k, link="") for k in keys], now=T0)
+        store.still_listed("KEV", keys, now=T0 + 200 * DAY)
+        store.still_listed("KEV", keys[:3], now=T0 + 201 * DAY)
+    store.prune(retention=90 * DAY, now=T0 + 201 * DAY)
+    assert store.known_keys("KEV", keys) == set(keys)  # the full catalog coming back is nothing new
+
+
+def test_a_database_from_schema_1_is_upgraded_without_forgetting_or_pruning(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE items (feed TEXT NOT NULL, key TEXT NOT NULL, dedupe_key TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '', first_seen REAL NOT NULL, PRIMARY KEY (feed, key)) WITHOUT ROWID;
+        INSERT INTO items VALUES ('Blog', 'guid-1', 'https://example.com/a', 'Hello world', 1000.0);
+    """)
+    old.executemany("INSERT INTO items VALUES ('Blog', ?, ?, 'x', 1000.0)",
+                    [(f"old-{i}", f"https://example.com/{i}") for i in range(200)])
+    old.commit()
+    old.close()
+    store = Store(path)
+    store.ensure_feed("Blog", "https://example.com/f", "rss")
+    assert store.prune(retention=DAY) == 0  # 201 old rows: when each was last listed is unknown, taken as now
+    assert store.count_items() == {"Blog": 201}
+    # A schema-1 row (bare link) still catches the same entry coming back under a new id.
+    churned = Item(key="https-guid-1", title="Hello  World", link="https://example.com/a")
+    assert store.lookalikes("Blog", [churned]) == {churned.dedupe_key}
+    assert store.lookalikes("Blog", [Item(key="g2", title="Episode 2", link="https://example.com/a")]) == set()
+    store.close()
 
 
 def test_prune_keeps_recent_items_whatever_the_count(store: Store) -> None:
