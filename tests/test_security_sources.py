@@ -199,6 +199,35 @@ def test_severity_precedence() -> None:
     assert "Critical 9.8 (CVSS 3.1)" in blocks and "CISA KEV" in blocks
 
 
+def affects(record: dict[str, object]) -> str:
+    item = cve_item(record)
+    assert item
+    [text] = [f["text"] for b in render(item, "NVD").blocks for f in b.get("fields", [])
+              if f["text"].startswith("*Affects*\n")]
+    return text.removeprefix("*Affects*\n")
+
+
+def test_affects_names_only_vendor_product_pairs_that_exist() -> None:
+    # The real ProxyLogon record, with a second Microsoft product and another vendor's product of the same name:
+    # microsoft:exchange_server, microsoft:sharepoint_server, acme:exchange_server. There is no acme sharepoint.
+    real = json.loads((FIXTURES / "nvd" / "nvdlib-CVE-2021-26855.json").read_text())["vulnerabilities"][0]["cve"]
+    matches = real["configurations"][0]["nodes"][0]["cpeMatch"]
+    assert {m["criteria"].split(":")[3:5] == ["microsoft", "exchange_server"] for m in matches} == {True}
+
+    def cpe(vendor: str, product: str, vulnerable: bool = True) -> dict[str, object]:
+        return {"vulnerable": vulnerable, "criteria": f"cpe:2.3:a:{vendor}:{product}:2019:*:*:*:*:*:*:*"}
+
+    crafted = {**real, "configurations": [{"nodes": [{"operator": "OR", "negate": False, "cpeMatch": [
+        *matches, cpe("microsoft", "sharepoint_server"), cpe("acme", "exchange_server"),
+        cpe("acme", "sharepoint_server", vulnerable=False)]}]}]}
+    assert affects(crafted) == "microsoft exchange server, sharepoint server; acme exchange server"
+
+    many = {**real, "configurations": [{"nodes": [{"operator": "OR", "negate": False, "cpeMatch": [
+        cpe("acme", f"tool_{n}") for n in range(7)] + [cpe("zeta", "tool_0")]}]}]}
+    assert affects(many) == "acme tool 0, tool 1, tool 2, tool 3, tool 4 and 3 more"  # five pairs shown, as before
+    assert affects(real) == "microsoft exchange server"
+
+
 def test_security_filters() -> None:
     unscored = cve_item(synthetic("CVE-2026-1", description="A flaw in Acme Widget Server allows RCE")["cve"])
     high = cve_item(synthetic("CVE-2026-2", metrics={"cvssMetricV31": [v31(8.8, "HIGH", "Secondary")]},
