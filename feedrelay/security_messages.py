@@ -32,12 +32,24 @@ def _field_list(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 
 
 def _affected(extra: dict[str, Any], limit: int = 5) -> str:
+    """Up to ``limit`` real (vendor, product) pairs, grouped by vendor: "microsoft exchange server, sharepoint
+    server; acme exchange server"."""
     vendors, products = extra.get("vendors") or [], extra.get("products") or []
-    names = [f"{v} {p}" for v, p in zip(vendors, products, strict=False)] if len(vendors) == len(products) else \
-        list(products or vendors)
-    shown = ", ".join(names[:limit])
-    if len(names) > limit:
-        shown += f" and {len(names) - limit} more"
+    pairs = [(str(v), str(p)) for v, p in extra.get("affected") or []]
+    if not pairs and len(vendors) == 1:
+        pairs = [(vendors[0], p) for p in products]  # one vendor (KEV): it makes every product listed
+    if pairs:
+        groups: dict[str, list[str]] = {}
+        for vendor, product in pairs[:limit]:
+            groups.setdefault(vendor, []).append(product)
+        shown = "; ".join(f"{v} {', '.join(ps)}" for v, ps in groups.items())
+        more = len(pairs) - limit
+    else:
+        # Unpaired names cannot be matched up safely: list them alone.
+        names = list(products or vendors)
+        shown, more = ", ".join(names[:limit]), len(names) - limit
+    if more > 0:
+        shown += f" and {more} more"
     return fit(shown, 500)
 
 

@@ -335,3 +335,33 @@ def test_hostile_kev_entry_cannot_mention() -> None:
     assert "data:text" not in raw
     for text in mrkdwn_texts(msg):
         assert len(text) <= SECTION_LIMIT
+
+
+def test_console_shows_the_text_of_every_block_type_slack_shows() -> None:
+    from feedrelay.sinks import format_console
+
+    message = {"text": "fallback only", "blocks": [
+        {"type": "header", "text": {"type": "plain_text", "text": "Patch Tuesday & more"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "See <https://example.com/a|the advisory> &amp; act"},
+         "fields": [{"type": "mrkdwn", "text": "*Due date*\n2025-08-20"}, {"type": "plain_text", "text": "free"}],
+         "accessory": {"type": "button", "text": {"type": "plain_text", "text": "Open"}, "url": "https://x.test"}},
+        {"type": "divider"},
+        {"type": "image", "image_url": "https://example.com/i.png", "alt_text": "a chart"},
+        {"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": [
+            {"type": "text", "text": "Read "}, {"type": "link", "url": "https://example.com/b", "text": "this"}]}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "*Feed*"}, {"type": "mrkdwn", "text": "host"}]},
+    ]}
+    out = format_console("sec", message)
+    assert out.rstrip("\n").splitlines()[1:] == [
+        "Patch Tuesday & more",
+        "See the advisory <https://example.com/a> & act",
+        "Due date: 2025-08-20",
+        "free",
+        "Open",
+        "─" * 20,
+        "[image: a chart]",
+        "Read this <https://example.com/b>",
+        "*Feed* host",
+    ]
+    assert "fallback only" not in out  # Slack shows the blocks; the text is only the notification
+    assert format_console("sec", {"text": "just text", "blocks": []}).splitlines()[1] == "just text"

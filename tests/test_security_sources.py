@@ -126,6 +126,35 @@ def test_kev_diff_of_two_real_snapshots_posts_exactly_the_additions(relay: Relay
     assert "N-able" in text and "Due date" in text and "2025-08-20" in text and "Required action" in text
 
 
+def test_without_slack_the_terminal_shows_every_field_of_cve_and_kev_messages(tmp_path: Path,
+                                                                             feed_server: FeedServer) -> None:
+    # No token: `once` prints to the terminal. The fields are what a responder reads first.
+    relay = Relay(tmp_path, api_url=None, token=None)
+    nvd = FakeNVD(feed_server, fixture_records("nvdlib-CVE-2021-26855.json"))
+    feed_server.set("/kev.json", (FIXTURES / "kev" / "kev-2025.08.12.json").read_bytes(),
+                    content_type="application/json")
+    relay.configure(channels={"security": {"slack": "#security", "min_interval": "0s"}}, feeds=[
+        {"name": "NVD", "type": "nvd", "url": nvd.url, "channels": ["security"]},
+        {"name": "CISA KEV", "type": "kev", "url": feed_server.url("/kev.json"), "channels": ["security"]}])
+    assert relay("once").code == 0  # first run: nothing printed, the KEV catalog of 12 August remembered
+    feed_server.set("/kev.json", (FIXTURES / "kev" / "kev-2025.08.13.json").read_bytes(),
+                    content_type="application/json")
+    result = relay("once")
+    assert result.code == 0, result.output
+    out = result.out
+    cve = out[out.index("CVE-2021-26855"):]
+    cve = cve[:cve.index("── #security")] if "── #security" in cve else cve
+    for line in ("KEV due date: 2021-04-16 (added 2021-11-03)", "Affects: microsoft exchange server",
+                 "Vector: CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", "Weakness: CWE-918", "Status: Analyzed"):
+        assert f"\n{line}\n" in cve, out
+    kev = out[out.index("Added to CISA KEV: CVE-2025-8875"):]
+    kev = kev[:kev.index("── #security")] if "── #security" in kev else kev
+    for line in ("Date added: 2025-08-13", "Due date: 2025-08-20", "Known ransomware use: Unknown"):
+        assert f"\n{line}\n" in kev, out
+    assert "Required action:" in kev and "N-able N-Central Insecure Deserialization Vulnerability" in kev
+    assert '"type"' not in out and "mrkdwn" not in out  # read as text, not as Block Kit JSON
+
+
 def test_cisa_advisory_rss_with_two_digit_years_and_cve_links(relay: Relay, feed_server: FeedServer,
                                                               fake_slack: FakeSlack) -> None:
     feed_server.set("/all.xml", rss([]))
@@ -168,6 +197,35 @@ def test_severity_precedence() -> None:
     assert item.extra["kev"] and "exchange server" in item.extra["products"]
     blocks = json.dumps(render(item, "NVD").to_json())
     assert "Critical 9.8 (CVSS 3.1)" in blocks and "CISA KEV" in blocks
+
+
+def affects(record: dict[str, object]) -> str:
+    item = cve_item(record)
+    assert item
+    [text] = [f["text"] for b in render(item, "NVD").blocks for f in b.get("fields", [])
+              if f["text"].startswith("*Affects*\n")]
+    return text.removeprefix("*Affects*\n")
+
+
+def test_affects_names_only_vendor_product_pairs_that_exist() -> None:
+    # The real ProxyLogon record, with a second Microsoft product and another vendor's product of the same name:
+    # microsoft:exchange_server, microsoft:sharepoint_server, acme:exchange_server. There is no acme sharepoint.
+    real = json.loads((FIXTURES / "nvd" / "nvdlib-CVE-2021-26855.json").read_text())["vulnerabilities"][0]["cve"]
+    matches = real["configurations"][0]["nodes"][0]["cpeMatch"]
+    assert {m["criteria"].split(":")[3:5] == ["microsoft", "exchange_server"] for m in matches} == {True}
+
+    def cpe(vendor: str, product: str, vulnerable: bool = True) -> dict[str, object]:
+        return {"vulnerable": vulnerable, "criteria": f"cpe:2.3:a:{vendor}:{product}:2019:*:*:*:*:*:*:*"}
+
+    crafted = {**real, "configurations": [{"nodes": [{"operator": "OR", "negate": False, "cpeMatch": [
+        *matches, cpe("microsoft", "sharepoint_server"), cpe("acme", "exchange_server"),
+        cpe("acme", "sharepoint_server", vulnerable=False)]}]}]}
+    assert affects(crafted) == "microsoft exchange server, sharepoint server; acme exchange server"
+
+    many = {**real, "configurations": [{"nodes": [{"operator": "OR", "negate": False, "cpeMatch": [
+        cpe("acme", f"tool_{n}") for n in range(7)] + [cpe("zeta", "tool_0")]}]}]}
+    assert affects(many) == "acme tool 0, tool 1, tool 2, tool 3, tool 4 and 3 more"  # five pairs shown, as before
+    assert affects(real) == "microsoft exchange server"
 
 
 def test_security_filters() -> None:

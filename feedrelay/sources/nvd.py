@@ -108,9 +108,12 @@ def severity_for(score: float) -> str:
     return "critical"
 
 
-def _cpes(cve: dict[str, Any]) -> tuple[list[str], list[str]]:
+def _cpes(cve: dict[str, Any]) -> tuple[list[str], list[str], list[list[str]]]:
+    """Vulnerable vendors, products, and the (vendor, product) pairs CPE match criteria name, each once, in order."""
     vendors: list[str] = []
     products: list[str] = []
+    pairs: list[list[str]] = []  # lists, not tuples: extra stays plain JSON
+    seen: set[tuple[str, str]] = set()  # records can list thousands of CPEs
     for config in cve.get("configurations") or []:
         for node in config.get("nodes") or []:
             for match in node.get("cpeMatch") or []:
@@ -121,7 +124,11 @@ def _cpes(cve: dict[str, Any]) -> tuple[list[str], list[str]]:
                         vendors.append(vendor)
                     if product not in products:
                         products.append(product)
-    return vendors[:20], products[:20]
+                    # Pairs are kept as found: deduplicated lists cannot be zipped back together.
+                    if (vendor, product) not in seen:
+                        seen.add((vendor, product))
+                        pairs.append([vendor, product])
+    return vendors[:20], products[:20], pairs[:20]
 
 
 def cve_item(cve: dict[str, Any]) -> Item | None:
@@ -135,7 +142,7 @@ def cve_item(cve: dict[str, Any]) -> Item | None:
     status = str(cve.get("vulnStatus", ""))
     if status == "Rejected" or description.startswith("** REJECT **") or description.startswith("Rejected reason:"):
         return None
-    vendors, products = _cpes(cve)
+    vendors, products, affected = _cpes(cve)
     cwes = sorted({d.get("value", "") for w in cve.get("weaknesses") or [] for d in w.get("description") or []
                    if str(d.get("value", "")).startswith("CWE-")})
     metric = pick_metric(cve.get("metrics") or {})
@@ -149,6 +156,7 @@ def cve_item(cve: dict[str, Any]) -> Item | None:
         "score_source": metric["source_type"] if metric else "",
         "vendors": vendors,
         "products": products,
+        "affected": affected,
         "cwes": cwes,
         "references": [str(r.get("url", ""))[:500] for r in (cve.get("references") or [])[:5]],
         "kev": bool(cve.get("cisaExploitAdd")),
