@@ -52,7 +52,11 @@ class Daemon:
         if task:
             self._in_flight.add(task)
         try:
-            await self.relay.poll_named(name)
+            report = await self.relay.poll_named(name)
+            if report is not None and report.stale:
+                # The URL changed mid-poll, and the scheduler skipped the "poll it now" of the edit while
+                # this one ran: poll the new URL now.
+                await self.relay.poll_named(name)
         except StoreError as exc:
             log.error("stopping: %s", exc)
             self.fatal = str(exc)

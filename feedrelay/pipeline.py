@@ -27,6 +27,7 @@ class FeedReport:
     queued_to: Counter[str] = field(default_factory=Counter)  # messages queued per channel, alerts included
     unchanged: bool = False
     skipped: bool = False
+    stale: bool = False  # the feed's URL or type changed while it was polled: nothing of the poll was kept
     first_poll: bool = False
     error: str | None = None
     warning: str | None = None
@@ -48,11 +49,18 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
     try:
         result = await source.poll(row.state)
     except SourceError as exc:
+        if _moved_on(store, feed):
+            return FeedReport(feed.name, stale=True)
         return _failed(store, outbox, feed, row, str(exc), exc.retry_after, alerts, dedupe_window, now)
     except Exception as exc:  # a bug or a parser crash on hostile input must not stop other feeds
         log.exception("feed %r: unexpected error while polling", feed.name)
         return _failed(store, outbox, feed, row, f"internal error: {type(exc).__name__}: {str(exc)[:300]}", None,
                        alerts, dedupe_window, now)
+    if _moved_on(store, feed):
+        # A live edit gave the feed a new URL or type during the fetch: this listing belongs to the old one, and
+        # keeping it would mark the new URL as polled, so its first real poll would post its whole archive.
+        log.info("feed %r: its URL or type changed while it was polled; that poll is dropped", feed.name)
+        return FeedReport(feed.name, stale=True)
 
     try:
         if result.unchanged:
@@ -97,6 +105,15 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
     return FeedReport(feed.name, new=len(plan.remember), queued=len(queued),
                       channels=frozenset(d.channel for d in queued + recovered), first_poll=first,
                       warning=result.warning, queued_to=Counter(d.channel for d in queued + recovered))
+
+
+def _moved_on(store: Store, feed: Feed) -> bool:
+    """Whether the feed's row no longer describes what this poll fetched (a live edit changed it meanwhile)."""
+    try:
+        row = store.feed(feed.name)
+    except DB_ERRORS:
+        return False  # the poll's own writes will meet the same error and report it
+    return row is None or not row.active or row.url != feed.url or row.kind != feed.kind
 
 
 def _recovery(outbox: Outbox, feed: Feed, row: FeedRow, alerts: Alerts | None, window: float,

@@ -119,6 +119,8 @@ class Relay:
         return report
 
     def _count(self, report: FeedReport) -> None:
+        if report.stale:
+            return  # dropped, and polled again at once
         result = ("failed" if report.error else "deferred" if report.skipped else
                   "unchanged" if report.unchanged else "changed")
         self.counters.add("feedrelay_polls_total", result=result)

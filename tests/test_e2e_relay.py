@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -397,6 +398,25 @@ def test_daemon_picks_up_config_edits_and_stops_cleanly(relay: Relay, feed_serve
         result = daemon.stop()
     assert result.code == 0, result.err
     assert "Traceback" not in result.err
+
+
+def test_a_url_changed_while_its_feed_is_being_polled_posts_nothing_of_either(relay: Relay, feed_server: FeedServer,
+                                                                               fake_slack: FakeSlack) -> None:
+    feed_server.set("/slow.xml", rss(make_items(2)), delay=6)
+    feed_server.set("/m.xml", rss(make_items(8, prefix="M")))
+    feed = {"name": "S", "url": feed_server.url("/slow.xml"), "channels": ["readings"], "interval": "2s"}
+    relay.configure(feeds=[feed])
+    daemon = relay.start()
+    try:
+        wait_until(lambda: feed_server.hits("/slow.xml") >= 1)  # its first poll is in flight for 6 s
+        relay.configure(feeds=[{**feed, "url": feed_server.url("/m.xml")}])
+        daemon.proc.send_signal(signal.SIGHUP)  # reload now, while the old URL's poll still waits
+        wait_until(lambda: "first poll, remembered 8 item(s)" in daemon.log(), timeout=20)
+        wait_until(lambda: feed_server.hits("/m.xml") >= 3, timeout=20)  # and polled on schedule since
+        assert fake_slack.posts == []  # neither the old URL's listing nor the new one's archive
+    finally:
+        result = daemon.stop()
+    assert result.code == 0 and "Traceback" not in result.err
 
 
 def test_preview_explains_decisions_and_posts_nothing(relay: Relay, feed_server: FeedServer,
