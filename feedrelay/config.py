@@ -221,7 +221,8 @@ class _Checker:
         """Best-effort line of a key path such as ``feeds[2].routes[0].chanel`` or ``channels.x.slack``."""
         start, line = 0, None
         table: list[str] = []
-        for name, index in re.findall(r"([^.\[\]]+)(?:\[(\d+)\])?", keypath):
+        parts = re.findall(r"([^.\[\]]+)(?:\[(\d+)\])?", keypath)
+        for k, (name, index) in enumerate(parts):
             table.append(name)
             dotted = r"\s*\.\s*".join(map(re.escape, table))
             if index:
@@ -231,7 +232,9 @@ class _Checker:
                     start = hits[int(index)]
                     line = start + 1
                     continue
-            header = re.compile(r"^\s*\[\s*" + dotted + r"\s*\]")
+            # A parent table often has no header of its own ([channels.x] but no [channels]): a child's header
+            # locates it, rather than a key of the same name further down (a feed's channels = [...]).
+            header = re.compile(r"^\s*\[\s*" + dotted + (r"\s*\]" if k == len(parts) - 1 else r"\s*[.\]]"))
             found = next((n for n in range(start, len(self.lines)) if header.match(self.lines[n])), None)
             if found is None:
                 # A key of the current table: search until the next table header.

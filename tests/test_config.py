@@ -193,6 +193,17 @@ def test_webhook_env_must_be_a_variable_name(value: str) -> None:
     assert value not in message  # a webhook URL is a secret: never echoed into logs
 
 
+def test_channel_error_points_at_the_channel_table_not_a_feeds_channels_key() -> None:
+    # No [channels] header of its own: the line must still be the one in [channels.alerts], not a feed's
+    # `channels = [...]` further down.
+    text = feed_toml().replace('webhook_env = "ALERTS_WEBHOOK_URL"', 'webhook_env = "not a name"')
+    line = text.splitlines().index('webhook_env = "not a name"') + 1
+    assert f"/etc/feedrelay/feeds.toml:{line}: channels.alerts.webhook_env:" in error(text)
+    text = feed_toml().replace('slack = "#readings"', "slack = ''")
+    line = text.splitlines().index("slack = ''") + 1
+    assert f"/etc/feedrelay/feeds.toml:{line}: channels.readings.slack:" in error(text)
+
+
 def test_duplicate_feed_names() -> None:
     text = feed_toml() + '\n[[feeds]]\nname = "F"\nurl = "https://other.example/rss"\nchannels = ["readings"]\n'
     message = error(text)
