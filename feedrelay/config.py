@@ -56,6 +56,21 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """Seconds → the exact duration, compactly: 5400 → "1h30m", 90 → "1m30s", 0.5 → "0.5s", 172800 → "2d".
+    For showing configured values, which must not be rounded ("90m" is not "every 2h")."""
+    micro = round(seconds * 1_000_000)  # parse_duration's units multiply floats: drop the float noise
+    whole, fraction = divmod(micro, 1_000_000)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        count, whole = divmod(whole, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if whole or fraction or not parts:
+        parts.append(f"{whole}.{fraction:06d}".rstrip("0").rstrip(".") + "s")
+    return "".join(parts)
+
+
 def parse_size(value: object) -> int:
     """``"10MB"``, ``"512KiB"`` or a number of bytes → bytes."""
     if isinstance(value, bool):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from feedrelay.config import ConfigError, load_config, parse_config, parse_duration, parse_size
+from feedrelay.config import ConfigError, format_duration, load_config, parse_config, parse_duration, parse_size
 from tests.cli import Relay
 
 CHANNELS = """\
@@ -112,6 +112,13 @@ def test_bad_duration_in_defaults_names_the_key() -> None:
 )
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("90m", "1h30m"), ("90s", "1m30s"), ("1h", "1h"), ("45s", "45s"), ("0.5s", "0.5s"), ("2d", "2d"),
+    ("36h", "1d12h"), ("1w", "7d"), ("0s", "0s"), ("100ms", "0.1s"), ("0.1h", "6m"), ("90.25s", "1m30.25s")])
+def test_format_duration_is_exact(value: str, shown: str) -> None:
+    assert format_duration(parse_duration(value)) == shown
 
 
 def test_duration_in_config() -> None:
@@ -376,6 +383,20 @@ def test_cli_a_pasted_secret_is_refused_without_being_printed(tmp_path: Path, ke
         assert result.err.startswith(f"feedrelay: error: {relay.config}:{line}: {key}: must name an environment "
                                      "variable"), result.err
         assert SECRET not in result.output and "1234567890" not in result.output
+
+
+def test_cli_check_shows_intervals_exactly(tmp_path: Path) -> None:
+    relay = Relay(tmp_path, None)
+    intervals = {"A": "90m", "B": "90s", "C": "1h", "D": "45s", "E": "1.5s", "F": "2d"}
+    relay.configure(feeds=[{"name": n, "url": f"https://e.com/{n}", "interval": i, "channels": ["readings"]}
+                           for n, i in intervals.items()],
+                    alerts={"channel": "readings", "feed_failing_after": "90m"})
+    result = relay("check")
+    assert result.code == 0, result.output
+    shown = {"A": "1h30m", "B": "1m30s", "C": "1h", "D": "45s", "E": "1.5s", "F": "2d"}
+    for name, every in shown.items():
+        assert f"  {name} [rss] every {every} → readings\n" in result.out  # never rounded ("90m" is not "2h")
+    assert "  alerts → readings (a feed failing for 1h30m," in result.out
 
 
 def test_cli_check_valid_file(tmp_path: Path) -> None:
