@@ -217,7 +217,9 @@ def check(state: State, require_slack: bool) -> None:
 
 @cli.command()
 @click.argument("target")
-@click.option("-n", "--limit", default=20, show_default=True, help="Show at most this many items.")
+# At least 1: the limit slices the item list, where -1 would mean "all but the last".
+@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Show at most this many items.")
 @pass_state
 def preview(state: State, target: str, limit: int) -> None:
     """Fetch a feed now and show what would be posted where, and which rule decided. Posts nothing.

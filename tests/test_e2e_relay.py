@@ -382,6 +382,20 @@ def test_preview_explains_decisions_and_posts_nothing(relay: Relay, feed_server:
     assert missing.code == 2 and "no feed named 'Nope'" in missing.err
 
 
+@pytest.mark.parametrize("limit", ["-1", "0"])
+def test_preview_limit_below_one_is_a_usage_error(relay: Relay, feed_server: FeedServer, limit: str) -> None:
+    feed_server.set("/f.xml", rss(make_items(5)))
+    relay.configure(feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
+    result = relay("preview", "Blog", "-n", limit)
+    assert result.code == 2, result.output
+    assert result.out == "" and "Traceback" not in result.err
+    assert f"Invalid value for '-n' / '--limit': {limit} is not in the range x>=1." in result.err
+    assert not feed_server.requests  # refused before fetching anything
+    two = relay("preview", "Blog", "-n", "2")
+    assert two.code == 0, two.output
+    assert "2 item(s) shown" in two.out and two.out.count("\n• ") == 2
+
+
 def test_many_feeds_parse_in_worker_processes_and_all_relay(relay: Relay, feed_server: FeedServer,
                                                             fake_slack: FakeSlack) -> None:
     # 25 feeds: at or above PARALLEL_PARSE_MIN_FEEDS, parsing runs in a process pool.
