@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .config import Config, ConfigError, Defaults, Feed, Route, load_config
+from .config import Config, ConfigError, Defaults, Feed, Route, format_duration, load_config
 from .store import DB_ERRORS, describe
 
 log = logging.getLogger("feedrelay")
@@ -203,9 +203,9 @@ def check(state: State, require_slack: bool) -> None:
     click.echo(f"{config.path}: ok — {len(config.feeds)} feed(s), {len(config.channels)} channel(s)")
     for feed in config.feeds:
         routes = ", ".join(r.channel for r in feed.routes)
-        click.echo(f"  {feed.name} [{feed.kind}] every {_duration(feed.interval)} → {routes}")
+        click.echo(f"  {feed.name} [{feed.kind}] every {format_duration(feed.interval)} → {routes}")
     if alerts := config.alerts:
-        after = _duration(alerts.feed_failing_after)
+        after = format_duration(alerts.feed_failing_after)
         click.echo(f"  alerts → {alerts.channel} (a feed failing for {after}, a channel Slack refuses)")
     if m := config.metrics:
         from .metrics import url
@@ -217,7 +217,9 @@ def check(state: State, require_slack: bool) -> None:
 
 @cli.command()
 @click.argument("target")
-@click.option("-n", "--limit", default=20, show_default=True, help="Show at most this many items.")
+# At least 1: the limit slices the item list, where -1 would mean "all but the last".
+@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Show at most this many items.")
 @pass_state
 def preview(state: State, target: str, limit: int) -> None:
     """Fetch a feed now and show what would be posted where, and which rule decided. Posts nothing.
@@ -382,10 +384,11 @@ def retry(state: State, channel: str | None) -> None:
 def _ago(ts: float | None, now: float) -> str:
     if ts is None:
         return "never"
-    return _duration(max(0.0, now - ts)) + " ago"
+    return _rough_duration(max(0.0, now - ts)) + " ago"
 
 
-def _duration(seconds: float) -> str:
+def _rough_duration(seconds: float) -> str:
+    """Rounded to one unit: right for an age ("2h ago"), wrong for a configured value (see format_duration)."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds / size:.0f}{unit}"

@@ -56,6 +56,21 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """Seconds → the exact duration, compactly: 5400 → "1h30m", 90 → "1m30s", 0.5 → "0.5s", 172800 → "2d".
+    For showing configured values, which must not be rounded ("90m" is not "every 2h")."""
+    micro = round(seconds * 1_000_000)  # parse_duration's units multiply floats: drop the float noise
+    whole, fraction = divmod(micro, 1_000_000)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        count, whole = divmod(whole, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if whole or fraction or not parts:
+        parts.append(f"{whole}.{fraction:06d}".rstrip("0").rstrip(".") + "s")
+    return "".join(parts)
+
+
 def parse_size(value: object) -> int:
     """``"10MB"``, ``"512KiB"`` or a number of bytes → bytes."""
     if isinstance(value, bool):
@@ -221,7 +236,8 @@ class _Checker:
         """Best-effort line of a key path such as ``feeds[2].routes[0].chanel`` or ``channels.x.slack``."""
         start, line = 0, None
         table: list[str] = []
-        for name, index in re.findall(r"([^.\[\]]+)(?:\[(\d+)\])?", keypath):
+        parts = re.findall(r"([^.\[\]]+)(?:\[(\d+)\])?", keypath)
+        for k, (name, index) in enumerate(parts):
             table.append(name)
             dotted = r"\s*\.\s*".join(map(re.escape, table))
             if index:
@@ -231,7 +247,9 @@ class _Checker:
                     start = hits[int(index)]
                     line = start + 1
                     continue
-            header = re.compile(r"^\s*\[\s*" + dotted + r"\s*\]")
+            # A parent table often has no header of its own ([channels.x] but no [channels]): a child's header
+            # locates it, rather than a key of the same name further down (a feed's channels = [...]).
+            header = re.compile(r"^\s*\[\s*" + dotted + (r"\s*\]" if k == len(parts) - 1 else r"\s*[.\]]"))
             found = next((n for n in range(start, len(self.lines)) if header.match(self.lines[n])), None)
             if found is None:
                 # A key of the current table: search until the next table header.
@@ -365,6 +383,23 @@ def _score(value: object) -> float:
     return float(value)
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(c: _Checker, raw: dict[str, Any], key: str, keypath: str, default: str, *, example: str,
+              holds: str) -> str:
+    """A key that names the environment variable holding a secret. The error never quotes the value: a user
+    who pasted the secret itself would otherwise see it in the terminal and in every log line."""
+    if key not in raw:
+        return default
+    value = c.get(raw, key, keypath, str, default)
+    if not _ENV_NAME.fullmatch(value):
+        raise c.fail(f"{keypath}.{key}",
+                     f"must name an environment variable (like {example}), not hold {holds} itself; put the "
+                     f"secret in that variable")
+    return value
+
+
 def _channel(c: _Checker, name: str, raw: object) -> Channel:
     keypath = f"channels.{name}"
     t = c.table(raw, keypath, ("slack", "webhook_env", "console", "unfurl", "min_interval"))
@@ -380,10 +415,7 @@ def _channel(c: _Checker, name: str, raw: object) -> Channel:
             raise c.fail(f"{keypath}.slack", 'expected a channel name such as "#readings" or an ID such as "C0123"')
         return Channel(name, "slack", target=target, unfurl=unfurl, min_interval=min_interval)
     if "webhook_env" in t:
-        env = c.get(t, "webhook_env", keypath, str, "")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
-            raise c.fail(f"{keypath}.webhook_env", "expected the NAME of an environment variable holding the "
-                                                   "webhook URL (never the URL itself)")
+        env = _env_name(c, t, "webhook_env", keypath, "", example="TEAM_WEBHOOK_URL", holds="the webhook URL")
         return Channel(name, "webhook", webhook_env=env, unfurl=unfurl, min_interval=min_interval)
     if c.get(t, "console", keypath, bool, True) is not True:
         raise c.fail(f"{keypath}.console", "set console = true or remove the key")
@@ -410,7 +442,9 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
     backlog = c.get(t, "backlog", keypath, int, defaults.backlog)
     if backlog < 0:
         raise c.fail(f"{keypath}.backlog", "expected 0 or more")
-    api_key_env = c.get(t, "api_key_env", keypath, str, "")
+    api_key_env = ""
+    if t.get("api_key_env") != "":  # an empty value has always meant no key, like leaving it out
+        api_key_env = _env_name(c, t, "api_key_env", keypath, "", example="NVD_API_KEY", holds="the API key")
     if api_key_env and kind != "nvd":
         raise c.fail(f"{keypath}.api_key_env", "only NVD feeds (type = \"nvd\") take an API key")
 
@@ -507,7 +541,9 @@ def _validate(raw: dict[str, Any], text: str, path: Path, environ: Mapping[str, 
     api_url = environ.get("SLACK_API_URL") or c.get(st, "api_url", "slack", str, DEFAULT_SLACK_API_URL)
     if not _valid_url(api_url):
         raise c.fail("slack.api_url", f"expected an http(s) URL such as {DEFAULT_SLACK_API_URL}")
-    slack = SlackSettings(token_env=c.get(st, "token_env", "slack", str, DEFAULT_TOKEN_ENV),
+    token_env = _env_name(c, st, "token_env", "slack", DEFAULT_TOKEN_ENV, example=DEFAULT_TOKEN_ENV,
+                          holds="the bot token")
+    slack = SlackSettings(token_env=token_env,
                           api_url=api_url if api_url.endswith("/") else api_url + "/")
     raw_channels = raw.get("channels", {})
     if not isinstance(raw_channels, dict):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .alerts import CHANNEL_FAILING, RUNBOOKS, channel_failing, channel_incident, channel_recovered
-from .config import Alerts
+from .config import Alerts, format_duration
 from .metrics import Counters
 from .outbox import Delivery, Outbox, Pending
 from .sinks import Outcome, Sink
@@ -140,11 +141,12 @@ class Deliverer:
             return forever
         now = time.time()
         pace = self.min_interval.get(channel, 1.0)
-        wait = max(row.next_attempt - now, self._paused_until.get(sink.pause_key, 0) - now,
-                   self._last_sent.get(channel, -float("inf")) + pace - time.monotonic())
+        retry = row.next_attempt - now
+        paused = self._paused_until.get(sink.pause_key, 0) - now
+        wait = max(retry, paused, self._last_sent.get(channel, -float("inf")) + pace - time.monotonic())
         if wait > 0:
             if now + wait > deadline:
-                report.errors.append(f"gave up waiting {wait:.0f}s to retry: {self._last_error(row)}")
+                report.errors.append(self._stopped(channel, row, wait, retry=retry, paused=paused, pace=pace))
                 return False
             # Re-read the row at least every IDLE_CHECK: `feedrelay retry` may have ended the wait.
             await self._sleep(min(wait, IDLE_CHECK))
@@ -177,9 +179,19 @@ class Deliverer:
         return (r[0] for r in self.outbox.db.execute(
             "SELECT id FROM outbox WHERE channel = ? AND status = 'pending'", [channel]))
 
-    @staticmethod
-    def _last_error(row: Pending) -> str:
-        return f"message {row.id} after {row.attempts} attempt(s)"
+    def _stopped(self, channel: str, row: Pending, wait: float, *, retry: float, paused: float, pace: float) -> str:
+        """Why `once` stopped at its deadline: whichever wait was the longest. A big backlog paced at
+        min_interval is not an error being retried, and must not read like one."""
+        left = f"{sum(1 for _ in self._pending_ids(channel))} message(s) left queued for the next run"
+        more = format_duration(math.ceil(wait))
+        if paused >= wait:
+            return f"--max-wait reached during a Slack rate-limit pause (Retry-After, {more} more); {left}"
+        if retry >= wait:
+            error = f" (last error: {row.last_error})" if row.last_error else ""
+            return (f"--max-wait reached with message {row.id} waiting {more} to retry after {row.attempts} failed "
+                    f"attempt(s){error}; {left}")
+        return (f"--max-wait reached while pacing posts to one every {format_duration(pace)} (min_interval); "
+                f"{left}")
 
     def _record(self, channel: str, row: Pending, outcome: Outcome, sink: Sink, report: ChannelReport) -> bool:
         """Write the outcome; False when this channel should stop for now (`once` mode)."""

@@ -30,6 +30,7 @@ class Pending:
     attempts: int
     next_attempt: float
     created: float
+    last_error: str | None = None  # of the last failed attempt
 
 
 class Outbox:
@@ -76,13 +77,13 @@ class Outbox:
     def next(self, channel: str) -> Pending | None:
         """The oldest pending delivery for a channel: order within a channel is publication order."""
         row = self.db.execute(
-            "SELECT id, channel, feed, message, attempts, next_attempt, created FROM outbox "
+            "SELECT id, channel, feed, message, attempts, next_attempt, created, last_error FROM outbox "
             "WHERE channel = ? AND status = 'pending' ORDER BY id LIMIT 1",
             [channel],
         ).fetchone()
         if not row:
             return None
-        return Pending(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+        return Pending(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6], row[7])
 
     def mark_sent(self, id: int, ts: str, now: float | None = None) -> None:
         self.db.execute(

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from feedrelay.config import ConfigError, load_config, parse_config, parse_duration, parse_size
+from feedrelay.config import ConfigError, format_duration, load_config, parse_config, parse_duration, parse_size
+from tests.cli import Relay
 
 CHANNELS = """\
 [channels.readings]
@@ -113,6 +114,13 @@ def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == pytest.approx(seconds)
 
 
+@pytest.mark.parametrize(("value", "shown"), [
+    ("90m", "1h30m"), ("90s", "1m30s"), ("1h", "1h"), ("45s", "45s"), ("0.5s", "0.5s"), ("2d", "2d"),
+    ("36h", "1d12h"), ("1w", "7d"), ("0s", "0s"), ("100ms", "0.1s"), ("0.1h", "6m"), ("90.25s", "1m30.25s")])
+def test_format_duration_is_exact(value: str, shown: str) -> None:
+    assert format_duration(parse_duration(value)) == shown
+
+
 def test_duration_in_config() -> None:
     config = parse_config(feed_toml('interval = "2h"'), environ={})
     assert config.feeds[0].interval == 7200
@@ -189,8 +197,43 @@ def test_channel_with_neither() -> None:
 def test_webhook_env_must_be_a_variable_name(value: str) -> None:
     message = error(f'[channels.alerts]\nwebhook_env = "{value}"\n')
     assert "channels.alerts.webhook_env" in message
-    assert "NAME of an environment variable" in message
+    assert "must name an environment variable" in message
     assert value not in message  # a webhook URL is a secret: never echoed into logs
+
+
+def test_channel_error_points_at_the_channel_table_not_a_feeds_channels_key() -> None:
+    # No [channels] header of its own: the line must still be the one in [channels.alerts], not a feed's
+    # `channels = [...]` further down.
+    text = feed_toml().replace('webhook_env = "ALERTS_WEBHOOK_URL"', 'webhook_env = "not a name"')
+    line = text.splitlines().index('webhook_env = "not a name"') + 1
+    assert f"/etc/feedrelay/feeds.toml:{line}: channels.alerts.webhook_env:" in error(text)
+    text = feed_toml().replace('slack = "#readings"', "slack = ''")
+    line = text.splitlines().index("slack = ''") + 1
+    assert f"/etc/feedrelay/feeds.toml:{line}: channels.readings.slack:" in error(text)
+
+
+@pytest.mark.parametrize("value", ["xoxb-1234567890-abcdef", "MY TOKEN", "1TOKEN", ""])
+def test_token_env_must_be_a_variable_name(value: str) -> None:
+    message = error(f'[slack]\ntoken_env = "{value}"\n' + CHANNELS)
+    assert "/etc/feedrelay/feeds.toml:2: slack.token_env: must name an environment variable" in message
+    assert "not hold the bot token itself" in message
+    assert not value or value not in message
+
+
+@pytest.mark.parametrize("value", ["0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", "NVD KEY"])
+def test_api_key_env_must_be_a_variable_name(value: str) -> None:
+    message = error(feed_toml(f'type = "nvd"\napi_key_env = "{value}"'))
+    assert "feeds[0].api_key_env: must name an environment variable (like NVD_API_KEY)" in message
+    assert value not in message
+
+
+def test_secret_env_names_accepted() -> None:
+    config = parse_config('[slack]\ntoken_env = "TEAM_SLACK_TOKEN"\n' + feed_toml('type = "nvd"\napi_key_env = '
+                                                                                 '"NVD_KEY_2"'))
+    assert config.slack.token_env == "TEAM_SLACK_TOKEN"
+    assert config.feeds[0].api_key_env == "NVD_KEY_2"
+    # An empty api_key_env has always meant "no key", like leaving it out.
+    assert parse_config(feed_toml('type = "nvd"\napi_key_env = ""')).feeds[0].api_key_env == ""
 
 
 def test_duplicate_feed_names() -> None:
@@ -316,6 +359,44 @@ def test_cli_check_reports_invalid_toml_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("feedrelay: error: ")
+
+
+SECRET = "xoxb-1234567890-abcdef"
+
+
+@pytest.mark.parametrize("key", ["slack.token_env", "channels.hook.webhook_env", "feeds[0].api_key_env"])
+def test_cli_a_pasted_secret_is_refused_without_being_printed(tmp_path: Path, key: str) -> None:
+    relay = Relay(tmp_path, None, token=None)
+    relay.configure(
+        channels={"hook": {"webhook_env": SECRET if key.startswith("channels") else "TEAM_HOOK"}},
+        feeds=[{"name": "NVD", "type": "nvd", "channels": ["hook"],
+                **({"api_key_env": SECRET} if key.startswith("feeds") else {})}])
+    if key.startswith("slack"):
+        relay.config.write_text(f'[slack]\ntoken_env = "{SECRET}"\n' + relay.config.read_text())
+    lines = relay.config.read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if SECRET in text)
+    for command in ("check", "run"):  # `run` used to log the value at every start
+        result = relay(command, timeout=30)
+        assert result.code == 2, result.output
+        assert result.out == ""
+        assert result.err.count("\n") == 1 and "Traceback" not in result.err, result.err
+        assert result.err.startswith(f"feedrelay: error: {relay.config}:{line}: {key}: must name an environment "
+                                     "variable"), result.err
+        assert SECRET not in result.output and "1234567890" not in result.output
+
+
+def test_cli_check_shows_intervals_exactly(tmp_path: Path) -> None:
+    relay = Relay(tmp_path, None)
+    intervals = {"A": "90m", "B": "90s", "C": "1h", "D": "45s", "E": "1.5s", "F": "2d"}
+    relay.configure(feeds=[{"name": n, "url": f"https://e.com/{n}", "interval": i, "channels": ["readings"]}
+                           for n, i in intervals.items()],
+                    alerts={"channel": "readings", "feed_failing_after": "90m"})
+    result = relay("check")
+    assert result.code == 0, result.output
+    shown = {"A": "1h30m", "B": "1m30s", "C": "1h", "D": "45s", "E": "1.5s", "F": "2d"}
+    for name, every in shown.items():
+        assert f"  {name} [rss] every {every} → readings\n" in result.out  # never rounded ("90m" is not "2h")
+    assert "  alerts → readings (a feed failing for 1h30m," in result.out
 
 
 def test_cli_check_valid_file(tmp_path: Path) -> None:

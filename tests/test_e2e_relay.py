@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,37 @@ def test_rate_limit_storm_loses_nothing_and_honours_retry_after(relay: Relay, fe
             assert after.time - before.time >= 0.95  # waited Retry-After before any further post
 
 
+def test_once_says_pacing_not_retrying_when_max_wait_ends_a_backlog(relay: Relay, feed_server: FeedServer,
+                                                                    fake_slack: FakeSlack) -> None:
+    # Slack allows about one post a second per channel: 6 messages do not fit in a 2s --max-wait.
+    feed_server.set("/f.xml", rss(make_items(6)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 6}])
+    result = relay("once", "--max-wait", "2s")
+    assert result.code == 1, result.output  # undelivered messages still count, as the README says
+    posted = len(fake_slack.posts)
+    assert 1 <= posted < 6
+    line = next(line for line in result.err.splitlines() if line.startswith("channel 'readings': "))
+    assert line == (f"channel 'readings': --max-wait reached while pacing posts to one every 1s (min_interval); "
+                    f"{6 - posted} message(s) left queued for the next run")
+    assert f"{posted} message(s) delivered, {6 - posted} still queued" in result.err
+    assert all(a.outcome == "ok" for a in fake_slack.attempts if a.endpoint == "chat.postMessage")  # no retry
+
+    rest = relay("once", "--max-wait", "30s")
+    assert rest.code == 0, rest.output
+    assert titles(fake_slack.posts) == [f"Post {i}" for i in range(6)]
+
+
+def test_once_says_a_rate_limit_pause_stopped_it(relay: Relay, feed_server: FeedServer,
+                                                 fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss(make_items(2)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 2}])
+    fake_slack.script([("429", 30)])
+    result = relay("once", "--max-wait", "2s")
+    assert result.code == 1, result.output
+    assert ("channel 'readings': --max-wait reached during a Slack rate-limit pause (Retry-After, 30s more); "
+            "2 message(s) left queued for the next run") in result.err
+
+
 def test_outage_keeps_messages_until_slack_is_back(relay: Relay, feed_server: FeedServer,
                                                     fake_slack: FakeSlack) -> None:
     feed_server.set("/f.xml", rss(make_items(3)))
@@ -297,6 +329,10 @@ def test_outage_keeps_messages_until_slack_is_back(relay: Relay, feed_server: Fe
     fake_slack.outage(503)
     down = relay("once", "--max-wait", "2s")
     assert down.code == 1
+    # A retry backoff stopped it: the line keeps the error.
+    assert re.search(r"^channel 'readings': --max-wait reached with message 1 waiting \d+s to retry after \d "
+                     r"failed attempt\(s\) \(last error: HTTP 503\); 3 message\(s\) left queued for the next run$",
+                     down.err, re.MULTILINE), down.err
     assert fake_slack.posts == []
     status = relay("status")
     assert status.code == 0
@@ -435,6 +471,20 @@ def test_preview_explains_decisions_and_posts_nothing(relay: Relay, feed_server:
 
     missing = relay("preview", "Nope")
     assert missing.code == 2 and "no feed named 'Nope'" in missing.err
+
+
+@pytest.mark.parametrize("limit", ["-1", "0"])
+def test_preview_limit_below_one_is_a_usage_error(relay: Relay, feed_server: FeedServer, limit: str) -> None:
+    feed_server.set("/f.xml", rss(make_items(5)))
+    relay.configure(feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
+    result = relay("preview", "Blog", "-n", limit)
+    assert result.code == 2, result.output
+    assert result.out == "" and "Traceback" not in result.err
+    assert f"Invalid value for '-n' / '--limit': {limit} is not in the range x>=1." in result.err
+    assert not feed_server.requests  # refused before fetching anything
+    two = relay("preview", "Blog", "-n", "2")
+    assert two.code == 0, two.output
+    assert "2 item(s) shown" in two.out and two.out.count("\n• ") == 2
 
 
 def test_many_feeds_parse_in_worker_processes_and_all_relay(relay: Relay, feed_server: FeedServer,
