@@ -34,6 +34,9 @@ class ConfigError(Exception):
 MAX_DURATION = 10 * 365 * 86400.0
 MAX_SIZE = 1024**3
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+# Compound forms, as `check` shows them and Go and systemd write them: "1h30m", "1d12h", "2m30s".
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_COMPOUND_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w)){2,8}$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -42,15 +45,17 @@ _SIZE_UNITS = {
 
 
 def parse_duration(value: object) -> float:
-    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` or a number of seconds → seconds."""
+    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"``, ``"1h30m"`` or a number of seconds → seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (m := _DURATION.match(value)):
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    elif isinstance(value, str) and _COMPOUND_DURATION.match(compact := value.replace(" ", "")):
+        seconds = sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(compact))
     else:
-        raise ValueError('expected a duration such as "90s", "15m", "2h" or "1d"')
+        raise ValueError('expected a duration such as "90s", "15m", "1h30m", "2h" or "1d"')
     if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_DURATION:
         raise ValueError("a duration must be between 0 and 10 years")
     return seconds

@@ -108,7 +108,7 @@ def test_bad_duration_in_defaults_names_the_key() -> None:
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1w", 604800), ("1.5h", 5400), ("500ms", 0.5),
-     (" 10 m ", 600), (300, 300), (2.5, 2.5), ("45", 45)],
+     (" 10 m ", 600), (300, 300), (2.5, 2.5), ("45", 45), ("1h30m", 5400), ("1d12h", 129600), ("2m 30s", 150)],
 )
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == pytest.approx(seconds)
@@ -119,6 +119,7 @@ def test_durations(value: object, seconds: float) -> None:
     ("36h", "1d12h"), ("1w", "7d"), ("0s", "0s"), ("100ms", "0.1s"), ("0.1h", "6m"), ("90.25s", "1m30.25s")])
 def test_format_duration_is_exact(value: str, shown: str) -> None:
     assert format_duration(parse_duration(value)) == shown
+    assert parse_duration(shown) == pytest.approx(parse_duration(value))  # what `check` shows can be pasted back
 
 
 def test_duration_in_config() -> None:
