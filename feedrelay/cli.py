@@ -322,11 +322,12 @@ def status(state: State, as_json: bool) -> None:
             "last_poll": f.last_poll, "last_success": f.last_success, "error": f.last_error,
             "failing_since": f.error_since, "consecutive_errors": f.errors, "warning": f.warning,
             "items": items.get(f.name, 0), "pending": d.get("pending", 0), "failed": d.get("failed", 0),
+            "waiting_until": f.not_before if f.not_before and f.not_before > time.time() else None,
         })
     for name in sorted(configured - {f.name for f in feeds}):
         rows.append({"feed": name, "url": "", "configured": True, "last_poll": None, "last_success": None,
                      "error": None, "failing_since": None, "consecutive_errors": 0, "warning": None,
-                     "items": 0, "pending": 0, "failed": 0})
+                     "items": 0, "pending": 0, "failed": 0, "waiting_until": None})
     if as_json:
         click.echo(json.dumps({"feeds": rows, "channels": per_channel}, indent=2))
         return
@@ -338,6 +339,9 @@ def status(state: State, as_json: bool) -> None:
             health = f"ERROR ({r['consecutive_errors']}×): {r['error']}"
         elif r["warning"]:
             health = f"ok, warning: {r['warning']}"
+        if r["waiting_until"]:
+            until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(r["waiting_until"]))
+            health += f"; not polled until {until}, as the server asked (Retry-After)"
         if not r["configured"]:
             health = "removed from config; " + health
         click.echo(f"{r['feed'][:28]:<28} {_ago(r['last_poll'], now):>10} {r['items']:>6} {r['pending']:>7} "

@@ -17,6 +17,9 @@ from .store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
 
 log = logging.getLogger(__name__)
 
+# A server's Retry-After is honoured up to this: a misconfigured "come back in a week" must not silence a feed.
+MAX_RETRY_AFTER = 24 * 3600.0
+
 
 @dataclass
 class FeedReport:
@@ -45,6 +48,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
         log.error("feed %r: %s", feed.name, describe(exc, store.path))
         return FeedReport(feed.name, error=describe(exc, store.path))
     if row.not_before and now < row.not_before:
+        log.info("feed %r: not polled until %s, as the server asked (Retry-After)", feed.name,
+                 time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row.not_before)))
         return FeedReport(feed.name, skipped=True)
     try:
         result = await source.poll(row.state)
@@ -130,6 +135,10 @@ def _recovery(outbox: Outbox, feed: Feed, row: FeedRow, alerts: Alerts | None, w
 def _failed(store: Store, outbox: Outbox, feed: Feed, row: FeedRow, error: str, retry_after: float | None,
             alerts: Alerts | None, window: float, now: float) -> FeedReport:
     log.warning("feed %r: %s", feed.name, error)
+    if retry_after and retry_after > MAX_RETRY_AFTER:
+        log.info("feed %r: the server asked for a %.0f h pause; waiting %.0f h", feed.name, retry_after / 3600,
+                 MAX_RETRY_AFTER / 3600)
+        retry_after = MAX_RETRY_AFTER
     queued: list[Delivery] = []
     try:
         store.record_error(feed.name, error, retry_after=retry_after, now=now)

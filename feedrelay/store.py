@@ -177,6 +177,9 @@ class Store:
                     # A new URL is a new subscription: remember its listing, post none of it.
                     "initialized = CASE WHEN active = 0 OR feeds.kind != excluded.kind OR feeds.url != excluded.url "
                     "THEN 0 ELSE initialized END, "
+                    # Retry-After was the old server's request.
+                    "not_before = CASE WHEN feeds.url != excluded.url OR feeds.kind != excluded.kind "
+                    "THEN NULL ELSE not_before END, "
                     "active = 1",
                     [name, url, kind],
                 )

@@ -6,6 +6,7 @@ import itertools
 import json
 import re
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -453,6 +454,26 @@ def test_a_url_changed_while_its_feed_is_being_polled_posts_nothing_of_either(re
     finally:
         result = daemon.stop()
     assert result.code == 0 and "Traceback" not in result.err
+
+
+def test_retry_after_is_capped_shown_and_forgotten_when_the_url_changes(relay: Relay, feed_server: FeedServer,
+                                                                        fake_slack: FakeSlack) -> None:
+    feed_server.set("/busy.xml", b"busy", status=503, headers={"Retry-After": "604800"})  # "come back in a week"
+    feed_server.set("/ok.xml", rss(make_items(2)))
+    feed = {"name": "Busy", "url": feed_server.url("/busy.xml"), "channels": ["readings"]}
+    relay.configure(feeds=[feed])
+    before = time.time()
+    assert relay("once").code == 1
+    second = relay("once")
+    assert "feed 'Busy': skipped, the server asked us to wait (Retry-After)" in second.err
+    assert feed_server.hits("/busy.xml") == 1
+    [row] = json.loads(relay("status", "--json").out)["feeds"]
+    assert 0 < row["waiting_until"] - before <= 24 * 3600 + 60  # honoured, up to a day
+    assert "not polled until" in relay("status").out
+    # The user points the feed elsewhere: the old server's request no longer applies.
+    relay.configure(feeds=[{**feed, "url": feed_server.url("/ok.xml")}])
+    assert relay("once").code == 0
+    assert feed_server.hits("/ok.xml") == 1
 
 
 def test_preview_explains_decisions_and_posts_nothing(relay: Relay, feed_server: FeedServer,
