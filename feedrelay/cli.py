@@ -54,6 +54,9 @@ def setup_logging(verbose: int, secrets: list[str]) -> None:
     # Library chatter is noise below -vv (and apscheduler logs every job run at INFO).
     for name in ("apscheduler", "httpx", "httpcore", "slack_sdk", "asyncio"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    # APScheduler warns on every poll skipped because the previous one still runs (a slow feed, a short
+    # interval): that is by design here (one poll per feed at a time), not something to act on.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
 
 
 def fail(message: str, code: int = 2) -> None:

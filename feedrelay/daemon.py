@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 CONFIG_CHECK = 2.0  # seconds between looks at feeds.toml's modification time
 PRUNE_EVERY = 3600.0
 FIRST_POLL_SPREAD = 30.0  # start-up polls are spread over this many seconds, not fired at once
+SHUTDOWN_GRACE = 5.0  # seconds polls in flight get to finish on SIGTERM; then they are dropped (and repeated)
 
 
 class Daemon:
@@ -57,6 +58,11 @@ class Daemon:
                 # The URL changed mid-poll, and the scheduler skipped the "poll it now" of the edit while
                 # this one ran: poll the new URL now.
                 await self.relay.poll_named(name)
+        except asyncio.CancelledError:
+            if not self.stopping.is_set():
+                raise
+            # Shutting down past the grace period: nothing of this poll was kept; the next start repeats it.
+            log.info("feed %r: poll interrupted by shutdown; it is repeated at the next start", name)
         except StoreError as exc:
             log.error("stopping: %s", exc)
             self.fatal = str(exc)
@@ -145,7 +151,11 @@ class Daemon:
         log.info("stopping: finishing polls and the messages in flight")
         self.scheduler.pause()
         if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=10)
+            await asyncio.wait(set(self._in_flight), timeout=SHUTDOWN_GRACE)
+        for task in list(self._in_flight):
+            task.cancel()  # a server that hangs must not hold up `docker stop` (10 s before SIGKILL)
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=2)
         self.scheduler.shutdown(wait=False)
         await self.relay.deliverer.stop()
 

@@ -476,6 +476,21 @@ def test_retry_after_is_capped_shown_and_forgotten_when_the_url_changes(relay: R
     assert feed_server.hits("/ok.xml") == 1
 
 
+def test_sigterm_with_a_hanging_feed_exits_quietly_within_docker_stops_grace(relay: Relay, feed_server: FeedServer,
+                                                                              fake_slack: FakeSlack) -> None:
+    feed_server.set("/hang.xml", rss(make_items(1)), delay=30)  # answers long after any timeout we'd wait for
+    relay.configure(feeds=[{"name": "Hang", "url": feed_server.url("/hang.xml"), "channels": ["readings"],
+                            "interval": "1s"}])
+    daemon = relay.start()
+    wait_until(lambda: feed_server.hits("/hang.xml") >= 1)
+    started = time.monotonic()
+    result = daemon.stop(timeout=30)
+    assert time.monotonic() - started < 9  # docker stop sends SIGKILL after 10 s
+    assert result.code == 0
+    assert "Traceback" not in result.err and "raised an exception" not in result.err, result.err
+    assert "feed 'Hang': poll interrupted by shutdown; it is repeated at the next start" in result.err
+
+
 def test_preview_explains_decisions_and_posts_nothing(relay: Relay, feed_server: FeedServer,
                                                       fake_slack: FakeSlack) -> None:
     feed_server.set("/f.xml", rss([
