@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from tests.servers import FakeSlack, FeedServer
+
+# The suite starts feedrelay a few hundred times. With PYTHONDONTWRITEBYTECODE set (some CI images set it),
+# every start recompiles slack-sdk, aiohttp, httpx and the rest from source: 0.9 s instead of 0.4 s a run.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
 

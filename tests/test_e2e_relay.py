@@ -296,7 +296,8 @@ def test_once_says_pacing_not_retrying_when_max_wait_ends_a_backlog(relay: Relay
                                                                     fake_slack: FakeSlack) -> None:
     # Slack allows about one post a second per channel: 6 messages do not fit in a 2s --max-wait.
     feed_server.set("/f.xml", rss(make_items(6)))
-    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 6}])
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 6}],
+                    channels={"readings": {"slack": "#readings"}})  # the default pace
     result = relay("once", "--max-wait", "2s")
     assert result.code == 1, result.output  # undelivered messages still count, as the README says
     posted = len(fake_slack.posts)
