@@ -43,7 +43,7 @@ def _affected(extra: dict[str, Any], limit: int = 5) -> str:
         for vendor, product in pairs[:limit]:
             groups.setdefault(vendor, []).append(product)
         shown = "; ".join(f"{v} {', '.join(ps)}" for v, ps in groups.items())
-        more = len(pairs) - limit
+        more = int(extra.get("affected_total") or len(pairs)) - limit
     else:
         # Unpaired names cannot be matched up safely: list them alone.
         names = list(products or vendors)

@@ -225,6 +225,9 @@ def test_affects_names_only_vendor_product_pairs_that_exist() -> None:
     many = {**real, "configurations": [{"nodes": [{"operator": "OR", "negate": False, "cpeMatch": [
         cpe("acme", f"tool_{n}") for n in range(7)] + [cpe("zeta", "tool_0")]}]}]}
     assert affects(many) == "acme tool 0, tool 1, tool 2, tool 3, tool 4 and 3 more"  # five pairs shown, as before
+    lots = {**real, "configurations": [{"nodes": [{"operator": "OR", "negate": False, "cpeMatch": [
+        cpe("acme", f"tool_{n}") for n in range(300)]}]}]}
+    assert affects(lots).endswith("tool 4 and 295 more")  # counted in full, though only 20 pairs are kept
     assert affects(real) == "microsoft exchange server"
 
 

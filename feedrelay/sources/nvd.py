@@ -108,8 +108,9 @@ def severity_for(score: float) -> str:
     return "critical"
 
 
-def _cpes(cve: dict[str, Any]) -> tuple[list[str], list[str], list[list[str]]]:
-    """Vulnerable vendors, products, and the (vendor, product) pairs CPE match criteria name, each once, in order."""
+def _cpes(cve: dict[str, Any]) -> tuple[list[str], list[str], list[list[str]], int]:
+    """Vulnerable vendors, products, and the (vendor, product) pairs CPE match criteria name, each once, in order
+    (the first 20 of each), and how many pairs there are in all."""
     vendors: list[str] = []
     products: list[str] = []
     pairs: list[list[str]] = []  # lists, not tuples: extra stays plain JSON
@@ -128,7 +129,7 @@ def _cpes(cve: dict[str, Any]) -> tuple[list[str], list[str], list[list[str]]]:
                     if (vendor, product) not in seen:
                         seen.add((vendor, product))
                         pairs.append([vendor, product])
-    return vendors[:20], products[:20], pairs[:20]
+    return vendors[:20], products[:20], pairs[:20], len(pairs)
 
 
 def cve_item(cve: dict[str, Any]) -> Item | None:
@@ -142,7 +143,7 @@ def cve_item(cve: dict[str, Any]) -> Item | None:
     status = str(cve.get("vulnStatus", ""))
     if status == "Rejected" or description.startswith("** REJECT **") or description.startswith("Rejected reason:"):
         return None
-    vendors, products, affected = _cpes(cve)
+    vendors, products, affected, affected_total = _cpes(cve)
     cwes = sorted({d.get("value", "") for w in cve.get("weaknesses") or [] for d in w.get("description") or []
                    if str(d.get("value", "")).startswith("CWE-")})
     metric = pick_metric(cve.get("metrics") or {})
@@ -157,6 +158,7 @@ def cve_item(cve: dict[str, Any]) -> Item | None:
         "vendors": vendors,
         "products": products,
         "affected": affected,
+        "affected_total": affected_total,  # for "and N more": the list keeps only the first 20
         "cwes": cwes,
         "references": [str(r.get("url", ""))[:500] for r in (cve.get("references") or [])[:5]],
         "kev": bool(cve.get("cisaExploitAdd")),
