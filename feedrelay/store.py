@@ -19,7 +19,7 @@ import sqlite_utils
 
 from .items import Item
 
-SCHEMA_VERSION = 2  # 2: items.last_seen, and items looked up by dedupe key
+SCHEMA_VERSION = 2  # 2: items.last_seen
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS feeds (
@@ -45,7 +45,6 @@ CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (feed, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS items_by_age ON items (feed, first_seen);
-CREATE INDEX IF NOT EXISTS items_by_dedupe ON items (feed, dedupe_key);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
     channel TEXT NOT NULL,
