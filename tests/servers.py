@@ -124,6 +124,18 @@ def _send_json(h: BaseHTTPRequestHandler, payload: dict[str, Any], status: int =
     _send(h, status, json.dumps(payload).encode(), "application/json; charset=utf-8", headers)
 
 
+def redirect_to(location: str, status: int = 302) -> Handler:
+    """A FeedServer handler that answers with a redirect (for set_handler)."""
+
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(status)
+        h.send_header("Location", location)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    return handler
+
+
 class _App:
     """Lifecycle shared by both servers."""
 

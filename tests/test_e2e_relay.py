@@ -8,13 +8,12 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.cli import Relay, wait_until
 from tests.feedgen import make_items, rss
-from tests.servers import FakeSlack, FeedServer
+from tests.servers import FakeSlack, FeedServer, redirect_to
 
 
 @pytest.fixture
@@ -81,18 +80,10 @@ def test_json_feed_is_relayed_like_rss(relay: Relay, feed_server: FeedServer, fa
 
 def test_a_feed_that_moved_permanently_is_relayed_and_status_says_where_to(relay: Relay, feed_server: FeedServer,
                                                                           fake_slack: FakeSlack) -> None:
-    def redirect(status: int, location: str) -> Any:
-        def handler(h: Any) -> None:
-            h.send_response(status)
-            h.send_header("Location", location)
-            h.send_header("Content-Length", "0")
-            h.end_headers()
-        return handler
-
     feed_server.set("/new.xml", rss(make_items(2)))
-    feed_server.set_handler("/old.xml", redirect(301, "/hop.xml"))
-    feed_server.set_handler("/hop.xml", redirect(308, "/new.xml?key=feed-secret"))
-    feed_server.set_handler("/temp.xml", redirect(302, "/new.xml"))
+    feed_server.set_handler("/old.xml", redirect_to("/hop.xml", 301))
+    feed_server.set_handler("/hop.xml", redirect_to("/new.xml?key=feed-secret", 308))
+    feed_server.set_handler("/temp.xml", redirect_to("/new.xml", 302))
     relay.configure(feeds=[{"name": "Moved", "url": feed_server.url("/old.xml"), "channels": ["readings"],
                             "backlog": 1},
                            {"name": "Temporary", "url": feed_server.url("/temp.xml"), "channels": ["readings"]}])

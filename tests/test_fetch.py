@@ -18,7 +18,7 @@ import trustme
 
 from feedrelay.fetch import Fetcher, FetchError, Response
 from tests.feedgen import make_items, rss
-from tests.servers import FeedServer
+from tests.servers import FeedServer, redirect_to
 
 FEED = rss(make_items(3))
 
@@ -36,15 +36,6 @@ def fetch_error(url: str, **options: Any) -> FetchError:
         fetch(url, **options)
     return info.value
 
-
-def redirect_to(location: str, status: int = 302):  # type: ignore[no-untyped-def]
-    def handler(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(status)
-        h.send_header("Location", location)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-
-    return handler
 
 
 # --- conditional GET ------------------------------------------------------------------------------

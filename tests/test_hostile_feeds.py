@@ -26,7 +26,7 @@ import pytest
 from feedrelay.parsing import discover_feeds
 from tests.cli import Relay, Result
 from tests.feedgen import make_items, rss
-from tests.servers import FakeSlack, FeedServer, Post
+from tests.servers import FakeSlack, FeedServer, Post, redirect_to
 
 MAX_RSS_MB = 300
 # A safety net, not the assertion: a regression that tries to allocate gigabytes gets a MemoryError in
@@ -146,15 +146,6 @@ def one_byte_per_second(h: BaseHTTPRequestHandler) -> None:
         h.wfile.flush()
         time.sleep(1)
 
-
-def redirect_to(location: str) -> Callable[[BaseHTTPRequestHandler], None]:
-    def handler(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(302)
-        h.send_header("Location", location)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-
-    return handler
 
 
 @cache
