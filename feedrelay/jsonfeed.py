@@ -14,7 +14,9 @@ from .items import Item, make_key, normalize_link
 from .text import clean, html_to_text
 
 VERSION_PREFIX = "https://jsonfeed.org/version/"
-MAX_ITEMS = 10_000  # a feed lists its newest entries; more is not a feed but a dump
+# Every JSON object costs ~100 bytes once parsed, whatever its size in the body: 9 MB of "{}," is 3 million
+# objects and 250 MB. A real feed has a handful per entry.
+MAX_OBJECTS = 100_000
 
 
 class NotJSONFeed(ValueError):
@@ -72,9 +74,12 @@ def _item(raw: dict[str, Any], feed: dict[str, Any], base: str, limits: tuple[in
                 content=content, categories=categories, author=_author(raw, feed)[:200], published=published)
 
 
-def parse_json_feed(body: bytes, base: str, limits: tuple[int, int, int]) -> tuple[str, list[Item]]:
-    """(feed title, items) of a JSON Feed; raises NotJSONFeed with a one-line reason otherwise.
-    ``limits`` are the (title, summary, content) lengths the XML path uses."""
+def parse_json_feed(body: bytes, base: str, limits: tuple[int, int, int], max_items: int
+                    ) -> tuple[str, list[Item], int]:
+    """(feed title, its first ``max_items`` items, how many it lists) of a JSON Feed; raises NotJSONFeed with a
+    one-line reason otherwise. ``limits`` are the (title, summary, content) lengths the XML path uses."""
+    if body.count(b"{") > MAX_OBJECTS:
+        raise NotJSONFeed(f"JSON with more than {MAX_OBJECTS:,} objects, more than any feed has")
     try:
         doc = json.loads(body.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -86,5 +91,6 @@ def parse_json_feed(body: bytes, base: str, limits: tuple[int, int, int]) -> tup
     items = doc.get("items")
     if not isinstance(items, list):
         raise NotJSONFeed('a JSON Feed without an "items" list')
-    parsed = [_item(raw, doc, base, limits) for raw in items[:MAX_ITEMS] if isinstance(raw, dict)]
-    return clean(_text(doc.get("title")))[:200], parsed
+    entries = [raw for raw in items if isinstance(raw, dict)]
+    parsed = [_item(raw, doc, base, limits) for raw in entries[:max_items]]
+    return clean(_text(doc.get("title")))[:200], parsed, len(entries)

@@ -20,6 +20,10 @@ from .text import clean, html_to_text
 TITLE_MAX = 1000
 SUMMARY_MAX = 5000
 CONTENT_MAX = 20000
+# Entries read from one feed. Real feeds list tens to a few thousand (long-running podcasts); 10 MB of tiny
+# hostile <item/>s would be 350,000 entries, 350 MB and 17 s of parsing, and as many rows for the relay.
+MAX_ENTRIES = 5000
+TOO_MANY = f"the feed lists more than {MAX_ENTRIES:,} entries; only its first {MAX_ENTRIES:,} are read"
 
 @dataclass(frozen=True)
 class ParsedFeed:
@@ -120,6 +124,23 @@ def discover_feeds(page: bytes, base: str, limit: int = 3) -> list[str]:
     return found
 
 
+_ENTRY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s>/]")
+_SMALLEST_ENTRY = 29  # bytes of "<item><title>a</title></item>": a body under MAX_ENTRIES of these is not scanned
+
+
+def cap_entries(body: bytes, limit: int = MAX_ENTRIES) -> tuple[bytes, bool]:
+    """The body cut before its (limit + 1)th entry and closed again, so feedparser reads at most ``limit``
+    entries (the first ones: feeds list newest first); and whether it was cut."""
+    if len(body) <= limit * _SMALLEST_ENTRY:
+        return body, False
+    for n, match in enumerate(_ENTRY_START.finditer(body)):
+        if n == limit:
+            head = body[:512]
+            close = b"</feed>" if b"<feed" in head else b"</rdf:RDF>" if b"<rdf:RDF" in head else b"</channel></rss>"
+            return body[: match.start()] + close, True
+    return body, False
+
+
 def parse_feed(body: bytes, url: str, content_type: str = "", content_location: str = "") -> ParsedFeed:
     """Parse fetched bytes (never a URL: feedparser would fetch it itself). Pure and picklable."""
     if not body.strip():
@@ -129,11 +150,13 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
         content_location = urljoin(url, content_location.strip())
     if looks_like_json(body):
         try:
-            title, items = parse_json_feed(body, content_location or url, (TITLE_MAX, SUMMARY_MAX, CONTENT_MAX))
+            title, items, listed = parse_json_feed(body, content_location or url, (TITLE_MAX, SUMMARY_MAX, CONTENT_MAX),
+                                                   MAX_ENTRIES)
         except NotJSONFeed as exc:
             return ParsedFeed("", [], None, f"not a feed ({exc}); check the URL")
-        return ParsedFeed(title, items, None, None)
+        return ParsedFeed(title, items, TOO_MANY if listed > MAX_ENTRIES else None, None)
     body = strip_doctype(body)
+    body, capped = cap_entries(body)
     headers = {"content-type": content_type} if content_type else {}
     if content_location:
         headers["content-location"] = content_location
@@ -145,6 +168,8 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
     if parsed.get("bozo"):
         exc = parsed.get("bozo_exception")
         warning = f"malformed feed, parsed what we could: {type(exc).__name__}: {str(exc)[:200]}"
+    if capped:
+        warning = TOO_MANY
     if not parsed.get("version") and not parsed.entries:
         head = body[:512].lstrip().lower()
         if not (head.startswith((b"<!doctype html", b"<html")) or b"<html" in head):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from feedrelay.parsing import parse_feed
+from feedrelay.parsing import MAX_ENTRIES, cap_entries, parse_feed
 
 URL = "https://blog.example.com/feed.json"
 
@@ -78,3 +78,41 @@ def test_a_relative_content_location_header_is_resolved_not_taken_as_the_base(co
     # Apache MultiViews answers with "Content-Location: rel.atom"; relative entry links must still resolve.
     items = parse_feed(ATOM, "https://blog.example.com/feeds/atom", "application/atom+xml", content_location).items
     assert [i.link for i in items] == ["https://blog.example.com/posts/1", "https://blog.example.com/feeds/posts/2"]
+
+
+def test_a_feed_of_hundreds_of_thousands_of_tiny_entries_is_read_up_to_the_cap() -> None:
+    # 10 MB of "<item>"s: 350,000 entries would be 17 s of parsing, 350 MB, and as many rows for the relay.
+    body = (b'<rss version="2.0"><channel><title>t</title>'
+            + b"".join(b"<item><guid>%d</guid><title>a</title></item>" % i for i in range(250_000))
+            + b"</channel></rss>")
+    parsed = parse_feed(body, "https://flood.example/feed.xml")
+    assert len(parsed.items) == MAX_ENTRIES == 5000
+    assert [parsed.items[0].key, parsed.items[-1].key] == ["0", "4999"]  # the first ones: feeds list newest first
+    assert parsed.error is None
+    assert parsed.warning == "the feed lists more than 5,000 entries; only its first 5,000 are read"
+
+
+@pytest.mark.parametrize("doc", [
+    b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>%s</feed>',
+    b'<?xml version="1.0"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+    b'xmlns="http://purl.org/rss/1.0/"><channel><title>t</title></channel>%s</rdf:RDF>',
+])
+def test_a_capped_atom_or_rdf_feed_is_closed_again_and_parses_cleanly(doc: bytes) -> None:
+    entry = (b"<entry><id>%d</id><title>x</title></entry>" if b"Atom" in doc
+             else b'<item rdf:about="u%d"><title>x</title></item>')
+    body = doc % b"".join(entry % i for i in range(200))
+    capped, cut = cap_entries(body, limit=3)
+    assert cut
+    parsed = parse_feed(capped, "https://example.com/feed")
+    assert len(parsed.items) == 3 and parsed.warning is None  # well-formed again: no "malformed feed"
+    assert cap_entries(body, limit=200) == (body, False)
+
+
+def test_json_of_millions_of_objects_is_refused_before_it_is_parsed() -> None:
+    body = b'{"version": "https://jsonfeed.org/version/1.1", "items": [' + b",".join([b"{}"] * 300_000) + b"]}"
+    assert parse_feed(body, URL).error == "not a feed (JSON with more than 100,000 objects, more than any feed has); " \
+                                         "check the URL"
+    many = json.dumps({"version": "https://jsonfeed.org/version/1.1",
+                       "items": [{"id": str(i), "title": "t"} for i in range(5001)]}).encode()
+    parsed = parse_feed(many, URL)
+    assert len(parsed.items) == 5000 and parsed.warning and "more than 5,000 entries" in parsed.warning
