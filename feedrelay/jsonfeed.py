@@ -22,6 +22,10 @@ MAX_OBJECTS = 100_000
 class NotJSONFeed(ValueError):
     """The body is JSON (or looks like it) but not a JSON Feed; the message says what it is."""
 
+    def __init__(self, message: str, *, malformed: bool = False) -> None:
+        super().__init__(message)
+        self.malformed = malformed  # a JSON Feed, but broken: not a wrong URL
+
 
 def looks_like_json(body: bytes) -> bool:
     return body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
@@ -61,7 +65,8 @@ def _item(raw: dict[str, Any], feed: dict[str, Any], base: str, limits: tuple[in
     title = clean(unescape(_text(raw.get("title"))))[:title_max]
     html = _text(raw.get("content_html"))
     content = (html_to_text(html[: content_max * 4]) if html else clean(_text(raw.get("content_text"))))[:content_max]
-    summary = clean(unescape(_text(raw.get("summary"))))[:summary_max] or content[:summary_max]
+    # Plain text by the spec too, but real feeds put HTML here: read it as HTML (plain text comes through as is).
+    summary = html_to_text(_text(raw.get("summary"))[: summary_max * 4])[:summary_max] or content[:summary_max]
     published, raw_date = _date(raw.get("date_published"))
     if published is None:
         published, raw_date = _date(raw.get("date_modified"))
@@ -84,6 +89,12 @@ def parse_json_feed(body: bytes, base: str, limits: tuple[int, int, int], max_it
         doc = json.loads(body.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise NotJSONFeed("JSON that is not UTF-8, which JSON Feed requires") from None
+    except json.JSONDecodeError as exc:
+        # A JSON Feed cut short (max_body, a proxy) or with a stray comma is broken, not the wrong URL.
+        where = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        if VERSION_PREFIX.encode() in body[:4096]:
+            raise NotJSONFeed(where, malformed=True) from None
+        raise NotJSONFeed(f"not RSS, Atom, RDF or JSON Feed: {where}") from None
     except (ValueError, RecursionError):
         raise NotJSONFeed("not RSS, Atom, RDF or JSON Feed") from None
     if not isinstance(doc, dict) or not _text(doc.get("version")).startswith(VERSION_PREFIX):

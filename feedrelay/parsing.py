@@ -153,6 +153,9 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
             title, items, listed = parse_json_feed(body, content_location or url, (TITLE_MAX, SUMMARY_MAX, CONTENT_MAX),
                                                    MAX_ENTRIES)
         except NotJSONFeed as exc:
+            if exc.malformed:
+                return ParsedFeed("", [], None, f"malformed JSON Feed ({exc}); was the body cut short? "
+                                                "See defaults.max_body")
             return ParsedFeed("", [], None, f"not a feed ({exc}); check the URL")
         return ParsedFeed(title, items, TOO_MANY if listed > MAX_ENTRIES else None, None)
     body = strip_doctype(body)
@@ -171,8 +174,10 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
     if capped:
         warning = TOO_MANY
     if not parsed.get("version") and not parsed.entries:
-        head = body[:512].lstrip().lower()
-        if not (head.startswith((b"<!doctype html", b"<html")) or b"<html" in head):
+        head = body[:8192].lower()
+        html = content_type.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml") or \
+            b"<html" in head or b"<head" in head or head.lstrip().startswith(b"<!doctype html")
+        if not html:
             return ParsedFeed("", [], warning, "not a feed (not RSS, Atom, RDF or JSON Feed); check the URL")
         # People paste a blog's address, not its feed's: say which feed the page itself names.
         feeds = discover_feeds(body, content_location or url)

@@ -70,8 +70,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
     try:
         if result.unchanged:
             with store.transaction():
-                store.record_success(feed.name, result.state, warning=result.warning or row.warning, listed=None,
-                                     now=now)
+                warning = row.warning if result.warning is None else result.warning or None
+                store.record_success(feed.name, result.state, warning=warning, listed=None, now=now)
                 recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
             return FeedReport(feed.name, unchanged=True, channels=frozenset(d.channel for d in recovered),
                               queued_to=Counter(d.channel for d in recovered))
@@ -82,7 +82,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
         plan = decide(feed, result.items, known, first_poll=first, lookalikes=lookalikes)
         with store.transaction():
             store.remember(feed.name, plan.remember, now)
-            if result.listing and known:
+            if known:
+                # (NVD returns what changed, not a listing: a CVE it keeps modifying is seen again, too)
                 store.still_listed(feed.name, known, now)
             queued = outbox.enqueue(plan.deliveries, window=dedupe_window, now=now)
             store.record_success(feed.name, result.state, warning=result.warning,

@@ -91,10 +91,15 @@ def test_a_feed_that_moved_permanently_is_relayed_and_status_says_where_to(relay
     assert titles(fake_slack.posts) == ["Post 1"]
     for _ in range(2):  # and it stays said while the feed answers 304 or the same bytes
         feeds = {f["feed"]: f for f in json.loads(relay("status", "--json").out)["feeds"]}
-        assert feeds["Moved"]["warning"] == (f"moved permanently to {feed_server.url('/new.xml')}?…; set url to it "
-                                             "in the config")  # the query may hold a token: not shown
+        assert feeds["Moved"]["warning"] == (f"moved permanently to {feed_server.url('/new.xml')}?… (set url to it "
+                                             "in the config)")  # the query may hold a token: not shown
         assert feeds["Temporary"]["warning"] is None  # 302: the old URL stays the right one
         assert relay("once").code == 0
+    # The publisher takes the redirect down and serves the feed at the old URL again: the advice goes.
+    feed_server.set("/old.xml", rss(make_items(2)))
+    assert relay("once").code == 0
+    feeds = {f["feed"]: f for f in json.loads(relay("status", "--json").out)["feeds"]}
+    assert feeds["Moved"]["warning"] is None and len(fake_slack.posts) == 1
 
 
 def test_backlog_posts_newest_n_in_order(relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:

@@ -53,13 +53,37 @@ def test_version_1_quirks_numeric_ids_author_object_text_content_and_dates() -> 
 @pytest.mark.parametrize(("body", "error"), [
     (b'{"name": "an API response"}', 'JSON, but not a JSON Feed: no https://jsonfeed.org/version/ in "version"'),
     (b'{"version": "https://jsonfeed.org/version/1.1", "items": {}}', 'a JSON Feed without an "items" list'),
-    (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "not RSS, Atom, RDF or JSON Feed"),
-    (b"{" + b"[" * 200_000, "not RSS, Atom, RDF or JSON Feed"),  # deep nesting: an error, not a crash
+    (b'{"a": [1,]}', "not RSS, Atom, RDF or JSON Feed: Expecting value at line 1 column 10"),
+    (b"{" + b"[" * 200_000, "not RSS, Atom, RDF or JSON Feed: Expecting property name enclosed in double quotes "
+                            "at line 1 column 2"),  # deep nesting: an error, not a crash
     ('{"title": "caf\u00e9"}'.encode("latin-1"), "JSON that is not UTF-8, which JSON Feed requires"),
 ])
 def test_json_that_is_not_a_json_feed_is_one_clear_error(body: bytes, error: str) -> None:
     parsed = parse_feed(body, URL, "application/json")
     assert parsed.items == [] and parsed.error == f"not a feed ({error}); check the URL"
+
+
+def test_a_json_feed_cut_short_is_malformed_not_a_wrong_url() -> None:
+    body = b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "1", "title": "A"}'
+    assert parse_feed(body, URL).error == ("malformed JSON Feed (Expecting ',' delimiter at line 1 column 84); "
+                                           "was the body cut short? See defaults.max_body")
+
+
+def test_html_in_a_json_feed_summary_becomes_text() -> None:
+    [item] = parse({"version": "https://jsonfeed.org/version/1.1", "items": [
+        {"id": "1", "title": "a < b", "summary": "<p>Summary &amp; <b>more</b></p>"}]}).items
+    assert (item.title, item.summary) == ("a < b", "Summary & more")
+
+
+@pytest.mark.parametrize("page", [
+    b"<!DOCTYPE html><!-- " + b"x" * 600 + b" --><html><head>%s</head></html>",  # a long comment first
+    b" " * 600 + b"<html><head>%s</head></html>",
+    b"<head>%s</head><p>no html element at all",
+])
+def test_a_web_page_is_recognised_beyond_its_first_bytes(page: bytes) -> None:
+    link = b'<link rel="alternate" type="application/rss+xml" href="/feed.xml">'
+    error = parse_feed(page % link, "https://site.example/", "text/html").error
+    assert error == "not a feed (an HTML page that names its feed: https://site.example/feed.xml); use that URL"
 
 
 def test_a_bom_and_whitespace_before_the_json_are_accepted() -> None:

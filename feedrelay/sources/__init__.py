@@ -15,7 +15,9 @@ class PollResult:
     items: list[Item]  # what the source currently lists (RSS) or what changed (NVD window)
     state: dict[str, Any]  # persisted with the items, in the same transaction (validators, watermarks)
     unchanged: bool = False  # 304 or identical body: nothing to decide
-    warning: str | None = None  # e.g. a malformed feed that still yielded entries
+    # e.g. a malformed feed that still yielded entries. On an unchanged result, None keeps the feed's
+    # earlier warning and "" clears it.
+    warning: str | None = None
     listing: bool = True  # items are the source's full current listing (used to size pruning)
     notes: list[str] = field(default_factory=list)
 

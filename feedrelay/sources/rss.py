@@ -17,6 +17,17 @@ ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, appli
 
 
 Parser = Callable[..., Any]
+MOVED = "moved permanently to"
+
+
+def _warnings(*warnings: str | None) -> str:
+    """This poll's warnings, "" for none (which clears an earlier one: see PollResult.warning)."""
+    return "; ".join(w for w in warnings if w)
+
+
+def moved_warning(moved_to: str | None) -> str | None:
+    # Publishers move feeds (to https, off FeedBurner) and redirect for a while: say where to.
+    return f"{MOVED} {public_url(moved_to)} (set url to it in the config)" if moved_to else None
 
 
 class RSSSource:
@@ -36,20 +47,20 @@ class RSSSource:
             )
         except FetchError as exc:
             raise SourceError(str(exc), retry_after=exc.retry_after) from None
+        moved = moved_warning(resp.moved_to)
         if resp.status == 304:
-            return PollResult([], state, unchanged=True)
-        # Publishers move feeds (to https, off FeedBurner) and redirect for a while: say where to, once per change.
-        moved = f"moved permanently to {public_url(resp.moved_to)}; set url to it in the config" \
-            if resp.moved_to else None
+            # The listing's own warning (a malformed feed) still holds; the redirect is as of this fetch.
+            return PollResult([], state, unchanged=True, warning=_warnings(moved, state.get("parse_warning")))
         digest = hashlib.sha256(resp.body).hexdigest()
         new_state = {"url": self.feed.url, "etag": resp.etag, "last_modified": resp.last_modified,
-                     "body_hash": digest}
+                     "body_hash": digest, "parse_warning": state.get("parse_warning") if same_url else None}
         if same_url and state.get("body_hash") == digest:
             # Servers without validators resend the same bytes; skip the parse.
-            return PollResult([], new_state, unchanged=True, warning=moved)
+            return PollResult([], new_state, unchanged=True, warning=_warnings(moved, new_state["parse_warning"]))
         args = (resp.body, resp.url, resp.headers.get("content-type", ""), resp.headers.get("content-location", ""))
         parsed: ParsedFeed = await (self.parse(parse_feed, *args) if self.parse else
                                     asyncio.to_thread(parse_feed, *args))
         if parsed.error:
             raise SourceError(parsed.error)
-        return PollResult(parsed.items, new_state, warning="; ".join(w for w in (moved, parsed.warning) if w) or None)
+        new_state["parse_warning"] = parsed.warning
+        return PollResult(parsed.items, new_state, warning=_warnings(moved, parsed.warning) or None)
