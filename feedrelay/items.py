@@ -28,20 +28,44 @@ class Item:
     published: datetime | None = None  # aware, UTC
     kind: str = "post"  # post | cve | kev
     extra: dict[str, Any] = field(default_factory=dict)  # source-specific facts (CVE severity, KEV dates…)
+    legacy_key: str = ""  # the key feedrelay before schema 2 gave this entry, where it differs (upgrades)
 
     @property
     def dedupe_key(self) -> str:
         """What makes two items "the same article" despite GUID churn or a second feed: link and title together.
-        A link alone would merge entries that share a page: a podcast's episodes, a changelog's #anchored releases."""
-        title = " ".join(self.title.casefold().split())[:200]
+        A link alone would merge entries that share a page: a podcast's episodes, a changelog's #anchored releases.
+        The link is compared without its scheme and fragment: a site moving to https, or a feed linking to
+        "#comments", still links to the same article."""
+        title = comparable_title(self.title)
         if self.kind != "post":
             # A KEV addition and the NVD record of the same CVE share a link but are different news; a CVE's
             # title changes as NVD analyses it, so its link alone names it.
             return f"{self.kind}:{self.link or ('title:' + title if title else 'key:' + self.key)}"
         if self.link:
-            return f"{self.link}\t{title}" if title else self.link
+            link = comparable_link(self.link)
+            return f"{link}\t{title}" if title else link
         # Nothing to compare an untitled, unlinked entry by: it is only ever itself.
         return f"title:{title}" if title else f"key:{self.key}"
+
+    @property
+    def legacy_dedupe_key(self) -> str:
+        """The dedupe key before schema 2 (the bare link), for outbox rows written before an upgrade."""
+        return self.link.split("#", 1)[0] if self.kind == "post" and self.link else ""
+
+
+# Typography a CMS change rewrites ("it's" → "it’s") without making a new article.
+_TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-",
+                             "\u2014": "-", "\u00a0": " "})
+
+
+def comparable_title(title: str) -> str:
+    return " ".join(title.translate(_TYPOGRAPHY).casefold().split())[:200]
+
+
+def comparable_link(link: str) -> str:
+    """``//host/path?query``: a normalized link without its scheme and fragment."""
+    rest = link.split(":", 1)[1] if ":" in link else link
+    return rest.split("#", 1)[0]
 
 
 def normalize_link(url: str | None, base: str | None = None) -> str:
@@ -72,7 +96,18 @@ def normalize_link(url: str | None, base: str | None = None) -> str:
         kept = [(k, v) for k, v in pairs if not k.lower().startswith("utm_") and k.lower() not in _TRACKING_PARAMS]
         if len(kept) != len(pairs):
             query = urlencode(kept)
-    return urlunsplit((scheme, host, parts.path or "/", query, ""))
+    # The fragment stays: it is where a changelog's release or a one-page site's entry is (dedupe ignores it).
+    return urlunsplit((scheme, host, parts.path or "/", query, parts.fragment))
+
+
+def keys(guid: str | None, link: str, title: str, date: str | None, text: str = "") -> tuple[str, str]:
+    """(key, legacy key): the identity, and the one feedrelay gave the entry before schema 2 where that differs
+    (links kept no fragment then, and untitled, undated entries all had one key)."""
+    key = make_key(guid, link, title, date, text)
+    if guid and guid.strip():
+        return key, ""
+    legacy = make_key(None, link.split("#", 1)[0], title, date)
+    return key, "" if legacy == key else legacy
 
 
 def make_key(guid: str | None, link: str, title: str, date: str | None, text: str = "") -> str:

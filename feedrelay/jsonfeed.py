@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from html import unescape
 from typing import Any
 
-from .items import Item, make_key, normalize_link
+from .items import Item, keys, normalize_link
 from .text import clean, html_to_text
 
 VERSION_PREFIX = "https://jsonfeed.org/version/"
@@ -75,7 +75,8 @@ def _item(raw: dict[str, Any], feed: dict[str, Any], base: str, limits: tuple[in
     guid = str(ident) if isinstance(ident, str | int) and not isinstance(ident, bool) else None
     tags = raw.get("tags")
     categories = tuple(c for t in (tags if isinstance(tags, list) else [])[:30] if (c := clean(_text(t))[:100]))
-    return Item(key=make_key(guid, link, title, raw_date, summary or content), title=title, link=link, summary=summary,
+    key, legacy_key = keys(guid, link, title, raw_date, summary or content)
+    return Item(key=key, legacy_key=legacy_key, title=title, link=link, summary=summary,
                 content=content, categories=categories, author=_author(raw, feed)[:200], published=published)
 
 

@@ -19,6 +19,7 @@ class Delivery:
     item_key: str
     dedupe_key: str
     message: dict[str, Any]  # {"text": ..., "blocks": [...]}
+    legacy_dedupe_key: str = ""  # what rows written before schema 2 hold for the same article (the bare link)
 
 
 @dataclass(frozen=True)
@@ -38,16 +39,18 @@ class Outbox:
         self.store = store
         self.db = store.db
 
-    def enqueue(self, deliveries: Iterable[Delivery], *, window: float, now: float | None = None) -> list[Delivery]:
-        """Queue deliveries (inside the poll's transaction). A delivery whose link — or title, lacking a
-        link — already went to that channel within ``window`` is skipped: publishers churn GUIDs, and the
-        same article may arrive from two feeds."""
+    def enqueue(self, deliveries: Iterable[Delivery], *, window: float, now: float | None = None,
+                except_feed: str | None = None) -> list[Delivery]:
+        """Queue deliveries (inside the poll's transaction). A delivery whose dedupe key (link and title) already
+        went to that channel within ``window`` is skipped: the same article may arrive from two feeds, and an
+        alert goes once per incident. Rows of ``except_feed`` do not count: a feed's own entries are told
+        apart by the decider (two podcast episodes may share a link and a title)."""
         now = time.time() if now is None else now
         deliveries = list(deliveries)
-        taken = self._recent(deliveries, since=now - window)
+        taken = self._recent(deliveries, since=now - window, except_feed=except_feed)
         queued: list[Delivery] = []
         for d in deliveries:
-            if (d.channel, d.dedupe_key) in taken:
+            if (d.channel, d.dedupe_key) in taken or (d.channel, d.legacy_dedupe_key) in taken:
                 continue
             taken.add((d.channel, d.dedupe_key))  # the same article twice in one batch goes once too
             queued.append(d)
@@ -57,20 +60,22 @@ class Outbox:
         )
         return queued
 
-    def _recent(self, deliveries: list[Delivery], *, since: float) -> set[tuple[str, str]]:
+    def _recent(self, deliveries: list[Delivery], *, since: float, except_feed: str | None) -> set[tuple[str, str]]:
         """(channel, dedupe_key) pairs among these deliveries that a channel already got since ``since``:
         one query per channel (and 500 keys), not one per delivery."""
         by_channel: dict[str, set[str]] = {}
         for d in deliveries:
             by_channel.setdefault(d.channel, set()).add(d.dedupe_key)
+            if d.legacy_dedupe_key:
+                by_channel[d.channel].add(d.legacy_dedupe_key)
         found: set[tuple[str, str]] = set()
         for channel, key_set in by_channel.items():
             keys = sorted(key_set)
             for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
                 chunk = keys[i : i + 500]
                 rows = self.db.execute(
-                    "SELECT dedupe_key FROM outbox WHERE channel = ? AND created >= ? AND dedupe_key IN "
-                    f"({','.join('?' * len(chunk))})", [channel, since, *chunk])
+                    "SELECT dedupe_key FROM outbox WHERE channel = ? AND created >= ? AND feed IS NOT ? AND dedupe_key "
+                    f"IN ({','.join('?' * len(chunk))})", [channel, since, except_feed, *chunk])
                 found.update((channel, r[0]) for r in rows)
         return found
 

@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 
 import feedparser
 
-from .items import Item, make_key, normalize_link
+from .items import Item, keys, normalize_link
 from .jsonfeed import NotJSONFeed, looks_like_json, parse_json_feed
 from .text import clean, html_to_text
 
@@ -64,8 +64,10 @@ def _entry(entry: Any, base: str) -> Item:
         clean(t.get("term") or t.get("label") or "")[:100] for t in (entry.get("tags") or [])[:30]
     )
     author = clean(entry.get("author") or "")[:200]
+    key, legacy_key = keys(entry.get("id"), link, title, raw_date, summary or content)
     return Item(
-        key=make_key(entry.get("id"), link, title, raw_date, summary or content),
+        key=key,
+        legacy_key=legacy_key,
         title=title,
         link=link,
         summary=summary or content[:SUMMARY_MAX],

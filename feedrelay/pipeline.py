@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .alerts import feed_failing, feed_incident, feed_recovered
 from .config import Alerts, Feed
-from .decider import decide
+from .decider import decide, reissued
 from .outbox import Delivery, Outbox
 from .sources import Source, SourceError
 from .store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
@@ -78,14 +78,22 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
         first = not row.initialized
         known = store.known_keys(feed.name, [i.key for i in result.items])
         fresh = [i for i in result.items if i.key not in known]
-        lookalikes = store.lookalikes(feed.name, fresh) if fresh and not first else set()
-        plan = decide(feed, result.items, known, first_poll=first, lookalikes=lookalikes)
+        lookalikes = store.lookalikes(feed.name, fresh) if fresh and (row.url_changed or not first) else {}
+        if first and row.url_changed and (known or lookalikes):
+            # A new address whose listing overlaps the feed's: the same feed moved (its 301 said so, often).
+            # What it lists beyond what the feed had is news, as at any poll; silence would lose it.
+            first = False
+            log.info("feed %r: the new URL lists what the feed did; polling it as the same feed", feed.name)
+        # The first poll after an upgrade from schema 1: entries remembered under their old keys are known.
+        upgraded = store.remembered_before_upgrade(feed.name, fresh) if fresh and row.keys_version < 2 else set()
+        reissues = reissued(result.items, known, lookalikes, upgraded) if fresh and not first else set()
+        plan = decide(feed, result.items, known, first_poll=first, reissues=reissues)
         with store.transaction():
             store.remember(feed.name, plan.remember, now)
             if known:
                 # (NVD returns what changed, not a listing: a CVE it keeps modifying is seen again, too)
                 store.still_listed(feed.name, known, now)
-            queued = outbox.enqueue(plan.deliveries, window=dedupe_window, now=now)
+            queued = outbox.enqueue(plan.deliveries, window=dedupe_window, now=now, except_feed=feed.name)
             store.record_success(feed.name, result.state, warning=result.warning,
                                  listed=len(result.items) if result.listing else None, now=now)
             recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
@@ -98,9 +106,9 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
 
     for v in plan.verdicts:
         log.debug("feed %r item %r → %s: %s", feed.name, v.item.title[:80], v.channel, v.decision.reason)
-    if lookalikes:
+    if reissues:
         log.info("feed %r: %d entry(ies) came back under a new id; remembered, not posted again", feed.name,
-                 len(lookalikes))
+                 len(reissues))
     if result.warning:
         log.warning("feed %r: %s", feed.name, result.warning)
     if first:

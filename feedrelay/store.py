@@ -17,9 +17,9 @@ from typing import Any
 
 import sqlite_utils
 
-from .items import Item
+from .items import Item, comparable_title
 
-SCHEMA_VERSION = 2  # 2: items.last_seen
+SCHEMA_VERSION = 2  # 2: items.last_seen; feeds.url_changed, feeds.keys_version
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS feeds (
@@ -33,7 +33,9 @@ CREATE TABLE IF NOT EXISTS feeds (
     last_error TEXT, error_since REAL, errors INTEGER NOT NULL DEFAULT 0,
     warning TEXT,
     listed INTEGER NOT NULL DEFAULT 0,        -- entries in the last full listing (sizes pruning)
-    not_before REAL                           -- honour Retry-After: do not poll before this time
+    not_before REAL,                          -- honour Retry-After: do not poll before this time
+    url_changed INTEGER NOT NULL DEFAULT 0,   -- the URL changed: its first poll posts what is new if it overlaps
+    keys_version INTEGER NOT NULL DEFAULT 2   -- 1: items remembered before schema 2, under their old keys
 );
 CREATE TABLE IF NOT EXISTS items (
     feed TEXT NOT NULL,
@@ -105,6 +107,8 @@ class FeedRow:
     warning: str | None
     listed: int
     not_before: float | None
+    url_changed: int = 0
+    keys_version: int = 2
 
 
 class Store:
@@ -158,6 +162,11 @@ class Store:
                 # When each was last listed is unknown: say "now", so nothing still listed is pruned before the
                 # feed's next change records it (pruning merely starts one retention period later).
                 self.db.execute("UPDATE items SET last_seen = ?", [time.time()])
+        if version < 2 and self.db["feeds"].exists() and "keys_version" not in self.db["feeds"].columns_dict:
+            with self.transaction():
+                self.db.execute("ALTER TABLE feeds ADD COLUMN url_changed INTEGER NOT NULL DEFAULT 0")
+                # Feeds polled before the upgrade match their entries' old keys once, at their next poll.
+                self.db.execute("ALTER TABLE feeds ADD COLUMN keys_version INTEGER NOT NULL DEFAULT 1")
         self.db.executescript(_SCHEMA)  # (creates what is missing: new tables and indexes)
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
@@ -176,6 +185,10 @@ class Store:
                     # A new URL is a new subscription: remember its listing, post none of it.
                     "initialized = CASE WHEN active = 0 OR feeds.kind != excluded.kind OR feeds.url != excluded.url "
                     "THEN 0 ELSE initialized END, "
+                    # A feed that keeps its name and type but moves (a new address for the same feed, often) gets
+                    # a first poll that posts what is new if the listing overlaps what the feed had.
+                    "url_changed = CASE WHEN active = 0 OR feeds.kind != excluded.kind THEN 0 "
+                    "WHEN feeds.url != excluded.url THEN 1 ELSE url_changed END, "
                     # Retry-After was the old server's request.
                     "not_before = CASE WHEN feeds.url != excluded.url OR feeds.kind != excluded.kind "
                     "THEN NULL ELSE not_before END, "
@@ -219,7 +232,8 @@ class Store:
         now = time.time() if now is None else now
         self.db.execute(
             "UPDATE feeds SET state = ?, last_poll = ?, last_success = ?, last_error = NULL, error_since = NULL, "
-            "errors = 0, warning = ?, initialized = 1, listed = COALESCE(?, listed), not_before = NULL "
+            "errors = 0, warning = ?, initialized = 1, listed = COALESCE(?, listed), not_before = NULL, "
+            "url_changed = 0, keys_version = 2 "
             "WHERE name = ?",
             [json.dumps(state), now, now, warning, listed, name],
         )
@@ -246,24 +260,43 @@ class Store:
             known.update(r[0] for r in rows)
         return known
 
-    def lookalikes(self, feed: str, items: list[Item]) -> set[str]:
-        """Dedupe keys of these items that an item this feed already listed has: the same entry under a new id
-        (publishers re-issue GUIDs, e.g. when a site moves to https). Remembered ones included, posted or not."""
-        wanted = {i.dedupe_key: i for i in items}
+    def lookalikes(self, feed: str, items: list[Item]) -> dict[str, set[str]]:
+        """For each of these items' dedupe keys, the keys of the items in this feed's previous listing that have
+        it (remembered ones included, posted or not). The decider tells re-issued ids from lookalike entries."""
+        wanted = {i.dedupe_key for i in items}
         # Rows written before schema 2 hold the bare link as their dedupe key: match those on the title too.
-        legacy = {i.link: i for i in items if i.kind == "post" and i.link and i.dedupe_key != i.link}
-        keys = sorted(wanted.keys() | legacy.keys())
-        found: set[str] = set()
-        for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-            chunk = keys[i : i + 500]
-            rows = self.db.execute(f"SELECT dedupe_key, title FROM items WHERE feed = ? AND dedupe_key IN "
-                                   f"({','.join('?' * len(chunk))})", [feed, *chunk])
-            for dedupe_key, title in rows:
+        legacy = {i.legacy_dedupe_key: i for i in items if i.legacy_dedupe_key}
+        lookup = sorted(wanted | legacy.keys())
+        found: dict[str, set[str]] = {}
+        for i in range(0, len(lookup), 500):  # stay under SQLite's bound-parameter limit
+            chunk = lookup[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT dedupe_key, title, key FROM items WHERE feed = ? AND dedupe_key IN ({marks}) "
+                "AND last_seen = (SELECT MAX(last_seen) FROM items WHERE feed = ?)", [feed, *chunk, feed])
+            for dedupe_key, title, key in rows:
                 if dedupe_key in wanted:
-                    found.add(dedupe_key)
-                elif (item := legacy.get(dedupe_key)) and title.casefold().split() == \
-                        item.title[:200].casefold().split():
-                    found.add(item.dedupe_key)
+                    found.setdefault(dedupe_key, set()).add(key)
+                elif (item := legacy.get(dedupe_key)) and comparable_title(title) == comparable_title(item.title):
+                    found.setdefault(item.dedupe_key, set()).add(key)
+        return found
+
+    def remembered_before_upgrade(self, feed: str, items: list[Item]) -> set[str]:
+        """Keys of these items that the feed remembered before schema 2 under their old key (``legacy_key``)
+        and the same title: the same entries, not new ones."""
+        wanted: dict[str, list[Item]] = {}
+        for i in items:
+            if i.legacy_key:
+                wanted.setdefault(i.legacy_key, []).append(i)
+        lookup = sorted(wanted)
+        found: set[str] = set()
+        for n in range(0, len(lookup), 500):
+            chunk = lookup[n : n + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT key, title FROM items WHERE feed = ? AND key IN ({marks})", [feed, *chunk])
+            for key, title in rows:
+                # (one old key could stand for several entries, e.g. a changelog's #anchors: only its title's is it)
+                found.update(i.key for i in wanted[key] if comparable_title(i.title) == comparable_title(title))
         return found
 
     def remember(self, feed: str, items: Iterable[Item], now: float | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from feedrelay.config import Feed, Filter, Route
-from feedrelay.decider import decide
+from feedrelay.decider import decide, reissued
 from feedrelay.items import Item
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -112,16 +112,36 @@ def test_each_route_filters_separately() -> None:
 def test_deliveries_carry_the_rendered_message_and_dedupe_key() -> None:
     plan = decide(feed(), posts(1), set(), first_poll=False)
     [d] = plan.deliveries
-    assert d.feed == "Blog" and d.dedupe_key == "https://example.com/posts/1\tpost 1"
+    assert d.feed == "Blog" and d.dedupe_key == "//example.com/posts/1\tpost 1"
     assert "Post 1" in d.message["text"] and d.message["blocks"]
 
 
 def test_an_entry_back_under_a_new_id_is_remembered_not_posted() -> None:
     churned = [Item(key=f"https-{i.key}", title=i.title, link=i.link, published=i.published) for i in posts(2, 1)]
-    plan = decide(feed(), [*posts(3), *churned], {"post-1", "post-2"}, first_poll=False,
-                  lookalikes={churned[0].dedupe_key, churned[1].dedupe_key})
+    listing = [*posts(3), *churned]  # the old ids are gone from the listing, new ones stand in their place
+    lookalikes = {c.dedupe_key: {c.key.removeprefix("https-")} for c in churned}
+    reissues = reissued(listing, set(), lookalikes)
+    assert reissues == {"https-post-2", "https-post-1"}
+    plan = decide(feed(), listing, set(), first_poll=False, reissues=reissues)
     assert [i.key for i in plan.remember] == ["post-3", "https-post-2", "https-post-1"]  # all remembered
     assert queued(plan) == [("readings", "post-3")]  # only the really new one is posted
+
+
+def test_a_new_entry_beside_its_lookalike_is_a_new_entry() -> None:
+    # A podcast's weekly "Mailbag" links to the show's page like last week's, which is still listed.
+    last_week = Item(key="ep-101", title="Mailbag", link="https://pod.example/")
+    this_week = Item(key="ep-105", title="Mailbag", link="https://pod.example/")
+    assert reissued([this_week, last_week], {"ep-101"}, {this_week.dedupe_key: {"ep-101"}}) == set()
+    # Once last week's has left the listing, a new "Mailbag" the next week is taken for a re-issue only
+    # if last week's was in the previous listing (the store only reports those).
+    assert reissued([this_week], set(), {this_week.dedupe_key: {"ep-101"}}) == {"ep-105"}
+
+
+def test_entries_remembered_under_their_old_keys_are_not_new_after_an_upgrade() -> None:
+    entry = Item(key="https://tool.example/changelog#v1.1", title="v1.1", link="https://tool.example/changelog#v1.1",
+                 legacy_key="https://tool.example/changelog")
+    assert reissued([entry], set(), {}, upgraded={entry.key}) == {entry.key}
+    assert reissued([entry], set(), {}) == set()
 
 
 def test_filtered_out_items_are_still_remembered() -> None:

@@ -174,6 +174,54 @@ def test_ids_reissued_after_a_silent_first_poll_post_nothing(relay: Relay, feed_
     assert titles(fake_slack.posts) == ["Episode 2"]
 
 
+def test_same_title_same_link_new_id_beside_the_old_one_is_a_new_episode(relay: Relay, feed_server: FeedServer,
+                                                                           fake_slack: FakeSlack) -> None:
+    def episode(n: int) -> dict[str, str]:
+        return {"guid": f"ep-{n}", "title": "Mailbag", "link": "https://pod.example/"}
+
+    feed_server.set("/pod.xml", rss([]))
+    relay.configure(feeds=[{"name": "Pod", "url": feed_server.url("/pod.xml"), "channels": ["readings"]}])
+    assert relay("once").code == 0
+    feed_server.set("/pod.xml", rss([episode(101)]))
+    assert relay("once").code == 0
+    feed_server.set("/pod.xml", rss([episode(105), episode(101)]))  # last week's still listed beside it
+    assert relay("once").code == 0
+    assert titles(fake_slack.posts) == ["Mailbag", "Mailbag"]
+
+
+def test_a_site_that_moves_to_https_and_new_ids_reposts_nothing(relay: Relay, feed_server: FeedServer,
+                                                                 fake_slack: FakeSlack) -> None:
+    def listing(scheme: str) -> bytes:
+        return rss([{"guid": f"{scheme}://blog.example/p/{n}", "title": f"Post \u2019{n}\u2019" if scheme == "https"
+                     else f"Post '{n}'", "link": f"{scheme}://blog.example/p/{n}"} for n in (2, 1)])
+
+    feed_server.set("/blog.xml", listing("http"))
+    relay.configure(feeds=[{"name": "Blog", "url": feed_server.url("/blog.xml"), "channels": ["readings"]}])
+    assert relay("once").code == 0
+    feed_server.set("/blog.xml", listing("https"))  # new ids, https links, and the CMS curls the quotes
+    result = relay("once")
+    assert result.code == 0 and fake_slack.posts == [], result.err
+    assert "2 entry(ies) came back under a new id" in result.err
+
+
+def test_a_new_url_for_the_same_feed_posts_what_is_new_and_for_another_feed_nothing(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    old = [{"guid": f"g{n}", "title": f"Post {n}", "link": f"https://blog.example/{n}"} for n in (2, 1)]
+    feed_server.set("/old.xml", rss(old))
+    feed_server.set("/new.xml", rss([{"guid": "g3", "title": "Post 3", "link": "https://blog.example/3"}, *old]))
+    feed_server.set("/other.xml", rss([{"guid": "x1", "title": "Elsewhere", "link": "https://other.example/1"}]))
+    feed = {"name": "Blog", "url": feed_server.url("/old.xml"), "channels": ["readings"]}
+    relay.configure(feeds=[feed])
+    assert relay("once").code == 0
+    # The publisher moved the feed (its 301 said so) and published meanwhile: following the advice loses nothing.
+    relay.configure(feeds=[{**feed, "url": feed_server.url("/new.xml")}])
+    result = relay("once")
+    assert result.code == 0 and titles(fake_slack.posts) == ["Post 3"], result.err
+    # Pointed at a different feed altogether: a new subscription, whose archive is not posted.
+    relay.configure(feeds=[{**feed, "url": feed_server.url("/other.xml")}])
+    assert relay("once").code == 0 and titles(fake_slack.posts) == ["Post 3"]
+
+
 def test_untitled_unlinked_entries_are_each_posted(relay: Relay, feed_server: FeedServer,
                                                    fake_slack: FakeSlack) -> None:
     # RSS allows an item that is only a description (microblogs, notes), with or without a guid.

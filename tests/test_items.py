@@ -15,7 +15,7 @@ from feedrelay.items import MAX_KEY, Item, make_key, normalize_link
         ("https://example.com:443/a", "https://example.com/a"),
         ("https://example.com:8443/a", "https://example.com:8443/a"),
         ("http://example.com:443/a", "http://example.com:443/a"),  # 443 is only default for https
-        ("https://example.com/a#comments", "https://example.com/a"),
+        ("https://example.com/a#v1.2", "https://example.com/a#v1.2"),  # where the entry is on the page
         ("https://example.com", "https://example.com/"),
         ("  https://example.com/a  ", "https://example.com/a"),
         ("http://[::1]:8080/x", "http://[::1]:8080/x"),
@@ -39,10 +39,11 @@ def test_only_tracking_params_leaves_no_dangling_question_mark() -> None:
     assert normalize_link("https://example.com/p?utm_source=x&utm_campaign=y") == "https://example.com/p"
 
 
-def test_same_article_with_and_without_tracking_is_the_same_link() -> None:
-    a = normalize_link("https://Blog.example.com:443/post/1?utm_source=twitter#top")
-    b = normalize_link("https://blog.example.com/post/1")
-    assert a == b
+def test_same_article_with_and_without_tracking_is_the_same_article() -> None:
+    a = Item(key="a", title="Post", link=normalize_link("https://Blog.example.com:443/post/1?utm_source=twitter#top"))
+    b = Item(key="b", title="Post", link=normalize_link("http://blog.example.com/post/1"))
+    assert a.link == "https://blog.example.com/post/1#top"
+    assert a.dedupe_key == b.dedupe_key  # scheme and fragment aside: a move to https, a "#comments" link
 
 
 @pytest.mark.parametrize(
@@ -143,11 +144,14 @@ def test_key_at_the_limit_is_kept_verbatim() -> None:
 def test_dedupe_key_is_link_and_title() -> None:
     a = Item(key="guid-1", title="Hello  World", link="https://example.com/a")
     b = Item(key="guid-2-after-churn", title="hello world", link="https://example.com/a")
-    assert a.dedupe_key == b.dedupe_key == "https://example.com/a\thello world"
+    assert a.dedupe_key == b.dedupe_key == "//example.com/a\thello world"
+    # A CMS that rewrites typography, a site that moves to https: still the same article.
+    moved = Item(key="guid-3", title="Hello \u201cWorld\u201d\u2019s", link="http://example.com/a#comments")
+    assert moved.dedupe_key == Item(key="4", title='hello "world"\'s', link="https://example.com/a").dedupe_key
     # Entries that share a page are different entries: a podcast's episodes, a changelog's #anchored releases.
     episode = Item(key="ep-2", title="Episode 2", link="https://example.com/a")
     assert episode.dedupe_key != a.dedupe_key
-    assert Item(key="x", title="", link="https://example.com/a").dedupe_key == "https://example.com/a"
+    assert Item(key="x", title="", link="https://example.com/a").dedupe_key == "//example.com/a"
 
 
 def test_untitled_unlinked_entries_are_each_themselves() -> None:

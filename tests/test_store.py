@@ -238,8 +238,10 @@ def test_a_database_from_schema_1_is_upgraded_without_forgetting_or_pruning(tmp_
     assert store.count_items() == {"Blog": 201}
     # A schema-1 row (bare link) still catches the same entry coming back under a new id.
     churned = Item(key="https-guid-1", title="Hello  World", link="https://example.com/a")
-    assert store.lookalikes("Blog", [churned]) == {churned.dedupe_key}
-    assert store.lookalikes("Blog", [Item(key="g2", title="Episode 2", link="https://example.com/a")]) == set()
+    assert store.lookalikes("Blog", [churned]) == {churned.dedupe_key: {"guid-1"}}
+    assert store.lookalikes("Blog", [Item(key="g2", title="Episode 2", link="https://example.com/a")]) == {}
+    feeds = {f.name: f for f in store.feeds()}
+    assert feeds["Blog"].keys_version == 2  # (a feed the new version added)
     store.close()
 
 

@@ -1,0 +1,53 @@
+"""A database written by feedrelay before schema 2 (tests/fixtures/schema-v1.sql, the old schema as it was) is
+upgraded in place: nothing the old version remembered or posted comes back, and what it lost is found."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from tests.cli import Relay
+from tests.feedgen import rss
+from tests.servers import FakeSlack, FeedServer
+
+SCHEMA_V1 = Path(__file__).parent / "fixtures" / "schema-v1.sql"
+
+
+def test_an_old_database_is_upgraded_without_reposting_and_finds_what_the_old_version_merged(
+        tmp_path: Path, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    relay = Relay(tmp_path, fake_slack.api_url)
+    urls = {name: feed_server.url(f"/{name.lower()}.xml") for name in ("Changelog", "A", "B")}
+    relay.configure(feeds=[{"name": name, "url": url, "channels": ["readings"]} for name, url in urls.items()])
+    # What the old version left: it merged a changelog's #anchored releases into one key (its link without the
+    # fragment), and posted "Shared Story" from feed A yesterday, keyed by the bare link.
+    old = sqlite3.connect(relay.db)
+    old.executescript(SCHEMA_V1.read_text())
+    old.executemany("INSERT INTO feeds (name, url, kind, initialized) VALUES (?, ?, 'rss', 1)", urls.items())
+    old.executemany("INSERT INTO items (feed, key, dedupe_key, title, first_seen) VALUES (?, ?, ?, ?, ?)", [
+        ("Changelog", "https://tool.example/changelog", "https://tool.example/changelog", "v1.1", 1000.0),
+        ("A", "a1", "https://ex.com/shared", "Shared Story", 1000.0),
+        ("A", "a0", "https://ex.com/a0", "Old A", 1000.0),
+        ("B", "b0", "https://ex.com/b0", "Old B", 1000.0)])
+    old.execute("INSERT INTO outbox (channel, feed, item_key, dedupe_key, message, created, status) "
+                "VALUES ('readings', 'A', 'a1', 'https://ex.com/shared', ?, ?, 'sent')",
+                [json.dumps({"text": "Shared Story", "blocks": []}), time.time() - 86400])
+    old.commit()
+    old.close()
+
+    release = [{"title": f"v1.{n}", "link": f"https://tool.example/changelog#v1.{n}"} for n in (2, 1, 0)]
+    feed_server.set("/changelog.xml", rss(release))
+    feed_server.set("/a.xml", rss([{"guid": "a1", "title": "Shared Story", "link": "https://ex.com/shared"},
+                                   {"guid": "a0", "title": "Old A", "link": "https://ex.com/a0"}]))
+    # Feed B now carries the story A posted yesterday.
+    feed_server.set("/b.xml", rss([{"guid": "b1", "title": "Shared Story", "link": "https://ex.com/shared?utm_source=b"},
+                                   {"guid": "b0", "title": "Old B", "link": "https://ex.com/b0"}]))
+    result = relay("once")
+    assert result.code == 0, result.err
+    posted = [p.blocks[0]["text"]["text"] for p in fake_slack.posts]
+    # v1.1 was remembered by the old version: not again. v1.2 is new; v1.0 is one the old version lost (merged).
+    assert posted == ["*<https://tool.example/changelog#v1.0|v1.0>*", "*<https://tool.example/changelog#v1.2|v1.2>*"]
+    assert relay("once").code == 0 and len(fake_slack.posts) == 2  # and nothing more, ever
+    assert json.loads(relay("status", "--json").out)["feeds"][0]["error"] is None
+    assert sqlite3.connect(relay.db).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
