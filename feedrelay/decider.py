@@ -6,12 +6,12 @@ returns the plan, with no I/O, so every rule here is testable without sockets or
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .config import Feed
 from .filters import Decision, evaluate
-from .items import Item
+from .items import Item, Lookalike
 from .messages import render
 from .outbox import Delivery
 
@@ -64,16 +64,47 @@ def route(feed: Feed, items: list[Item]) -> tuple[list[Delivery], list[Verdict]]
     return deliveries, verdicts
 
 
-def reissued(items: list[Item], known: Collection[str], lookalikes: Mapping[str, Collection[str]],
+def reissued(items: list[Item], known: Collection[str], lookalikes: Mapping[str, Sequence[Lookalike]],
              upgraded: Collection[str] = ()) -> set[str]:
-    """Keys of new items that are entries the feed listed before under another id: publishers re-issue ids
-    (a CMS migration, a move to https). ``lookalikes`` maps a dedupe key (link and title) to the keys of the
-    previous listing's items that have it. An entry whose lookalike is still listed beside it is a different
-    entry with the same link and title (a podcast's weekly "Mailbag"), not a re-issue. ``upgraded`` are keys of
-    items the store remembered under their old key before schema 2: known, not new."""
+    """Keys of new items that are entries the feed had before under another id: publishers re-issue ids (a CMS
+    migration, a move to https, an edited post bumped). A new titled entry is one of those if a remembered item
+    with the same link and title is no longer listed and either has the same date, or, where either date is
+    unknown, was in the previous listing. Each remembered item stands for one new entry at most. So an entry
+    beside its lookalike (this week's "Mailbag" under last week's), or dated after it (next week's, once last
+    week's has left a listing of fixed length), is news. ``upgraded`` are keys of items the store remembered
+    under their old key before schema 2: known, not new."""
     listed = {i.key for i in items}
-    return {i.key for i in items if i.key not in known and (
-        i.key in upgraded or any(k not in listed for k in lookalikes.get(i.dedupe_key, ())))}
+    used: set[str] = set()
+    found: set[str] = set()
+    for item in items:
+        if item.key in known:
+            continue
+        if item.key in upgraded:
+            found.add(item.key)
+            continue
+        if item.kind != "post" or not item.title:
+            continue  # an untitled entry has nothing to be recognised by
+        date = item.published.timestamp() if item.published else None
+        for old in lookalikes.get(item.dedupe_key, ()):
+            if old.key in listed or old.key in used:
+                continue
+            if (date == old.published) if date is not None and old.published is not None else old.previous:
+                used.add(old.key)
+                found.add(item.key)
+                break
+    return found
+
+
+def moved_news(items: list[Item], known: Collection[str], lookalikes: Mapping[str, Sequence[Lookalike]]) -> set[str]:
+    """A feed's first listing at a new URL that overlaps what it had (the same feed, moved): the keys of the
+    entries listed above the first one it had, newest first as feeds list them. Those are what it published
+    meanwhile; what is below is an archive the old URL did not list."""
+    news: set[str] = set()
+    for item in items:
+        if item.key in known or item.dedupe_key in lookalikes:
+            break
+        news.add(item.key)
+    return news
 
 
 def decide(feed: Feed, items: list[Item], known: set[str], *, first_poll: bool,

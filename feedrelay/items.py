@@ -40,17 +40,26 @@ class Item:
         if self.kind != "post":
             # A KEV addition and the NVD record of the same CVE share a link but are different news; a CVE's
             # title changes as NVD analyses it, so its link alone names it.
-            return f"{self.kind}:{self.link or ('title:' + title if title else 'key:' + self.key)}"
+            return f"{self.kind}:{self.link or 'title:' + title}" if self.link or title else ""
         if self.link:
             link = comparable_link(self.link)
             return f"{link}\t{title}" if title else link
-        # Nothing to compare an untitled, unlinked entry by: it is only ever itself.
-        return f"title:{title}" if title else f"key:{self.key}"
+        # Nothing to compare an untitled, unlinked entry by: it is only ever itself (its key, within its feed).
+        return f"title:{title}" if title else ""
 
     @property
     def legacy_dedupe_key(self) -> str:
         """The dedupe key before schema 2 (the bare link), for outbox rows written before an upgrade."""
         return self.link.split("#", 1)[0] if self.kind == "post" and self.link else ""
+
+
+@dataclass(frozen=True)
+class Lookalike:
+    """A remembered item with the same dedupe key as a new one (see decider.reissued)."""
+
+    key: str
+    published: float | None  # the entry's date, where it had one (not kept before schema 2)
+    previous: bool  # it was in the feed's previous listing
 
 
 # Typography a CMS change rewrites ("it's" → "it’s") without making a new article.
@@ -106,7 +115,11 @@ def keys(guid: str | None, link: str, title: str, date: str | None, text: str = 
     key = make_key(guid, link, title, date, text)
     if guid and guid.strip():
         return key, ""
-    legacy = make_key(None, link.split("#", 1)[0], title, date)
+    old_link = link.split("#", 1)[0]
+    # (schema 1's formula, exactly: make_key has changed since for untitled, undated entries)
+    legacy = old_link or "sha256:" + hashlib.sha256(f"{title}\x00{date or ''}".encode()).hexdigest()
+    if len(legacy) > MAX_KEY:
+        legacy = "sha256:" + hashlib.sha256(legacy.encode()).hexdigest()
     return key, "" if legacy == key else legacy
 
 

@@ -49,10 +49,13 @@ class Outbox:
         deliveries = list(deliveries)
         taken = self._recent(deliveries, since=now - window, except_feed=except_feed)
         queued: list[Delivery] = []
+        batch: set[tuple[str, str]] = set()
         for d in deliveries:
             if (d.channel, d.dedupe_key) in taken or (d.channel, d.legacy_dedupe_key) in taken:
                 continue
-            taken.add((d.channel, d.dedupe_key))  # the same article twice in one batch goes once too
+            if (d.channel, d.item_key) in batch:
+                continue  # one item routed to a channel twice goes once (entries alike are the decider's call)
+            batch.add((d.channel, d.item_key))
             queued.append(d)
         self.db.conn.executemany(
             "INSERT INTO outbox (channel, feed, item_key, dedupe_key, message, created) VALUES (?, ?, ?, ?, ?, ?)",
@@ -65,9 +68,8 @@ class Outbox:
         one query per channel (and 500 keys), not one per delivery."""
         by_channel: dict[str, set[str]] = {}
         for d in deliveries:
-            by_channel.setdefault(d.channel, set()).add(d.dedupe_key)
-            if d.legacy_dedupe_key:
-                by_channel[d.channel].add(d.legacy_dedupe_key)
+            keys = by_channel.setdefault(d.channel, set())
+            keys.update(k for k in (d.dedupe_key, d.legacy_dedupe_key) if k)  # "": nothing to compare by
         found: set[tuple[str, str]] = set()
         for channel, key_set in by_channel.items():
             keys = sorted(key_set)

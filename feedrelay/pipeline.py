@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .alerts import feed_failing, feed_incident, feed_recovered
 from .config import Alerts, Feed
-from .decider import decide, reissued
+from .decider import decide, moved_news, reissued
 from .outbox import Delivery, Outbox
 from .sources import Source, SourceError
 from .store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
@@ -78,24 +78,29 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
         first = not row.initialized
         known = store.known_keys(feed.name, [i.key for i in result.items])
         fresh = [i for i in result.items if i.key not in known]
-        lookalikes = store.lookalikes(feed.name, fresh) if fresh and (row.url_changed or not first) else {}
+        posts = [i for i in fresh if i.kind == "post"]  # (a CVE's identity is its id: no lookalikes to find)
+        lookalikes = store.lookalikes(feed.name, posts, row.listing_gen) if posts and (row.url_changed or not first) \
+            else {}
+        silent: set[str] = set()
         if first and row.url_changed and (known or lookalikes):
-            # A new address whose listing overlaps the feed's: the same feed moved (its 301 said so, often).
-            # What it lists beyond what the feed had is news, as at any poll; silence would lose it.
+            # A new address whose listing overlaps the feed's: the same feed moved (its 301 said so, often). What
+            # it lists above what the feed had is news, as at any poll; silence would lose it. Below is archive.
             first = False
+            silent = {i.key for i in fresh} - moved_news(result.items, known, lookalikes)
             log.info("feed %r: the new URL lists what the feed did; polling it as the same feed", feed.name)
-        # The first poll after an upgrade from schema 1: entries remembered under their old keys are known.
+        # The first parsed poll after an upgrade from schema 1: entries remembered under their old keys are known.
         upgraded = store.remembered_before_upgrade(feed.name, fresh) if fresh and row.keys_version < 2 else set()
         reissues = reissued(result.items, known, lookalikes, upgraded) if fresh and not first else set()
-        plan = decide(feed, result.items, known, first_poll=first, reissues=reissues)
+        plan = decide(feed, result.items, known, first_poll=first, reissues=silent | reissues)
+        gen = row.listing_gen + 1
         with store.transaction():
-            store.remember(feed.name, plan.remember, now)
+            store.remember(feed.name, plan.remember, now, gen)
             if known:
                 # (NVD returns what changed, not a listing: a CVE it keeps modifying is seen again, too)
-                store.still_listed(feed.name, known, now)
+                store.still_listed(feed.name, known, now, gen)
             queued = outbox.enqueue(plan.deliveries, window=dedupe_window, now=now, except_feed=feed.name)
             store.record_success(feed.name, result.state, warning=result.warning,
-                                 listed=len(result.items) if result.listing else None, now=now)
+                                 listed=len(result.items) if result.listing else None, listing_gen=gen, now=now)
             recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
     except DB_ERRORS as exc:
         if damaged(exc):

@@ -17,9 +17,9 @@ from typing import Any
 
 import sqlite_utils
 
-from .items import Item, comparable_title
+from .items import Item, Lookalike, comparable_title
 
-SCHEMA_VERSION = 2  # 2: items.last_seen; feeds.url_changed, feeds.keys_version
+SCHEMA_VERSION = 2  # 2: items.last_seen, last_gen, published; feeds.url_changed, keys_version, listing_gen
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS feeds (
@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS feeds (
     listed INTEGER NOT NULL DEFAULT 0,        -- entries in the last full listing (sizes pruning)
     not_before REAL,                          -- honour Retry-After: do not poll before this time
     url_changed INTEGER NOT NULL DEFAULT 0,   -- the URL changed: its first poll posts what is new if it overlaps
-    keys_version INTEGER NOT NULL DEFAULT 2   -- 1: items remembered before schema 2, under their old keys
+    keys_version INTEGER NOT NULL DEFAULT 2,  -- 1: items remembered before schema 2, under their old keys
+    listing_gen INTEGER NOT NULL DEFAULT 0    -- counts the feed's listings: items of the latest have this number
 );
 CREATE TABLE IF NOT EXISTS items (
     feed TEXT NOT NULL,
@@ -43,7 +44,9 @@ CREATE TABLE IF NOT EXISTS items (
     dedupe_key TEXT NOT NULL,
     title TEXT NOT NULL DEFAULT '',
     first_seen REAL NOT NULL,
-    last_seen REAL,                           -- the last listing that had it: pruning never forgets a listed item
+    last_seen REAL,                           -- when a listing last had it (pruning: retention)
+    last_gen INTEGER NOT NULL DEFAULT 0,      -- which listing last had it: the latest's are never pruned
+    published REAL,                           -- the entry's date: tells a re-issued id from a new lookalike
     PRIMARY KEY (feed, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS items_by_age ON items (feed, first_seen);
@@ -109,6 +112,7 @@ class FeedRow:
     not_before: float | None
     url_changed: int = 0
     keys_version: int = 2
+    listing_gen: int = 0
 
 
 class Store:
@@ -156,19 +160,30 @@ class Store:
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: written by a newer feedrelay (schema {version}, this one knows "
                              f"{SCHEMA_VERSION}); upgrade feedrelay or use another --db")
-        if version < 2 and self.db["items"].exists() and "last_seen" not in self.db["items"].columns_dict:
-            with self.transaction():
-                self.db.execute("ALTER TABLE items ADD COLUMN last_seen REAL")
-                # When each was last listed is unknown: say "now", so nothing still listed is pruned before the
-                # feed's next change records it (pruning merely starts one retention period later).
-                self.db.execute("UPDATE items SET last_seen = ?", [time.time()])
-        if version < 2 and self.db["feeds"].exists() and "keys_version" not in self.db["feeds"].columns_dict:
-            with self.transaction():
-                self.db.execute("ALTER TABLE feeds ADD COLUMN url_changed INTEGER NOT NULL DEFAULT 0")
-                # Feeds polled before the upgrade match their entries' old keys once, at their next poll.
-                self.db.execute("ALTER TABLE feeds ADD COLUMN keys_version INTEGER NOT NULL DEFAULT 1")
+        if version < 2 and self.db["items"].exists() and "last_gen" not in self.db["items"].columns_dict:
+            self._migrate_to_2()
         self.db.executescript(_SCHEMA)  # (creates what is missing: new tables and indexes)
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+    def _migrate_to_2(self) -> None:
+        """Schema 1 → 2 in one transaction (a crash leaves schema 1, and the next start does it again)."""
+        with self.transaction():
+            for column in ("last_seen REAL", "last_gen INTEGER NOT NULL DEFAULT 0", "published REAL"):
+                self.db.execute(f"ALTER TABLE items ADD COLUMN {column}")
+            for column in ("url_changed INTEGER NOT NULL DEFAULT 0", "keys_version INTEGER NOT NULL DEFAULT 2",
+                           "listing_gen INTEGER NOT NULL DEFAULT 0"):
+                self.db.execute(f"ALTER TABLE feeds ADD COLUMN {column}")
+            # Feeds polled before the upgrade match their entries' old keys once, at their next parsed poll.
+            self.db.execute("UPDATE feeds SET keys_version = 1")
+            # When each was last listed is unknown: say "now", so nothing is pruned before the feed's next change
+            # records it (pruning merely starts one retention period later).
+            self.db.execute("UPDATE items SET last_seen = ?", [time.time()])
+            # Schema 1 kept the size of each feed's last listing: its newest that many items stand for it.
+            for name, listed in self.db.execute("SELECT name, listed FROM feeds WHERE listed > 0").fetchall():
+                self.db.execute("UPDATE items SET last_gen = 1 WHERE feed = ? AND key IN "
+                                "(SELECT key FROM items WHERE feed = ? ORDER BY first_seen DESC LIMIT ?)",
+                                [name, name, listed])
+                self.db.execute("UPDATE feeds SET listing_gen = 1 WHERE name = ?", [name])
 
     # --- feeds ---------------------------------------------------------------------------------
 
@@ -185,6 +200,10 @@ class Store:
                     # A new URL is a new subscription: remember its listing, post none of it.
                     "initialized = CASE WHEN active = 0 OR feeds.kind != excluded.kind OR feeds.url != excluded.url "
                     "THEN 0 ELSE initialized END, "
+                    # ...and its validators: a 304 to a feed starting afresh would mark it polled with nothing
+                    # remembered (a feed re-added after its items were pruned), and its next change post it all.
+                    "state = CASE WHEN active = 0 OR feeds.kind != excluded.kind OR feeds.url != excluded.url "
+                    "THEN '{}' ELSE state END, "
                     # A feed that keeps its name and type but moves (a new address for the same feed, often) gets
                     # a first poll that posts what is new if the listing overlaps what the feed had.
                     "url_changed = CASE WHEN active = 0 OR feeds.kind != excluded.kind THEN 0 "
@@ -228,14 +247,16 @@ class Store:
         return FeedRow(**data)
 
     def record_success(self, name: str, state: dict[str, Any], *, warning: str | None, listed: int | None,
-                       now: float | None = None) -> None:
+                       listing_gen: int | None = None, now: float | None = None) -> None:
+        """A successful poll. ``listing_gen``: the number of the listing it parsed (None when unchanged: a 304
+        or the same bytes, which neither starts a listing nor moves the feed past its upgrade)."""
         now = time.time() if now is None else now
         self.db.execute(
             "UPDATE feeds SET state = ?, last_poll = ?, last_success = ?, last_error = NULL, error_since = NULL, "
             "errors = 0, warning = ?, initialized = 1, listed = COALESCE(?, listed), not_before = NULL, "
-            "url_changed = 0, keys_version = 2 "
-            "WHERE name = ?",
-            [json.dumps(state), now, now, warning, listed, name],
+            "url_changed = 0, keys_version = CASE WHEN ? IS NULL THEN keys_version ELSE 2 END, "
+            "listing_gen = COALESCE(?, listing_gen) WHERE name = ?",
+            [json.dumps(state), now, now, warning, listed, listing_gen, listing_gen, name],
         )
 
     def record_error(self, name: str, error: str, *, retry_after: float | None = None,
@@ -260,25 +281,29 @@ class Store:
             known.update(r[0] for r in rows)
         return known
 
-    def lookalikes(self, feed: str, items: list[Item]) -> dict[str, set[str]]:
-        """For each of these items' dedupe keys, the keys of the items in this feed's previous listing that have
-        it (remembered ones included, posted or not). The decider tells re-issued ids from lookalike entries."""
-        wanted = {i.dedupe_key for i in items}
+    def lookalikes(self, feed: str, items: list[Item], listing_gen: int) -> dict[str, list[Lookalike]]:
+        """For each of these items' dedupe keys (link and title), the remembered items of this feed that have it,
+        posted or not. The decider tells re-issued ids from new entries that look alike."""
+        wanted = {i.dedupe_key for i in items if i.dedupe_key}
         # Rows written before schema 2 hold the bare link as their dedupe key: match those on the title too.
-        legacy = {i.legacy_dedupe_key: i for i in items if i.legacy_dedupe_key}
+        legacy: dict[str, list[Item]] = {}
+        for i in items:
+            if i.legacy_dedupe_key:
+                legacy.setdefault(i.legacy_dedupe_key, []).append(i)
         lookup = sorted(wanted | legacy.keys())
-        found: dict[str, set[str]] = {}
-        for i in range(0, len(lookup), 500):  # stay under SQLite's bound-parameter limit
-            chunk = lookup[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        found: dict[str, list[Lookalike]] = {}
+        for n in range(0, len(lookup), 500):  # stay under SQLite's bound-parameter limit
+            chunk = lookup[n : n + 500]
             rows = self.db.execute(
-                f"SELECT dedupe_key, title, key FROM items WHERE feed = ? AND dedupe_key IN ({marks}) "
-                "AND last_seen = (SELECT MAX(last_seen) FROM items WHERE feed = ?)", [feed, *chunk, feed])
-            for dedupe_key, title, key in rows:
+                f"SELECT dedupe_key, title, key, published, last_gen FROM items WHERE feed = ? AND dedupe_key IN "
+                f"({','.join('?' * len(chunk))})", [feed, *chunk])
+            for dedupe_key, title, key, published, gen in rows:
+                match = Lookalike(key, published, previous=gen == listing_gen)
                 if dedupe_key in wanted:
-                    found.setdefault(dedupe_key, set()).add(key)
-                elif (item := legacy.get(dedupe_key)) and comparable_title(title) == comparable_title(item.title):
-                    found.setdefault(item.dedupe_key, set()).add(key)
+                    found.setdefault(dedupe_key, []).append(match)
+                for item in legacy.get(dedupe_key, ()):
+                    if comparable_title(title) == comparable_title(item.title):
+                        found.setdefault(item.dedupe_key, []).append(match)
         return found
 
     def remembered_before_upgrade(self, feed: str, items: list[Item]) -> set[str]:
@@ -299,24 +324,26 @@ class Store:
                 found.update(i.key for i in wanted[key] if comparable_title(i.title) == comparable_title(title))
         return found
 
-    def remember(self, feed: str, items: Iterable[Item], now: float | None = None) -> int:
-        """Store new items (call inside :meth:`transaction`). Returns how many were new."""
+    def remember(self, feed: str, items: Iterable[Item], now: float | None = None, listing_gen: int = 0) -> int:
+        """Store new items of listing number ``listing_gen`` (call inside :meth:`transaction`). Returns how many
+        were new."""
         now = time.time() if now is None else now
         cur = self.db.conn.executemany(
-            "INSERT INTO items (feed, key, dedupe_key, title, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            [(feed, i.key, i.dedupe_key, i.title[:200], now, now) for i in items],
+            "INSERT INTO items (feed, key, dedupe_key, title, first_seen, last_seen, last_gen, published) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [(feed, i.key, i.dedupe_key, i.title[:200], now, now, listing_gen,
+              i.published.timestamp() if i.published else None) for i in items],
         )
         return cur.rowcount
 
-    def still_listed(self, feed: str, keys: Iterable[str], now: float | None = None) -> None:
-        """The feed's listing still has these remembered items (call inside :meth:`transaction`)."""
+    def still_listed(self, feed: str, keys: Iterable[str], now: float | None = None, listing_gen: int = 0) -> None:
+        """Listing number ``listing_gen`` still has these remembered items (call inside :meth:`transaction`)."""
         now = time.time() if now is None else now
         keys = list(keys)
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            self.db.execute(f"UPDATE items SET last_seen = ? WHERE feed = ? AND key IN ({','.join('?' * len(chunk))})",
-                            [now, feed, *chunk])
+            self.db.execute(f"UPDATE items SET last_seen = ?, last_gen = ? WHERE feed = ? AND key IN "
+                            f"({','.join('?' * len(chunk))})", [now, listing_gen, feed, *chunk])
 
     def count_items(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT feed, COUNT(*) FROM items GROUP BY feed").fetchall())
@@ -330,10 +357,11 @@ class Store:
         removed = 0
         with self.transaction():
             for (name,) in self.db.execute("SELECT name FROM feeds").fetchall():
+                # (the latest listing by its number, not its time: a clock stepped back must not unprotect it)
                 cur = self.db.execute(
                     "DELETE FROM items WHERE feed = ? AND last_seen < ? "
-                    "AND last_seen < (SELECT MAX(last_seen) FROM items WHERE feed = ?) AND key NOT IN "
-                    "(SELECT key FROM items WHERE feed = ? ORDER BY last_seen DESC LIMIT ?)",
+                    "AND last_gen != (SELECT listing_gen FROM feeds WHERE name = ?) AND key NOT IN "
+                    "(SELECT key FROM items WHERE feed = ? ORDER BY last_gen DESC, last_seen DESC LIMIT ?)",
                     [name, cutoff, name, name, floor],
                 )
                 removed += cur.rowcount

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from feedrelay.config import Feed, Filter, Route
-from feedrelay.decider import decide, reissued
-from feedrelay.items import Item
+from feedrelay.decider import decide, moved_news, reissued
+from feedrelay.items import Item, Lookalike
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -116,25 +116,53 @@ def test_deliveries_carry_the_rendered_message_and_dedupe_key() -> None:
     assert "Post 1" in d.message["text"] and d.message["blocks"]
 
 
+def was(item: Item, *, previous: bool = True, dated: bool = True) -> Lookalike:
+    """``item`` as the store remembers it."""
+    return Lookalike(item.key, item.published.timestamp() if item.published and dated else None, previous)
+
+
 def test_an_entry_back_under_a_new_id_is_remembered_not_posted() -> None:
-    churned = [Item(key=f"https-{i.key}", title=i.title, link=i.link, published=i.published) for i in posts(2, 1)]
+    old = posts(2, 1)
+    churned = [Item(key=f"https-{i.key}", title=i.title, link=i.link, published=i.published) for i in old]
     listing = [*posts(3), *churned]  # the old ids are gone from the listing, new ones stand in their place
-    lookalikes = {c.dedupe_key: {c.key.removeprefix("https-")} for c in churned}
+    lookalikes = {c.dedupe_key: [was(o)] for c, o in zip(churned, old, strict=True)}
     reissues = reissued(listing, set(), lookalikes)
     assert reissues == {"https-post-2", "https-post-1"}
     plan = decide(feed(), listing, set(), first_poll=False, reissues=reissues)
     assert [i.key for i in plan.remember] == ["post-3", "https-post-2", "https-post-1"]  # all remembered
     assert queued(plan) == [("readings", "post-3")]  # only the really new one is posted
+    # Without dates, the previous listing tells: an entry it had, gone now, is the one back under a new id.
+    undated = {c.dedupe_key: [was(o, dated=False)] for c, o in zip(churned, old, strict=True)}
+    assert reissued(listing, set(), undated) == {"https-post-2", "https-post-1"}
 
 
-def test_a_new_entry_beside_its_lookalike_is_a_new_entry() -> None:
-    # A podcast's weekly "Mailbag" links to the show's page like last week's, which is still listed.
-    last_week = Item(key="ep-101", title="Mailbag", link="https://pod.example/")
-    this_week = Item(key="ep-105", title="Mailbag", link="https://pod.example/")
-    assert reissued([this_week, last_week], {"ep-101"}, {this_week.dedupe_key: {"ep-101"}}) == set()
-    # Once last week's has left the listing, a new "Mailbag" the next week is taken for a re-issue only
-    # if last week's was in the previous listing (the store only reports those).
-    assert reissued([this_week], set(), {this_week.dedupe_key: {"ep-101"}}) == {"ep-105"}
+def mailbag(n: int, day: int) -> Item:
+    return Item(key=f"ep-{n}", title="Mailbag", link="https://pod.example/", published=T0 + timedelta(days=day))
+
+
+def test_a_new_entry_that_looks_like_an_old_one_is_news() -> None:
+    # A podcast's weekly "Mailbag" links to the show's page like last week's.
+    last, this = mailbag(101, 0), mailbag(105, 7)
+    assert reissued([this, last], {"ep-101"}, {this.dedupe_key: [was(last)]}) == set()  # still listed beside it
+    assert reissued([this], set(), {this.dedupe_key: [was(last)]}) == set()  # gone, but dated a week before
+    # A listing of fixed length drops the oldest as it adds the newest: still news.
+    listing = [mailbag(4, 28), mailbag(3, 21), mailbag(2, 14)]
+    assert reissued(listing, {"ep-3", "ep-2"}, {listing[0].dedupe_key: [was(mailbag(1, 7)), was(listing[1]),
+                                                                         was(listing[2])]}) == set()
+
+
+def test_one_old_entry_stands_for_one_new_one_and_untitled_entries_are_never_recognised() -> None:
+    old = mailbag(1, 0)
+    twins = [Item(key=k, title="Mailbag", link="https://pod.example/", published=old.published) for k in ("a", "b")]
+    assert len(reissued(twins, set(), {old.dedupe_key: [was(old)]})) == 1  # the other one is news
+    note = Item(key="n2", title="", link="https://status.example/")
+    assert reissued([note], set(), {note.dedupe_key: [Lookalike("n1", None, True)]}) == set()
+
+
+def test_a_moved_feeds_news_is_what_it_lists_above_what_the_feed_had() -> None:
+    listing = posts(5, 4, 3, 2, 1)  # the new URL lists more than the old one did (3 and 2)
+    assert moved_news(listing, {"post-3", "post-2"}, {}) == {"post-5", "post-4"}
+    assert moved_news(listing, set(), {listing[2].dedupe_key: [was(listing[2])]}) == {"post-5", "post-4"}
 
 
 def test_entries_remembered_under_their_old_keys_are_not_new_after_an_upgrade() -> None:

@@ -6,7 +6,9 @@ import itertools
 import json
 import re
 import signal
+import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -174,19 +176,44 @@ def test_ids_reissued_after_a_silent_first_poll_post_nothing(relay: Relay, feed_
     assert titles(fake_slack.posts) == ["Episode 2"]
 
 
-def test_same_title_same_link_new_id_beside_the_old_one_is_a_new_episode(relay: Relay, feed_server: FeedServer,
-                                                                           fake_slack: FakeSlack) -> None:
-    def episode(n: int) -> dict[str, str]:
-        return {"guid": f"ep-{n}", "title": "Mailbag", "link": "https://pod.example/"}
+def test_episodes_alike_are_each_posted_and_a_bumped_reissue_is_not(relay: Relay, feed_server: FeedServer,
+                                                                      fake_slack: FakeSlack) -> None:
+    def episode(n: int, guid: str = "") -> dict[str, object]:
+        return {"guid": guid or f"ep-{n}", "title": "Mailbag", "link": "https://pod.example/",
+                "pubDate": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(weeks=n)}
 
     feed_server.set("/pod.xml", rss([]))
     relay.configure(feeds=[{"name": "Pod", "url": feed_server.url("/pod.xml"), "channels": ["readings"]}])
     assert relay("once").code == 0
-    feed_server.set("/pod.xml", rss([episode(101)]))
+    feed_server.set("/pod.xml", rss([episode(2), episode(1)]))  # two alike, new in one poll
+    assert relay("once").code == 0 and len(fake_slack.posts) == 2
+    feed_server.set("/pod.xml", rss([episode(3), episode(2)]))  # a listing of two: the oldest makes room
+    assert relay("once").code == 0 and len(fake_slack.posts) == 3
+    feed_server.set("/pod.xml", rss([episode(4), episode(3)]))
+    assert relay("once").code == 0 and len(fake_slack.posts) == 4
+    # Episode 2, edited and bumped back with a new id (and its old date): the same episode, not news.
+    feed_server.set("/pod.xml", rss([episode(2, guid="ep-2-edited"), episode(4)]))
+    result = relay("once")
+    assert result.code == 0 and len(fake_slack.posts) == 4, result.err
+    assert "1 entry(ies) came back under a new id" in result.err
+
+
+def test_a_feed_added_back_after_its_items_were_pruned_starts_afresh_even_on_a_304(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss(make_items(5)))
+    feed = {"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"]}
+    relay.configure(feeds=[feed, {**feed, "name": "G", "url": feed_server.url("/g.xml")}])
+    feed_server.set("/g.xml", rss([]))
     assert relay("once").code == 0
-    feed_server.set("/pod.xml", rss([episode(105), episode(101)]))  # last week's still listed beside it
+    relay.configure(feeds=[{**feed, "name": "G", "url": feed_server.url("/g.xml")}])  # F removed...
     assert relay("once").code == 0
-    assert titles(fake_slack.posts) == ["Mailbag", "Mailbag"]
+    with sqlite3.connect(relay.db) as db:  # ...long enough for its items to be pruned
+        db.execute("DELETE FROM items WHERE feed = 'F'")
+    relay.configure(feeds=[feed])  # F added back: its server answers the old validators with 304
+    assert relay("once").code == 0
+    feed_server.set("/f.xml", rss(make_items(6)))
+    assert relay("once").code == 0
+    assert titles(fake_slack.posts) == ["Post 5"]  # the one new entry, not the whole listing
 
 
 def test_a_site_that_moves_to_https_and_new_ids_reposts_nothing(relay: Relay, feed_server: FeedServer,

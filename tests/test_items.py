@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
-from feedrelay.items import MAX_KEY, Item, make_key, normalize_link
+from feedrelay.items import MAX_KEY, Item, keys, make_key, normalize_link
 
 
 @pytest.mark.parametrize(
@@ -156,9 +158,16 @@ def test_dedupe_key_is_link_and_title() -> None:
 
 def test_untitled_unlinked_entries_are_each_themselves() -> None:
     notes = [Item(key=make_key(None, "", "", None, f"note {n}"), title="", link="") for n in range(3)]
-    assert len({n.key for n in notes}) == len({n.dedupe_key for n in notes}) == 3
+    assert len({n.key for n in notes}) == 3
+    # No dedupe key: nothing to compare them by, within a feed or across feeds (two feeds' note "2"s differ).
+    assert {n.dedupe_key for n in notes} == {""}
     # Keys of entries that have a title or a date are what they always were (no repost after an upgrade).
     assert make_key(None, "", "T", "D", "text") == make_key(None, "", "T", "D")
+    # An upgrade matches untitled, undated entries by schema 1's key: sha256 of "\x00", all of them.
+    schema_1 = "sha256:" + hashlib.sha256(b"\x00").hexdigest()
+    assert keys(None, "", "", None, "note 1") == (make_key(None, "", "", None, "note 1"), schema_1)
+    assert keys(None, "https://x.example/c#v2", "v2", None) == ("https://x.example/c#v2", "https://x.example/c")
+    assert keys("guid-1", "https://x.example/c#v2", "v2", None) == ("guid-1", "")
 
 
 def test_dedupe_key_without_link_is_the_normalized_title() -> None:

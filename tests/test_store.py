@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from feedrelay.items import Item
+from feedrelay.items import Item, Lookalike
 from feedrelay.outbox import Delivery, Outbox
 from feedrelay.store import Store, StoreError
 
@@ -97,12 +97,13 @@ def test_enqueue_guard_same_link_same_channel_within_window(store: Store) -> Non
     assert outbox.channel_stats()["readings"]["pending"] == 2
 
 
-def test_enqueue_guard_applies_within_one_batch(store: Store) -> None:
+def test_within_one_batch_an_item_goes_once_and_lookalike_items_each_go(store: Store) -> None:
     outbox = Outbox(store)
     with store.transaction():
-        queued = outbox.enqueue([delivery(key="a", dedupe="same"), delivery(key="b", dedupe="same")], window=DAY,
-                                now=T0)
-    assert [d.item_key for d in queued] == ["a"]
+        queued = outbox.enqueue([delivery(key="a", dedupe="same"), delivery(key="a", dedupe="same"),
+                                 delivery(key="b", dedupe="same")], window=DAY, now=T0)
+    # Whether two entries alike are one is the decider's call (two "Mailbag" episodes are two).
+    assert [d.item_key for d in queued] == ["a", "b"]
 
 
 def test_mark_sent_moves_to_next(store: Store) -> None:
@@ -188,8 +189,8 @@ def remember_aged(store: Store, feed: str, n: int, start: float) -> None:
 
 def test_prune_keeps_at_least_100_newest(store: Store) -> None:
     store.ensure_feed("Small", "https://example.com/s", "rss")
-    store.record_success("Small", {}, warning=None, listed=10, now=T0)
     remember_aged(store, "Small", 150, T0)
+    store.record_success("Small", {}, warning=None, listed=10, listing_gen=1, now=T0)  # a listing with none of them
     store.prune(retention=DAY, now=T0 + 200 * DAY)
     kept = store.known_keys("Small", [f"Small-{i}" for i in range(150)])
     assert kept == {f"Small-{i}" for i in range(50, 150)}  # the newest 100
@@ -200,7 +201,8 @@ def test_prune_never_forgets_what_the_latest_listing_has_however_old(store: Stor
     remember_aged(store, "Big", 400, T0)
     listed = ["Big-0", "Big-1", "Big-2"]  # the oldest entries, still in the feed 100 days on
     with store.transaction():
-        store.still_listed("Big", listed, now=T0 + 100 * DAY)
+        store.still_listed("Big", listed, now=T0 + 100 * DAY, listing_gen=5)
+        store.record_success("Big", {}, warning=None, listed=3, listing_gen=5, now=T0 + 100 * DAY)
     store.prune(retention=90 * DAY, now=T0 + 365 * DAY)
     assert store.known_keys("Big", listed) == set(listed)
     assert store.count_items()["Big"] == 100  # with the newest of the rest, up to the floor
@@ -211,37 +213,50 @@ def test_one_short_listing_does_not_make_a_catalog_look_new(store: Store) -> Non
     store.ensure_feed("KEV", "https://example.com/kev.json", "kev")
     keys = [f"KEV-{i}" for i in range(500)]
     with store.transaction():
-        store.remember("KEV", [Item(key=k, title=k, link="") for k in keys], now=T0)
-        store.still_listed("KEV", keys, now=T0 + 200 * DAY)
-        store.still_listed("KEV", keys[:3], now=T0 + 201 * DAY)
+        store.remember("KEV", [Item(key=k, title=k, link="") for k in keys], now=T0, listing_gen=1)
+        store.still_listed("KEV", keys, now=T0 + 200 * DAY, listing_gen=2)
+        store.still_listed("KEV", keys[:3], now=T0 + 201 * DAY, listing_gen=3)
+        store.record_success("KEV", {}, warning=None, listed=3, listing_gen=3, now=T0 + 201 * DAY)
     store.prune(retention=90 * DAY, now=T0 + 201 * DAY)
     assert store.known_keys("KEV", keys) == set(keys)  # the full catalog coming back is nothing new
+
+
+def test_the_latest_listing_is_known_by_its_number_not_its_time(store: Store) -> None:
+    # The clock steps back an hour (a VM restored, NTP) between two listings; then the feed is quiet for months.
+    store.ensure_feed("Blog", "https://example.com/f", "rss")
+    keys = [f"post-{i}" for i in range(300)]
+    with store.transaction():
+        store.remember("Blog", [Item(key=k, title=k, link="") for k in [*keys, "dropped"]], now=T0, listing_gen=1)
+        store.still_listed("Blog", keys, now=T0 - 3600, listing_gen=2)
+        store.record_success("Blog", {}, warning=None, listed=300, listing_gen=2, now=T0 - 3600)
+    store.prune(retention=90 * DAY, now=T0 + 190 * DAY)
+    assert store.known_keys("Blog", keys) == set(keys)  # all 300 still listed: none forgotten
 
 
 def test_a_database_from_schema_1_is_upgraded_without_forgetting_or_pruning(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     old = sqlite3.connect(path)
-    old.executescript("""
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        INSERT INTO meta VALUES ('schema_version', '1');
-        CREATE TABLE items (feed TEXT NOT NULL, key TEXT NOT NULL, dedupe_key TEXT NOT NULL,
-            title TEXT NOT NULL DEFAULT '', first_seen REAL NOT NULL, PRIMARY KEY (feed, key)) WITHOUT ROWID;
-        INSERT INTO items VALUES ('Blog', 'guid-1', 'https://example.com/a', 'Hello world', 1000.0);
-    """)
-    old.executemany("INSERT INTO items VALUES ('Blog', ?, ?, 'x', 1000.0)",
-                    [(f"old-{i}", f"https://example.com/{i}") for i in range(200)])
+    old.executescript((Path(__file__).parent / "fixtures" / "schema-v1.sql").read_text())
+    old.execute("INSERT INTO feeds (name, url, initialized, listed) VALUES ('Blog', 'https://example.com/f', 1, 20)")
+    old.execute("INSERT INTO items VALUES ('Blog', 'guid-1', 'https://example.com/a', 'Hello world', 1000.0)")
+    old.executemany("INSERT INTO items VALUES ('Blog', ?, ?, 'x', ?)",
+                    [(f"old-{i}", f"https://example.com/{i}", 1000.0 + i) for i in range(200)])
     old.commit()
     old.close()
     store = Store(path)
-    store.ensure_feed("Blog", "https://example.com/f", "rss")
+    store.ensure_feed("Added", "https://example.com/new", "rss")
     assert store.prune(retention=DAY) == 0  # 201 old rows: when each was last listed is unknown, taken as now
     assert store.count_items() == {"Blog": 201}
+    feeds = {f.name: f for f in store.feeds()}
+    assert (feeds["Blog"].keys_version, feeds["Blog"].listing_gen) == (1, 1)
+    assert feeds["Added"].keys_version == 2  # a feed added after the upgrade has nothing old to match
+    # Schema 1 kept the last listing's size (20): its newest 20 items stand for that listing.
+    previous = {r[0] for r in store.db.execute("SELECT key FROM items WHERE last_gen = 1")}
+    assert previous == {f"old-{i}" for i in range(180, 200)}
     # A schema-1 row (bare link) still catches the same entry coming back under a new id.
     churned = Item(key="https-guid-1", title="Hello  World", link="https://example.com/a")
-    assert store.lookalikes("Blog", [churned]) == {churned.dedupe_key: {"guid-1"}}
-    assert store.lookalikes("Blog", [Item(key="g2", title="Episode 2", link="https://example.com/a")]) == {}
-    feeds = {f.name: f for f in store.feeds()}
-    assert feeds["Blog"].keys_version == 2  # (a feed the new version added)
+    assert store.lookalikes("Blog", [churned], 1) == {churned.dedupe_key: [Lookalike("guid-1", None, False)]}
+    assert store.lookalikes("Blog", [Item(key="g2", title="Episode 2", link="https://example.com/a")], 1) == {}
     store.close()
 
 
