@@ -28,6 +28,9 @@ class Plan:
     remember: list[Item] = field(default_factory=list)  # items not seen before
     deliveries: list[Delivery] = field(default_factory=list)  # oldest first
     verdicts: list[Verdict] = field(default_factory=list)  # every route decision, for preview and debug logs
+    first_poll: bool = False  # remembered silently, as a new feed's first listing is
+    moved: bool = False  # a new URL that lists what the feed had: the same feed, moved
+    reissued: int = 0  # new ids of entries the feed had: remembered, not posted
 
 
 def unique(items: list[Item]) -> list[Item]:
@@ -121,3 +124,21 @@ def decide(feed: Feed, items: list[Item], known: set[str], *, first_poll: bool,
         candidates = [i for i in oldest_first(new) if i.key not in reissues]
     deliveries, verdicts = route(feed, candidates)
     return Plan(remember=new, deliveries=deliveries, verdicts=verdicts)
+
+
+def decide_poll(feed: Feed, items: list[Item], known: set[str], *, first_poll: bool, url_changed: bool = False,
+                lookalikes: Mapping[str, Sequence[Lookalike]] | None = None, upgraded: Collection[str] = ()) -> Plan:
+    """Everything one parsed poll decides, from what the store knows: ``known`` keys, the ``lookalikes`` of the
+    new items, the keys ``upgraded`` from schema 1. A feed's first poll at a new URL (``url_changed``) whose
+    listing overlaps what it had is the same feed, moved: what is listed above that is news, the rest archive."""
+    lookalikes = lookalikes or {}
+    fresh = {i.key for i in items} - set(known)
+    silent: set[str] = set()
+    moved = first_poll and url_changed and bool(known or lookalikes)
+    if moved:
+        first_poll = False
+        silent = fresh - moved_news(items, known, lookalikes)
+    reissues = reissued(items, known, lookalikes, upgraded) if fresh and not first_poll else set()
+    plan = decide(feed, items, known, first_poll=first_poll, reissues=silent | reissues)
+    plan.first_poll, plan.moved, plan.reissued = first_poll, moved, len(reissues)
+    return plan

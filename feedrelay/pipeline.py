@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .alerts import feed_failing, feed_incident, feed_recovered
 from .config import Alerts, Feed
-from .decider import decide, moved_news, reissued
+from .decider import decide_poll
 from .outbox import Delivery, Outbox
 from .sources import Source, SourceError
 from .store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
@@ -81,17 +81,11 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
         posts = [i for i in fresh if i.kind == "post"]  # (a CVE's identity is its id: no lookalikes to find)
         lookalikes = store.lookalikes(feed.name, posts, row.listing_gen) if posts and (row.url_changed or not first) \
             else {}
-        silent: set[str] = set()
-        if first and row.url_changed and (known or lookalikes):
-            # A new address whose listing overlaps the feed's: the same feed moved (its 301 said so, often). What
-            # it lists above what the feed had is news, as at any poll; silence would lose it. Below is archive.
-            first = False
-            silent = {i.key for i in fresh} - moved_news(result.items, known, lookalikes)
-            log.info("feed %r: the new URL lists what the feed did; polling it as the same feed", feed.name)
         # The first parsed poll after an upgrade from schema 1: entries remembered under their old keys are known.
         upgraded = store.remembered_before_upgrade(feed.name, fresh) if fresh and row.keys_version < 2 else set()
-        reissues = reissued(result.items, known, lookalikes, upgraded) if fresh and not first else set()
-        plan = decide(feed, result.items, known, first_poll=first, reissues=silent | reissues)
+        plan = decide_poll(feed, result.items, known, first_poll=first, url_changed=bool(row.url_changed),
+                           lookalikes=lookalikes, upgraded=upgraded)
+        first = plan.first_poll
         gen = row.listing_gen + 1
         with store.transaction():
             store.remember(feed.name, plan.remember, now, gen)
@@ -111,9 +105,11 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
 
     for v in plan.verdicts:
         log.debug("feed %r item %r → %s: %s", feed.name, v.item.title[:80], v.channel, v.decision.reason)
-    if reissues:
+    if plan.moved:
+        log.info("feed %r: the new URL lists what the feed did; polled as the same feed, moved", feed.name)
+    if plan.reissued:
         log.info("feed %r: %d entry(ies) came back under a new id; remembered, not posted again", feed.name,
-                 len(reissues))
+                 plan.reissued)
     if result.warning:
         log.warning("feed %r: %s", feed.name, result.warning)
     if first:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from feedrelay.config import Feed, Filter, Route
-from feedrelay.decider import decide, moved_news, reissued
+from feedrelay.decider import decide, decide_poll, moved_news, reissued
 from feedrelay.items import Item, Lookalike
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -177,3 +177,14 @@ def test_filtered_out_items_are_still_remembered() -> None:
     plan = decide(feed(routes=routes), posts(1, 0), set(), first_poll=False)
     assert plan.deliveries == []
     assert sorted(keys(plan.remember)) == ["post-0", "post-1"]
+
+
+def test_a_first_poll_at_a_new_url_is_silent_unless_it_lists_what_the_feed_had() -> None:
+    listing = posts(5, 4, 3, 2, 1)  # newest first; the feed had 3 and 2 at its old URL
+    moved = decide_poll(feed(), listing, {"post-3", "post-2"}, first_poll=True, url_changed=True)
+    assert moved.moved and not moved.first_poll
+    assert queued(moved) == [("readings", "post-4"), ("readings", "post-5")]  # 1 is archive below: remembered
+    assert keys(moved.remember) == ["post-5", "post-4", "post-1"]
+    other = decide_poll(feed(), listing, set(), first_poll=True, url_changed=True)  # another feed altogether
+    assert other.first_poll and not other.moved and queued(other) == []
+    assert decide_poll(feed(), listing, set(), first_poll=True).first_poll  # a new feed
