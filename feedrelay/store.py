@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS items (
     published REAL,                           -- the entry's date: tells a re-issued id from a new lookalike
     PRIMARY KEY (feed, key)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS items_by_age ON items (feed, first_seen);
+-- (items_by_age, on (feed, first_seen), served the pruning of schema 1: 27% of the file at 1M items)
+DROP INDEX IF EXISTS items_by_age;
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
     channel TEXT NOT NULL,
