@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .store import Store
+from .store import Store, in_chunks
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,10 @@ class Outbox:
             keys.update(k for k in (d.dedupe_key, d.legacy_dedupe_key) if k)  # "": nothing to compare by
         found: set[tuple[str, str]] = set()
         for channel, key_set in by_channel.items():
-            keys = sorted(key_set)
-            for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-                chunk = keys[i : i + 500]
+            for chunk, marks in in_chunks(sorted(key_set)):
                 rows = self.db.execute(
                     "SELECT dedupe_key FROM outbox WHERE channel = ? AND created >= ? AND feed IS NOT ? AND dedupe_key "
-                    f"IN ({','.join('?' * len(chunk))})", [channel, since, except_feed, *chunk])
+                    f"IN ({marks})", [channel, since, except_feed, *chunk])
                 found.update((channel, r[0]) for r in rows)
         return found
 

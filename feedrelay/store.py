@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS feeds (
     last_poll REAL, last_success REAL,
     last_error TEXT, error_since REAL, errors INTEGER NOT NULL DEFAULT 0,
     warning TEXT,
-    listed INTEGER NOT NULL DEFAULT 0,        -- entries in the last full listing (sizes pruning)
+    listed INTEGER NOT NULL DEFAULT 0,        -- entries in the last full listing
     not_before REAL,                          -- honour Retry-After: do not poll before this time
     url_changed INTEGER NOT NULL DEFAULT 0,   -- the URL changed: its first poll posts what is new if it overlaps
     keys_version INTEGER NOT NULL DEFAULT 2,  -- 1: items remembered before schema 2, under their old keys
@@ -87,6 +87,14 @@ def describe(exc: Exception, path: str) -> str:
 
 # What a caller catches to survive any database failure: SQLite can report damage on any read.
 DB_ERRORS = (StoreError, sqlite3.DatabaseError)
+
+
+def in_chunks(values: Iterable[str], size: int = 500) -> Iterator[tuple[list[str], str]]:
+    """``(chunk, "?,?,…")`` for a ``… IN (…)`` query: at most ``size`` values, under SQLite's parameter limit."""
+    values = list(values)
+    for n in range(0, len(values), size):
+        chunk = values[n : n + size]
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def damaged(exc: Exception) -> bool:
@@ -274,11 +282,8 @@ class Store:
 
     def known_keys(self, feed: str, keys: list[str]) -> set[str]:
         known: set[str] = set()
-        for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-            chunk = keys[i : i + 500]
-            rows = self.db.execute(
-                f"SELECT key FROM items WHERE feed = ? AND key IN ({','.join('?' * len(chunk))})", [feed, *chunk]
-            )
+        for chunk, marks in in_chunks(keys):
+            rows = self.db.execute(f"SELECT key FROM items WHERE feed = ? AND key IN ({marks})", [feed, *chunk])
             known.update(r[0] for r in rows)
         return known
 
@@ -291,13 +296,10 @@ class Store:
         for i in items:
             if i.legacy_dedupe_key:
                 legacy.setdefault(i.legacy_dedupe_key, []).append(i)
-        lookup = sorted(wanted | legacy.keys())
         found: dict[str, list[Lookalike]] = {}
-        for n in range(0, len(lookup), 500):  # stay under SQLite's bound-parameter limit
-            chunk = lookup[n : n + 500]
-            rows = self.db.execute(
-                f"SELECT dedupe_key, title, key, published, last_gen FROM items WHERE feed = ? AND dedupe_key IN "
-                f"({','.join('?' * len(chunk))})", [feed, *chunk])
+        for chunk, marks in in_chunks(sorted(wanted | legacy.keys())):
+            rows = self.db.execute(f"SELECT dedupe_key, title, key, published, last_gen FROM items WHERE feed = ? "
+                                   f"AND dedupe_key IN ({marks})", [feed, *chunk])
             for dedupe_key, title, key, published, gen in rows:
                 match = Lookalike(key, published, previous=gen == listing_gen)
                 if dedupe_key in wanted:
@@ -314,11 +316,8 @@ class Store:
         for i in items:
             if i.legacy_key:
                 wanted.setdefault(i.legacy_key, []).append(i)
-        lookup = sorted(wanted)
         found: set[str] = set()
-        for n in range(0, len(lookup), 500):
-            chunk = lookup[n : n + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(sorted(wanted)):
             rows = self.db.execute(f"SELECT key, title FROM items WHERE feed = ? AND key IN ({marks})", [feed, *chunk])
             for key, title in rows:
                 # (one old key could stand for several entries, e.g. a changelog's #anchors: only its title's is it)
@@ -340,11 +339,9 @@ class Store:
     def still_listed(self, feed: str, keys: Iterable[str], now: float | None = None, listing_gen: int = 0) -> None:
         """Listing number ``listing_gen`` still has these remembered items (call inside :meth:`transaction`)."""
         now = time.time() if now is None else now
-        keys = list(keys)
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            self.db.execute(f"UPDATE items SET last_seen = ?, last_gen = ? WHERE feed = ? AND key IN "
-                            f"({','.join('?' * len(chunk))})", [now, listing_gen, feed, *chunk])
+        for chunk, marks in in_chunks(keys):
+            self.db.execute(f"UPDATE items SET last_seen = ?, last_gen = ? WHERE feed = ? AND key IN ({marks})",
+                            [now, listing_gen, feed, *chunk])
 
     def count_items(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT feed, COUNT(*) FROM items GROUP BY feed").fetchall())
