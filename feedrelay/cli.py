@@ -218,6 +218,96 @@ def check(state: State, require_slack: bool) -> None:
         click.echo(f"  note: ${name} is not set", err=True)
 
 
+
+@cli.command("import-opml")
+@click.argument("file", type=click.File("rb"))
+@click.option("--channel", "channels", multiple=True, required=True, metavar="NAME",
+              help="A channel from the config for every imported feed (repeat for several).")
+@click.option("--interval", default="", help="Poll interval for these feeds, e.g. 1h (default: [defaults] interval).")
+@click.option("--dry-run", is_flag=True, help="Print the [[feeds]] tables instead of adding them to the config.")
+@pass_state
+def import_opml(state: State, file: Any, channels: tuple[str, ...], interval: str, dry_run: bool) -> None:
+    """Subscribe to the feeds an OPML file lists (a feed reader's export, a published list of blogs).
+
+    Appends a [[feeds]] table per new feed to the config file, skipping URLs it already polls; a running
+    daemon picks them up. Each new feed's first poll remembers what it lists and posts nothing (backlog 0).
+    FILE may be - for standard input.
+    """
+    from .config import parse_config, parse_duration
+    from .opml import MAX_OPML, OPMLError, feeds_toml, plan_import, read_opml
+
+    config = state.config()
+    if unknown := [c for c in channels if c not in config.channels]:
+        fail(f"--channel {unknown[0]!r}: no such channel in {config.path} "
+             f"(channels: {', '.join(sorted(config.channels)) or 'none'}); add a [channels.{unknown[0]}] table first")
+    if interval:
+        try:
+            parse_duration(interval)
+        except ValueError as exc:
+            fail(f"--interval: {exc}")
+    name = getattr(file, "name", "-")
+    try:
+        subscriptions, unusable = read_opml(file.read(MAX_OPML + 1))
+    except OPMLError as exc:
+        fail(f"{name}: {exc}")
+    except OSError as exc:
+        fail(f"{name}: cannot read: {exc.strerror}")
+    plan = plan_import(config, subscriptions)
+    text = config.path.read_text(encoding="utf-8")
+    addition = feeds_toml(plan.added, channels, interval, source=Path(name).name)
+    combined = text + ("" if text.endswith("\n") else "\n") + "\n" + addition
+    if plan.added:
+        try:
+            parse_config(combined, config.path)
+        except ConfigError as exc:
+            fail(f"the config with these feeds added would not load, so nothing was written: {exc}")
+    if dry_run:
+        click.echo(addition if plan.added else "# nothing to add", nl=False)
+    for sub, existing in plan.subscribed:
+        click.echo(f"  = {sub.name or sub.url}: already polled as {existing!r}", err=True)
+    for title in unusable:
+        click.echo(f"  ! {title}: no http(s) feed URL, skipped", err=True)
+    if dry_run or not plan.added:
+        click.echo(f"{len(plan.added)} feed(s) to add, {len(plan.subscribed)} already polled, "
+                   f"{len(unusable)} without a usable URL{' (dry run: nothing written)' if dry_run else ''}", err=True)
+        return
+    _replace(config.path, combined)
+    for sub in plan.added:
+        click.echo(f"  + {sub.name} <{sub.url}>")
+    click.echo(f"{config.path}: added {len(plan.added)} feed(s) → {', '.join(channels)}; {len(plan.subscribed)} "
+               f"already polled, {len(unusable)} without a usable URL. A running daemon picks them up; check with "
+               "`feedrelay check`.")
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write the whole file at once (a daemon reloading it never reads half), keeping its permissions."""
+    import shutil
+    import tempfile
+
+    target = path.resolve()  # a symlinked config (dotfiles, a ConfigMap) is written where it points
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        shutil.copymode(target, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        if "tmp" in locals():
+            Path(tmp).unlink(missing_ok=True)
+        fail(f"{path}: cannot write: {exc.strerror}; use --dry-run and add the output to the file yourself", 1)
+
+
+@cli.command("export-opml")
+@pass_state
+def export_opml(state: State) -> None:
+    """Print the configured RSS/Atom/JSON feeds as an OPML file, for a feed reader or another feedrelay."""
+    from .opml import write_opml
+
+    sys.stdout.buffer.write(write_opml(state.config()))
+
+
 @cli.command()
 @click.argument("target")
 # At least 1: the limit slices the item list, where -1 would mean "all but the last".
