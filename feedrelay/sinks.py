@@ -30,6 +30,8 @@ PERMANENT = {
 # Errors about this one message; retried once as plain text, then the row is marked failed.
 MESSAGE_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text", "too_many_attachments",
                   "invalid_payload", "invalid_arguments", "invalid_attachments"}
+# The error a rate-limited row keeps: the outbox finds Slack's pauses by it after a restart.
+RATE_LIMITED = "rate limited by Slack (429)"
 HINTS = {
     "channel_not_found": "check the channel name/ID in feeds.toml and that the bot can see it",
     "not_in_channel": "invite the bot to the channel (/invite @yourbot) or grant chat:write.public",
@@ -68,7 +70,7 @@ def explain(error: str) -> str:
 
 def _classify(status: int, error: str, retry_after: float | None) -> Outcome:
     if status == 429 or error == "ratelimited":
-        return Outcome("retry", error="rate limited by Slack (429)", retry_after=retry_after or 1.0)
+        return Outcome("retry", error=RATE_LIMITED, retry_after=retry_after or 1.0)
     if error in PERMANENT or status in (401, 403, 404, 410):
         return Outcome("permanent", error=explain(error or f"HTTP {status}"))
     if error in MESSAGE_ERRORS or status == 400:
