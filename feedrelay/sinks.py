@@ -26,6 +26,9 @@ PERMANENT = {
     "account_inactive", "token_revoked", "token_expired", "no_permission", "missing_scope", "restricted_action",
     "ekm_access_denied", "team_access_not_granted", "org_login_required", "no_service", "no_service_id",
     "no_team", "team_disabled", "action_prohibited", "posting_to_general_channel_denied", "invalid_token",
+    "restricted_action_read_only_channel", "restricted_action_thread_only_channel", "not_allowed_token_type",
+    "access_denied", "accesslimited", "enterprise_is_restricted", "two_factor_setup_required", "user_not_found",
+    "deprecated_endpoint", "method_deprecated",
 }
 # Errors about this one message; retried once as plain text, then the row is marked failed.
 MESSAGE_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text", "too_many_attachments",
@@ -41,6 +44,10 @@ HINTS = {
     "token_revoked": "the bot token was revoked; install the app again and set the new token",
     "missing_scope": "the Slack app needs the chat:write scope",
     "no_service": "the webhook URL is no longer valid; create a new incoming webhook",
+    "restricted_action_read_only_channel": "only admins may post in this channel; let the app post there, or "
+                                           "route the feed elsewhere",
+    "restricted_action": "a workspace setting keeps the app from posting; ask a Slack admin",
+    "not_allowed_token_type": "the token is not a bot token; set the app's xoxb- token (not an xapp- one)",
 }
 
 

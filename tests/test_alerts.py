@@ -100,6 +100,22 @@ def test_a_channel_slack_refuses_is_alerted_elsewhere_and_its_recovery_too(
     assert len(alerts) == 2 and "Channel *readings* takes messages again" in alerts[1]
 
 
+@pytest.mark.parametrize("error", ["restricted_action_read_only_channel", "not_allowed_token_type"])
+def test_a_channel_refused_for_a_reason_waiting_cannot_fix_is_alerted(relay: Relay, feed_server: FeedServer,
+                                                                      fake_slack: FakeSlack, error: str) -> None:
+    # An admin made the channel read-only (announcements), or someone set an app-level xapp- token: Slack
+    # will answer the same until a person acts, so the operator hears of it like of channel_not_found.
+    feed_server.set("/f.xml", rss(make_items(1)))
+    relay.configure(channels=CHANNELS, alerts={"channel": "ops"},
+                    feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 1}])
+    fake_slack.script([("error", error)] * 10, channel="#readings")
+    result = relay("once", "--max-wait", "5s")
+    assert result.code == 1
+    [alert] = texts(fake_slack)
+    assert f"Cannot post to channel *readings* (Slack #readings): {error}" in alert
+    assert f"FAILING: {error}" in relay("status").out
+
+
 def test_the_alerts_channel_cannot_alert_about_itself(relay: Relay, feed_server: FeedServer,
                                                       fake_slack: FakeSlack) -> None:
     fake_slack.unknown_channels.add("#ops")
