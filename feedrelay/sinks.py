@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -122,6 +123,9 @@ class SlackBotSink:
             return Outcome("retry", error=f"network: {type(exc).__name__}")
 
 
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,79}")
+
+
 class WebhookSink:
     """An incoming webhook through slack-sdk's AsyncWebhookClient (the URL is the secret)."""
 
@@ -143,7 +147,9 @@ class WebhookSink:
         if resp.status_code == 200 and body == "ok":
             return Outcome.sent("webhook")
         headers = {k.lower(): v for k, v in (resp.headers or {}).items()}
-        error = body if len(body) < 100 else ""  # Slack answers short error codes such as no_service
+        # Slack answers error codes such as no_service; any other text (a proxy's or a gateway's error page)
+        # may quote the request, and the webhook's path is its secret: such an answer is told by its status.
+        error = body if _ERROR_CODE.fullmatch(body) else ""
         return _classify(resp.status_code, error, retry_after_seconds(headers.get("retry-after")))
 
 
