@@ -629,3 +629,15 @@ def test_a_restart_keeps_a_workspace_rate_limit_pause_for_every_bot_channel(rela
     assert fake_slack.messages("#b") == []  # not posted during the pause Slack asked for
     assert second.code == 1, second.output
     assert "channel 'b': --max-wait reached during a Slack rate-limit pause (Retry-After, " in second.err
+
+
+def test_a_retry_after_that_is_not_a_number_of_seconds_is_one_clear_line(relay: Relay, feed_server: FeedServer,
+                                                                           fake_slack: FakeSlack) -> None:
+    # A gateway in front of Slack sent "Retry-After: inf"; `once` must still end with its usual summary.
+    feed_server.set("/f.xml", rss(make_items(1)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 1}])
+    fake_slack.script([("429", float("inf"))])
+    result = relay("once", "--max-wait", "10s")
+    assert "Traceback" not in result.output
+    assert result.code == 0, result.output
+    assert titles(fake_slack.posts) == ["Post 0"]
