@@ -51,6 +51,18 @@ HINTS = {
     "not_allowed_token_type": "the token is not a bot token; set the app's xoxb- token (not an xapp- one)",
 }
 
+# A webhook posts to the one channel it was made for: advice about names in feeds.toml or the bot does not apply.
+_NEW_WEBHOOK = "create a new incoming webhook and put its URL in the channel's webhook_env variable"
+WEBHOOK_HINTS = {
+    "channel_not_found": f"the webhook's channel was deleted; {_NEW_WEBHOOK}",
+    "channel_is_archived": f"the webhook's channel is archived; unarchive it, or {_NEW_WEBHOOK}",
+    "action_prohibited": f"a Slack admin restricted posting in the webhook's channel; ask them, or {_NEW_WEBHOOK}",
+    "no_service": f"the webhook URL is no longer valid; {_NEW_WEBHOOK}",
+    "no_team": f"the webhook's workspace is gone; {_NEW_WEBHOOK}",
+    "team_disabled": f"the webhook's workspace is disabled; {_NEW_WEBHOOK}",
+    "invalid_token": f"the webhook URL is no longer valid; {_NEW_WEBHOOK}",
+}
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -71,16 +83,16 @@ class Sink(Protocol):
     async def send(self, message: dict[str, Any], *, plain: bool = False) -> Outcome: ...
 
 
-def explain(error: str) -> str:
-    hint = HINTS.get(error)
+def explain(error: str, hints: Mapping[str, str] = HINTS) -> str:
+    hint = hints.get(error)
     return f"{error} ({hint})" if hint else error
 
 
-def _classify(status: int, error: str, retry_after: float | None) -> Outcome:
+def _classify(status: int, error: str, retry_after: float | None, hints: Mapping[str, str] = HINTS) -> Outcome:
     if status == 429 or error == "ratelimited":
         return Outcome("retry", error=RATE_LIMITED, retry_after=retry_after or 1.0)
     if error in PERMANENT or status in (401, 403, 404, 410):
-        return Outcome("permanent", error=explain(error or f"HTTP {status}"))
+        return Outcome("permanent", error=explain(error or f"HTTP {status}", hints))
     if error in MESSAGE_ERRORS or status == 400:
         return Outcome("reject", error=error or f"HTTP {status}")
     return Outcome("retry", error=error or f"HTTP {status}")
@@ -150,7 +162,7 @@ class WebhookSink:
         # Slack answers error codes such as no_service; any other text (a proxy's or a gateway's error page)
         # may quote the request, and the webhook's path is its secret: such an answer is told by its status.
         error = body if _ERROR_CODE.fullmatch(body) else ""
-        return _classify(resp.status_code, error, retry_after_seconds(headers.get("retry-after")))
+        return _classify(resp.status_code, error, retry_after_seconds(headers.get("retry-after")), WEBHOOK_HINTS)
 
 
 class ConsoleSink:
