@@ -218,8 +218,9 @@ class Config:
                 if not environ.get(var, "").strip()]
 
     def secrets(self, environ: Mapping[str, str] = os.environ) -> list[str]:
-        """The secret values present in the environment, for redaction."""
-        return [environ[n] for n in sorted(self.secret_env_names()) if environ.get(n)]
+        """The secret values present in the environment, for redaction: as used, without surrounding whitespace
+        (a value written with a trailing newline is stripped before use, and logged that way by libraries)."""
+        return [environ[n].strip() for n in sorted(self.secret_env_names()) if environ.get(n, "").strip()]
 
 
 # --- validation ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from .alerts import CHANNEL_FAILING, RUNBOOKS, channel_failing, channel_incident
 from .config import Alerts, format_duration
 from .metrics import Counters
 from .outbox import Delivery, Outbox, Pending
-from .sinks import Outcome, Sink
+from .sinks import RATE_LIMITED, Outcome, Sink
 from .store import DB_ERRORS, describe
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,12 @@ class Deliverer:
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[ChannelReport]] = {}
         self._last_sent: dict[str, float] = {}  # per channel, monotonic: pacing survives between steps
+        # A 429's pause covers the whole workspace and outlives a restart or a reload (`once` under cron is a
+        # new process each run): the rate-limited rows still hold when it ends.
+        for channel, until in outbox.rate_limited_until(RATE_LIMITED).items():
+            if channel in sinks:
+                key = sinks[channel].pause_key
+                self._paused_until[key] = max(self._paused_until.get(key, 0), until)
 
     # --- public -----------------------------------------------------------------------------
 

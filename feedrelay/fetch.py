@@ -8,6 +8,7 @@ big pool, or a few shared ones, makes each request cost more the more feeds are 
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 import urllib.request
 import zlib
@@ -61,7 +62,9 @@ def retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
+        # "inf" and "nan" parse as floats but name no time to wait: as good as no header.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     except ValueError:
         from datetime import UTC, datetime
         from email.utils import parsedate_to_datetime

@@ -101,6 +101,10 @@ def cve_links(text: str, limit: int = 10) -> list[str]:
     return shown
 
 
+def one_line(text: str) -> str:
+    return " ".join(text.split()) if "\n" in text else text
+
+
 def when(dt: datetime | None) -> str:
     # (an f-string is 4x cheaper than strftime, and the same text)
     return f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d} {dt.hour:02d}:{dt.minute:02d} UTC" if dt else ""
@@ -116,7 +120,8 @@ def render(item: Item, feed_name: str) -> Message:
 
 
 def render_post(item: Item, feed_name: str) -> Message:
-    title = item.title or item.link or "(untitled)"
+    # One line: Slack's *bold* ends at a newline, and a notification shows one line (feeds wrap long titles).
+    title = one_line(item.title) or item.link or "(untitled)"
     heading = f"*{link(item.link, title)}*" if item.link else f"*{fit(title, TITLE_LIMIT)}*"
     blocks: list[dict[str, Any]] = [section(heading)]
     summary = item.summary or item.content
@@ -141,7 +146,7 @@ def context(source: str, url: str, published: datetime | None, author: str = "")
     if published:
         parts.append(when(published))
     if author:
-        parts.append(fit(author, 100))
+        parts.append(fit(one_line(author), 100))
     return {"type": "context", "elements": [mrkdwn(" · ".join(parts))]}
 
 

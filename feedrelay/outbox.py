@@ -147,6 +147,13 @@ class Outbox:
         return self.db.execute("SELECT 1 FROM outbox WHERE channel = ? AND dedupe_key = ? LIMIT 1",
                                [channel, dedupe_key]).fetchone() is not None
 
+    def rate_limited_until(self, error: str, now: float | None = None) -> dict[str, float]:
+        """Per channel, when the latest rate-limit pause Slack asked for (rows whose last error is ``error``)
+        ends, for pauses not yet over."""
+        return dict(self.db.execute(
+            "SELECT channel, MAX(next_attempt) FROM outbox WHERE status = 'pending' AND last_error = ? "
+            "AND next_attempt > ? GROUP BY channel", [error, time.time() if now is None else now]).fetchall())
+
     def channels_with_pending(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT channel FROM outbox WHERE status = 'pending'")]
 

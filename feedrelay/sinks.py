@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -26,10 +27,15 @@ PERMANENT = {
     "account_inactive", "token_revoked", "token_expired", "no_permission", "missing_scope", "restricted_action",
     "ekm_access_denied", "team_access_not_granted", "org_login_required", "no_service", "no_service_id",
     "no_team", "team_disabled", "action_prohibited", "posting_to_general_channel_denied", "invalid_token",
+    "restricted_action_read_only_channel", "restricted_action_thread_only_channel", "not_allowed_token_type",
+    "access_denied", "accesslimited", "enterprise_is_restricted", "two_factor_setup_required", "user_not_found",
+    "deprecated_endpoint", "method_deprecated",
 }
 # Errors about this one message; retried once as plain text, then the row is marked failed.
 MESSAGE_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text", "too_many_attachments",
                   "invalid_payload", "invalid_arguments", "invalid_attachments"}
+# The error a rate-limited row keeps: the outbox finds Slack's pauses by it after a restart.
+RATE_LIMITED = "rate limited by Slack (429)"
 HINTS = {
     "channel_not_found": "check the channel name/ID in feeds.toml and that the bot can see it",
     "not_in_channel": "invite the bot to the channel (/invite @yourbot) or grant chat:write.public",
@@ -39,6 +45,22 @@ HINTS = {
     "token_revoked": "the bot token was revoked; install the app again and set the new token",
     "missing_scope": "the Slack app needs the chat:write scope",
     "no_service": "the webhook URL is no longer valid; create a new incoming webhook",
+    "restricted_action_read_only_channel": "only admins may post in this channel; let the app post there, or "
+                                           "route the feed elsewhere",
+    "restricted_action": "a workspace setting keeps the app from posting; ask a Slack admin",
+    "not_allowed_token_type": "the token is not a bot token; set the app's xoxb- token (not an xapp- one)",
+}
+
+# A webhook posts to the one channel it was made for: advice about names in feeds.toml or the bot does not apply.
+_NEW_WEBHOOK = "create a new incoming webhook and put its URL in the channel's webhook_env variable"
+WEBHOOK_HINTS = {
+    "channel_not_found": f"the webhook's channel was deleted; {_NEW_WEBHOOK}",
+    "channel_is_archived": f"the webhook's channel is archived; unarchive it, or {_NEW_WEBHOOK}",
+    "action_prohibited": f"a Slack admin restricted posting in the webhook's channel; ask them, or {_NEW_WEBHOOK}",
+    "no_service": f"the webhook URL is no longer valid; {_NEW_WEBHOOK}",
+    "no_team": f"the webhook's workspace is gone; {_NEW_WEBHOOK}",
+    "team_disabled": f"the webhook's workspace is disabled; {_NEW_WEBHOOK}",
+    "invalid_token": f"the webhook URL is no longer valid; {_NEW_WEBHOOK}",
 }
 
 
@@ -61,16 +83,16 @@ class Sink(Protocol):
     async def send(self, message: dict[str, Any], *, plain: bool = False) -> Outcome: ...
 
 
-def explain(error: str) -> str:
-    hint = HINTS.get(error)
+def explain(error: str, hints: Mapping[str, str] = HINTS) -> str:
+    hint = hints.get(error)
     return f"{error} ({hint})" if hint else error
 
 
-def _classify(status: int, error: str, retry_after: float | None) -> Outcome:
+def _classify(status: int, error: str, retry_after: float | None, hints: Mapping[str, str] = HINTS) -> Outcome:
     if status == 429 or error == "ratelimited":
-        return Outcome("retry", error="rate limited by Slack (429)", retry_after=retry_after or 1.0)
+        return Outcome("retry", error=RATE_LIMITED, retry_after=retry_after or 1.0)
     if error in PERMANENT or status in (401, 403, 404, 410):
-        return Outcome("permanent", error=explain(error or f"HTTP {status}"))
+        return Outcome("permanent", error=explain(error or f"HTTP {status}", hints))
     if error in MESSAGE_ERRORS or status == 400:
         return Outcome("reject", error=error or f"HTTP {status}")
     return Outcome("retry", error=error or f"HTTP {status}")
@@ -113,6 +135,9 @@ class SlackBotSink:
             return Outcome("retry", error=f"network: {type(exc).__name__}")
 
 
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,79}")
+
+
 class WebhookSink:
     """An incoming webhook through slack-sdk's AsyncWebhookClient (the URL is the secret)."""
 
@@ -134,8 +159,10 @@ class WebhookSink:
         if resp.status_code == 200 and body == "ok":
             return Outcome.sent("webhook")
         headers = {k.lower(): v for k, v in (resp.headers or {}).items()}
-        error = body if len(body) < 100 else ""  # Slack answers short error codes such as no_service
-        return _classify(resp.status_code, error, retry_after_seconds(headers.get("retry-after")))
+        # Slack answers error codes such as no_service; any other text (a proxy's or a gateway's error page)
+        # may quote the request, and the webhook's path is its secret: such an answer is told by its status.
+        error = body if _ERROR_CODE.fullmatch(body) else ""
+        return _classify(resp.status_code, error, retry_after_seconds(headers.get("retry-after")), WEBHOOK_HINTS)
 
 
 class ConsoleSink:

@@ -100,6 +100,22 @@ def test_a_channel_slack_refuses_is_alerted_elsewhere_and_its_recovery_too(
     assert len(alerts) == 2 and "Channel *readings* takes messages again" in alerts[1]
 
 
+@pytest.mark.parametrize("error", ["restricted_action_read_only_channel", "not_allowed_token_type"])
+def test_a_channel_refused_for_a_reason_waiting_cannot_fix_is_alerted(relay: Relay, feed_server: FeedServer,
+                                                                      fake_slack: FakeSlack, error: str) -> None:
+    # An admin made the channel read-only (announcements), or someone set an app-level xapp- token: Slack
+    # will answer the same until a person acts, so the operator hears of it like of channel_not_found.
+    feed_server.set("/f.xml", rss(make_items(1)))
+    relay.configure(channels=CHANNELS, alerts={"channel": "ops"},
+                    feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 1}])
+    fake_slack.script([("error", error)] * 10, channel="#readings")
+    result = relay("once", "--max-wait", "5s")
+    assert result.code == 1
+    [alert] = texts(fake_slack)
+    assert f"Cannot post to channel *readings* (Slack #readings): {error}" in alert
+    assert f"FAILING: {error}" in relay("status").out
+
+
 def test_the_alerts_channel_cannot_alert_about_itself(relay: Relay, feed_server: FeedServer,
                                                       fake_slack: FakeSlack) -> None:
     fake_slack.unknown_channels.add("#ops")
@@ -221,3 +237,21 @@ def test_every_runbook_section_an_alert_links_to_exists() -> None:
     anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", text, re.M)}
     for section in (alerts.FEED_FAILING, alerts.CHANNEL_FAILING, alerts.CONFIG_REJECTED):
         assert section in anchors, f"{alerts.RUNBOOKS} has no section #{section}"
+
+
+@pytest.mark.parametrize("error", ["channel_not_found", "action_prohibited", "channel_is_archived"])
+def test_a_refused_webhook_gets_advice_for_a_webhook(tmp_path: Path, feed_server: FeedServer, fake_slack: FakeSlack,
+                                                     error: str) -> None:
+    # A webhook posts to the one channel it was made for: no name in feeds.toml, no bot to invite.
+    relay = Relay(tmp_path, fake_slack.api_url, extra_env={"TEAM_HOOK": fake_slack.webhook_url("team")})
+    feed_server.set("/f.xml", rss(make_items(1)))
+    relay.configure(channels={"team": {"webhook_env": "TEAM_HOOK"}, "ops": {"slack": "#ops"}},
+                    alerts={"channel": "ops"},
+                    feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "channels": ["team"], "backlog": 1}])
+    fake_slack.script([("error", error)], channel="webhook:team")
+    assert relay("once").code == 1
+    [alert] = texts(fake_slack)
+    status = relay("status").out
+    for text in (alert, status):
+        hint = text.split(f"{error} (", 1)[1].split(")", 1)[0]
+        assert "webhook" in hint and "feeds.toml" not in hint and "bot" not in hint

@@ -607,3 +607,37 @@ def test_many_feeds_parse_in_worker_processes_and_all_relay(relay: Relay, feed_s
     result = relay("once")
     assert result.code == 0, result.output
     assert sorted(titles(fake_slack.posts)) == sorted(f"F{i} 1" for i in range(25))
+
+
+def test_a_restart_keeps_a_workspace_rate_limit_pause_for_every_bot_channel(relay: Relay, feed_server: FeedServer,
+                                                                             fake_slack: FakeSlack) -> None:
+    # Slack asks for no post to the workspace until Retry-After has passed; cron runs `once` as a new process
+    # each time, so the pause must outlive the process that was told about it.
+    feed_server.set("/a.xml", rss(make_items(1)))
+    feed_server.set("/b.xml", rss(make_items(1, start=5)))
+    channels = {"a": {"slack": "#a", "min_interval": "0s"}, "b": {"slack": "#b", "min_interval": "0s"}}
+    feed_a = {"name": "A", "url": feed_server.url("/a.xml"), "channels": ["a"], "backlog": 1}
+    relay.configure(channels=channels, feeds=[feed_a])
+    fake_slack.script([("429", 30)], channel="#a")
+    first = relay("once", "--max-wait", "1s")
+    assert first.code == 1, first.output
+    assert fake_slack.posts == []
+
+    relay.configure(channels=channels, feeds=[feed_a, {"name": "B", "url": feed_server.url("/b.xml"),
+                                                       "channels": ["b"], "backlog": 1}])
+    second = relay("once", "--max-wait", "1s")
+    assert fake_slack.messages("#b") == []  # not posted during the pause Slack asked for
+    assert second.code == 1, second.output
+    assert "channel 'b': --max-wait reached during a Slack rate-limit pause (Retry-After, " in second.err
+
+
+def test_a_retry_after_that_is_not_a_number_of_seconds_is_one_clear_line(relay: Relay, feed_server: FeedServer,
+                                                                           fake_slack: FakeSlack) -> None:
+    # A gateway in front of Slack sent "Retry-After: inf"; `once` must still end with its usual summary.
+    feed_server.set("/f.xml", rss(make_items(1)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 1}])
+    fake_slack.script([("429", float("inf"))])
+    result = relay("once", "--max-wait", "10s")
+    assert "Traceback" not in result.output
+    assert result.code == 0, result.output
+    assert titles(fake_slack.posts) == ["Post 0"]

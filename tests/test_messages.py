@@ -365,3 +365,21 @@ def test_console_shows_the_text_of_every_block_type_slack_shows() -> None:
     ]
     assert "fallback only" not in out  # Slack shows the blocks; the text is only the notification
     assert format_console("sec", {"text": "just text", "blocks": []}).splitlines()[1] == "just text"
+
+
+@pytest.mark.parametrize("title", [b"<title>\n    Patch Tuesday: a long title\n    that wraps in the source\n</title>",
+                                   b"<title type='html'>Patch Tuesday: a long title&lt;br&gt;that wraps in the "
+                                   b"source</title>"])
+def test_a_title_on_several_lines_is_one_bold_line(title: bytes) -> None:
+    # Slack's *bold* (and a notification's one line) ends at a newline: a title that a feed wraps (pretty-printed
+    # XML, a <br>) would show its asterisks and read as two lines. Atom, so the html title type counts.
+    from feedrelay.parsing import parse_feed
+
+    body = (b"<?xml version='1.0'?><feed xmlns='http://www.w3.org/2005/Atom'><title>F</title><entry>" + title
+            + b"<link href='https://example.com/p'/><id>1</id><author><name>Ann\nLee</name></author></entry></feed>")
+    [it] = parse_feed(body, "https://example.com/feed").items
+    msg = render(it, "Feed")
+    heading = "Patch Tuesday: a long title that wraps in the source"
+    assert mrkdwn_texts(msg)[0] == f"*<https://example.com/p|{heading}>*"
+    assert msg.text == f"{heading} — Feed https://example.com/p"
+    assert "\n" not in context_text(msg)

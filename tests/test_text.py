@@ -227,3 +227,12 @@ def test_hostile_markup_is_read_in_one_pass(html: str, text: str) -> None:
     # Each of these makes a backtracking tag-stripper quadratic (minutes for 200 KB); every token here either
     # ends or runs to the end of the input, so they take milliseconds.
     assert html_to_text(html) == text
+
+
+def test_invisible_characters_are_dropped_and_joiners_kept() -> None:
+    # A title of word joiners and byte-order marks would make an invisible link in Slack; the Arabic letter mark
+    # reorders text like the other bidi marks. Zero-width joiners build emoji and scripts: they stay.
+    assert clean("\u2060\ufeff\u00ad\u061c\u180e") == ""
+    assert clean("pay\u2060pal \ufeffsupport\u00ad \u061cteam") == "paypal support team"
+    joined = "👩\u200d💻 \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # a technologist; "I want" in Persian
+    assert clean(joined) == joined
