@@ -246,3 +246,17 @@ def test_security_filters() -> None:
     assert not evaluate(Filter(products=("widget server",)), high).passed
     assert not evaluate(Filter(kev_only=True), high).passed
     assert evaluate(Filter(include=("libfoo",)), high).passed
+
+
+def test_vendor_and_product_filters_see_every_cpe_of_a_huge_record() -> None:
+    # Log4Shell-sized records name dozens of vendors; the team's own can come after the 20 the message shows.
+    real = json.loads((FIXTURES / "nvd" / "nvdlib-CVE-2021-26855.json").read_text())["vulnerabilities"][0]["cve"]
+    huge = {**real, "configurations": [{"nodes": [{"operator": "OR", "negate": False, "cpeMatch": [
+        {"vulnerable": True, "criteria": f"cpe:2.3:a:vendor_{n}:product_{n}:1.0:*:*:*:*:*:*:*"}
+        for n in range(40)]}]}]}
+    item = cve_item(huge)
+    assert item
+    assert evaluate(Filter(vendors=("vendor 33",)), item).passed
+    assert evaluate(Filter(products=("product 39",)), item).passed
+    assert not evaluate(Filter(products=("product 40",)), item).passed
+    assert affects(huge).endswith("product 4 and 35 more")  # the message still shows five

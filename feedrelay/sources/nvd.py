@@ -109,27 +109,26 @@ def severity_for(score: float) -> str:
 
 
 def _cpes(cve: dict[str, Any]) -> tuple[list[str], list[str], list[list[str]], int]:
-    """Vulnerable vendors, products, and the (vendor, product) pairs CPE match criteria name, each once, in order
-    (the first 20 of each), and how many pairs there are in all."""
-    vendors: list[str] = []
-    products: list[str] = []
+    """Vulnerable vendors and products (every one, for the filters: a team's product can be the 30th of a Log4j-sized
+    record), the (vendor, product) pairs CPE match criteria name (the first 20, for the message), each once, in
+    order, and how many pairs there are in all."""
+    vendors: dict[str, None] = {}  # ordered sets: records can list thousands of CPEs
+    products: dict[str, None] = {}
     pairs: list[list[str]] = []  # lists, not tuples: extra stays plain JSON
-    seen: set[tuple[str, str]] = set()  # records can list thousands of CPEs
+    seen: set[tuple[str, str]] = set()
     for config in cve.get("configurations") or []:
         for node in config.get("nodes") or []:
             for match in node.get("cpeMatch") or []:
                 parts = str(match.get("criteria", "")).split(":")
                 if len(parts) > 4 and match.get("vulnerable", True):
                     vendor, product = parts[3].replace("_", " "), parts[4].replace("_", " ")
-                    if vendor not in vendors:
-                        vendors.append(vendor)
-                    if product not in products:
-                        products.append(product)
+                    vendors[vendor] = None
+                    products[product] = None
                     # Pairs are kept as found: deduplicated lists cannot be zipped back together.
                     if (vendor, product) not in seen:
                         seen.add((vendor, product))
                         pairs.append([vendor, product])
-    return vendors[:20], products[:20], pairs[:20], len(pairs)
+    return list(vendors), list(products), pairs[:20], len(pairs)
 
 
 def cve_item(cve: dict[str, Any]) -> Item | None:
