@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from feedrelay.config import Filter
+from feedrelay.fetch import FetchError
 from feedrelay.filters import evaluate
 from feedrelay.messages import render
+from feedrelay.sources.nvd import _json as nvd_json
 from feedrelay.sources.nvd import cve_item, pick_metric
 from tests.cli import Relay
 from tests.feedgen import rss
@@ -260,3 +262,16 @@ def test_vendor_and_product_filters_see_every_cpe_of_a_huge_record() -> None:
     assert evaluate(Filter(products=("product 39",)), item).passed
     assert not evaluate(Filter(products=("product 40",)), item).passed
     assert affects(huge).endswith("product 4 and 35 more")  # the message still shows five
+
+
+def test_deeply_nested_json_is_a_clear_error_not_a_traceback(relay: Relay, feed_server: FeedServer) -> None:
+    nested = b'{"vulnerabilities": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    feed_server.set("/kev.json", nested, content_type="application/json")
+    relay.configure(channels=SECURITY, feeds=[{"name": "CISA KEV", "type": "kev", "url": feed_server.url("/kev.json"),
+                                               "channels": ["security"]}])
+    result = relay("once")
+    assert result.code == 1
+    assert "feed 'CISA KEV': the KEV catalog is not valid JSON (nested too deeply)" in result.err
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    with pytest.raises(FetchError, match="nested too deeply"):  # an NVD page like it: retried, then the poll fails
+        nvd_json(nested)

@@ -248,6 +248,8 @@ def _json(body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FetchError(f"NVD answered something that is not JSON ({exc})") from None
+    except RecursionError:  # nested deeper than Python's stack: no NVD answer is
+        raise FetchError("NVD answered JSON nested too deeply to be an NVD response") from None
     if not isinstance(data, dict):
         raise FetchError("NVD answered JSON that is not an object")
     return data
