@@ -275,3 +275,24 @@ def test_deeply_nested_json_is_a_clear_error_not_a_traceback(relay: Relay, feed_
     assert "Traceback" not in result.output and "internal error" not in result.output
     with pytest.raises(FetchError, match="nested too deeply"):  # an NVD page like it: retried, then the poll fails
         nvd_json(nested)
+
+
+def test_a_cve_modified_while_nvd_pages_are_read_does_not_hide_another(relay: Relay, feed_server: FeedServer,
+                                                                       fake_slack: FakeSlack) -> None:
+    # Between two pages, NVD modifies a CVE of page 1 again: it leaves the window (its lastModified is now after
+    # lastModEndDate) and every later CVE moves up one place, so the first CVE of page 2 would be skipped.
+    records = fixture_records()
+    nvd = FakeNVD(feed_server, records, page_size=20, api_key=API_KEY)
+    relay.configure(channels=SECURITY, feeds=[nvd_feed(nvd.url)])
+    assert relay("once").code == 0
+    modified = records[5]
+
+    def modify_once(start: int) -> None:
+        if start == 20 and modified in nvd.records:
+            nvd.records = [r for r in nvd.records if r is not modified]
+
+    nvd.before_page = modify_once
+    result = relay("once")
+    assert result.code == 0, result.output
+    assert sorted(posted_cves(fake_slack)) == sorted(r["cve"]["id"] for r in records)
+    assert records[20]["cve"]["id"] in posted_cves(fake_slack)

@@ -208,6 +208,7 @@ class NVDSource:
     async def _window(self, start: datetime, end: datetime) -> list[Item]:
         out: list[Item] = []
         index = 0
+        previous_total: int | None = None
         while True:
             page = await self._page(start, end, index)
             vulns = page.get("vulnerabilities") or []
@@ -216,6 +217,13 @@ class NVDSource:
                 if item:
                     out.append(item)
             total = int(page.get("totalResults") or 0)
+            dropped = previous_total - total if previous_total is not None else 0
+            previous_total = total
+            if dropped > 0 and index > 0:
+                # CVEs NVD modified again since the last page left the window, and the later ones moved up as many
+                # places: step back to read the ones that moved in front of this page (repeats are harmless).
+                index = max(index - dropped, 0)
+                continue
             index += int(page.get("resultsPerPage") or len(vulns))
             if not vulns or index >= total:
                 return out
