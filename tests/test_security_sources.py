@@ -296,3 +296,16 @@ def test_a_cve_modified_while_nvd_pages_are_read_does_not_hide_another(relay: Re
     assert result.code == 0, result.output
     assert sorted(posted_cves(fake_slack)) == sorted(r["cve"]["id"] for r in records)
     assert records[20]["cve"]["id"] in posted_cves(fake_slack)
+
+
+def test_cpe_names_with_escaped_characters_read_as_the_product_is_called() -> None:
+    # NVD's CPE names escape punctuation: notepad\+\+, swiftnio_http\/2. A team writes "notepad++".
+    record = synthetic("CVE-2026-3", metrics={"cvssMetricV31": [v31(7.8, "HIGH")]})["cve"]
+    record["configurations"] = [{"nodes": [{"operator": "OR", "negate": False, "cpeMatch": [
+        {"vulnerable": True, "criteria": r"cpe:2.3:a:notepad-plus-plus:notepad\+\+:*:*:*:*:*:*:*:*"},
+        {"vulnerable": True, "criteria": r"cpe:2.3:a:apple:swiftnio_http\/2:1.0:*:*:*:*:*:*:*"}]}]}]
+    item = cve_item(record)
+    assert item
+    assert evaluate(Filter(products=("notepad++",)), item).passed
+    assert evaluate(Filter(products=("swiftnio http/2",)), item).passed
+    assert affects(record) == "notepad-plus-plus notepad++; apple swiftnio http/2"

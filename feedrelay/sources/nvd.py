@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -108,6 +109,16 @@ def severity_for(score: float) -> str:
     return "critical"
 
 
+# A CPE 2.3 formatted string's fields: `:` separates them unless escaped, as in `notepad\+\+` or `node\.js`.
+_CPE_FIELD = re.compile(r"((?:\\.|[^:\\])*)(?::|$)")
+_CPE_ESCAPE = re.compile(r"\\(.)")
+
+
+def _cpe_name(field: str) -> str:
+    """A CPE vendor or product as the filters and messages name it: `notepad\\+\\+` is "notepad++", `_` a space."""
+    return _CPE_ESCAPE.sub(r"\1", field).replace("_", " ")
+
+
 def _cpes(cve: dict[str, Any]) -> tuple[list[str], list[str], list[list[str]], int]:
     """Vulnerable vendors and products (every one, for the filters: a team's product can be the 30th of a Log4j-sized
     record), the (vendor, product) pairs CPE match criteria name (the first 20, for the message), each once, in
@@ -119,9 +130,9 @@ def _cpes(cve: dict[str, Any]) -> tuple[list[str], list[str], list[list[str]], i
     for config in cve.get("configurations") or []:
         for node in config.get("nodes") or []:
             for match in node.get("cpeMatch") or []:
-                parts = str(match.get("criteria", "")).split(":")
-                if len(parts) > 4 and match.get("vulnerable", True):
-                    vendor, product = parts[3].replace("_", " "), parts[4].replace("_", " ")
+                parts = _CPE_FIELD.findall(str(match.get("criteria", "")))
+                if len(parts) > 4 and parts[3] and parts[4] and match.get("vulnerable", True):
+                    vendor, product = _cpe_name(parts[3]), _cpe_name(parts[4])
                     vendors[vendor] = None
                     products[product] = None
                     # Pairs are kept as found: deduplicated lists cannot be zipped back together.
