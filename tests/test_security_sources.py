@@ -309,3 +309,16 @@ def test_cpe_names_with_escaped_characters_read_as_the_product_is_called() -> No
     assert evaluate(Filter(products=("notepad++",)), item).passed
     assert evaluate(Filter(products=("swiftnio http/2",)), item).passed
     assert affects(record) == "notepad-plus-plus notepad++; apple swiftnio http/2"
+
+
+def test_an_invalid_api_key_is_reported_as_the_key_not_the_url(relay: Relay, feed_server: FeedServer) -> None:
+    # Real NVD answers a wrong or revoked key with 404 and `message: Invalid apiKey.`, not with a 403.
+    nvd = FakeNVD(feed_server, fixture_records())
+    relay.configure(channels=SECURITY, feeds=[nvd_feed(nvd.url)])
+    assert relay("once").code == 0
+    nvd.bad_request = "Invalid apiKey."
+    result = relay("once")
+    assert result.code == 1
+    assert "NVD rejected the API key in $NVD_API_KEY: Invalid apiKey." in result.err
+    assert "check the feed's url" not in result.output and API_KEY not in result.output
+    assert len(nvd.queries) == 1  # not retried: a key is not fixed by asking again

@@ -251,7 +251,14 @@ class NVDSource:
                 return _json(resp.body)
             except FetchError as exc:
                 if exc.status == 404 and exc.headers.get("message"):
-                    raise SourceError(f"NVD rejected the request: {exc.headers['message'][:300]}; check the feed's "
+                    message = exc.headers["message"][:300]
+                    if self.api_key and "apikey" in message.lower():
+                        # NVD's answer to a wrong, revoked or not yet activated key (named by its variable only).
+                        raise SourceError(f"NVD rejected the API key in ${self.feed.api_key_env}: {message}; check "
+                                          "the key, or request a new one at "
+                                          "https://nvd.nist.gov/developers/request-an-api-key", config_problem=True
+                                          ) from None
+                    raise SourceError(f"NVD rejected the request: {message}; check the feed's "
                                       "url (it should end in /rest/json/cves/2.0)", config_problem=True) from None
                 retryable = exc.status in (403, 429, 500, 502, 503, 504) or exc.status is None
                 if not retryable or attempt == RETRIES:
