@@ -99,7 +99,7 @@ def test_nvd_throttling_and_bad_parameters_are_reported(tmp_path: Path, feed_ser
     assert relay("once").code == 0
     result = relay("once")
     assert result.code == 1
-    assert "HTTP 403" in result.err and "api_key_env" in result.err
+    assert "HTTP 403" in result.err and "throttled even with the API key" in result.err
     assert "wrong-key-abcdef" not in result.output
     assert len(nvd.queries) == 3  # backed off and retried twice, then gave up until the next poll
 
@@ -322,3 +322,16 @@ def test_an_invalid_api_key_is_reported_as_the_key_not_the_url(relay: Relay, fee
     assert "NVD rejected the API key in $NVD_API_KEY: Invalid apiKey." in result.err
     assert "check the feed's url" not in result.output and API_KEY not in result.output
     assert len(nvd.queries) == 1  # not retried: a key is not fixed by asking again
+
+
+def test_throttling_advice_says_whether_the_key_is_set(tmp_path: Path, feed_server: FeedServer,
+                                                       fake_slack: FakeSlack) -> None:
+    # api_key_env names a variable the service's environment lacks: the advice is to set it, by name.
+    relay = Relay(tmp_path, fake_slack.api_url)
+    nvd = FakeNVD(feed_server, fixture_records())
+    relay.configure(channels=SECURITY, feeds=[nvd_feed(nvd.url)])
+    assert relay("once").code == 0
+    nvd.failures.extend([403, 403, 403])
+    result = relay("once")
+    assert result.code == 1
+    assert "HTTP 403" in result.err and "throttled: $NVD_API_KEY is not set" in result.err

@@ -262,11 +262,19 @@ class NVDSource:
                                       "url (it should end in /rest/json/cves/2.0)", config_problem=True) from None
                 retryable = exc.status in (403, 429, 500, 502, 503, 504) or exc.status is None
                 if not retryable or attempt == RETRIES:
-                    hint = " (throttled: set api_key_env for a higher limit)" if exc.status == 403 else ""
+                    hint = "" if exc.status != 403 else self._throttled_hint()
                     raise SourceError(f"NVD: {exc}{hint}; the window will be repeated") from None
                 delay = exc.retry_after if exc.retry_after is not None else self.retry_delays[attempt]
                 await asyncio.sleep(min(delay, 60))
         raise AssertionError("unreachable")
+
+
+    def _throttled_hint(self) -> str:
+        if self.api_key:  # the key is in use: advice to set one would send the user looking for a problem there
+            return " (throttled even with the API key; another client may be using it)"
+        if self.feed.api_key_env:
+            return f" (throttled: ${self.feed.api_key_env} is not set, so NVD allows 5 requests in 30 s)"
+        return " (throttled: set api_key_env for a higher limit)"
 
 
 def _json(body: bytes) -> dict[str, Any]:
