@@ -378,6 +378,10 @@ def _filter(c: _Checker, raw: dict[str, Any], keypath: str) -> Filter:
     )
     if flt.min_severity is not None and flt.min_severity.lower() not in _SEVERITIES:
         raise c.fail(f"{keypath}.min_severity", f"expected one of {', '.join(_SEVERITIES)}")
+    for i, cwe in enumerate(flt.cwes):
+        # An ID written otherwise ("79", "CWE79") would match no item, and the route would stay silent.
+        if not re.fullmatch(r"CWE-\d+", cwe):
+            raise c.fail(f"{keypath}.cwes[{i}]", f'expected a CWE ID such as "CWE-79", not {cwe!r}')
     _check_regexes(c, flt.include_regex, f"{keypath}.include_regex")
     _check_regexes(c, flt.exclude_regex, f"{keypath}.exclude_regex")
     return flt

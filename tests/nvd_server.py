@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ class FakeNVD:
         self.queries: list[dict[str, str]] = []
         self.failures: list[int] = []  # statuses to answer to the next requests, in order (0: answer normally)
         self.bad_request: str | None = None  # answer 404 + this `message` header, as NVD does for bad parameters
+        # Called with startIndex before a page is cut: NVD's results change while a client pages through them.
+        self.before_page: Callable[[int], None] | None = None
         self.lock = threading.Lock()
         server.set_handler(PATH, self._handle)
 
@@ -69,6 +72,8 @@ class FakeNVD:
                 self._send(h, 404, {}, {"message": f"Invalid {key} format"})
                 return
         start = int(query.get("startIndex", "0"))
+        if self.before_page:
+            self.before_page(start)
         size = min(int(query.get("resultsPerPage", "2000")), self.page_size)
         page = self.records[start : start + size]
         self._send(h, 200, {"resultsPerPage": len(page), "startIndex": start, "totalResults": len(self.records),

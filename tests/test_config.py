@@ -331,6 +331,15 @@ def test_filter_keys_validated() -> None:
     assert "feeds[0].include" in error(feed_toml('include = ["ok", ""]'))
 
 
+def test_cwe_ids_written_otherwise_are_an_error_not_a_silent_route() -> None:
+    # cwes = ["79"] would match no CVE: the route would never post, and nothing would say why.
+    assert error(feed_toml('type = "nvd"\ncwes = ["CWE-89", "79"]')).endswith(
+        'feeds[0].cwes[1]: expected a CWE ID such as "CWE-79", not \'79\'')
+    assert "feeds[0].cwes[0]" in error(feed_toml('type = "nvd"\ncwes = ["CWE79"]'))
+    config = parse_config(feed_toml('type = "nvd"\ncwes = ["cwe-79", "CWE-1321"]'), "/f.toml", environ={})
+    assert config.feeds[0].routes[0].filter.cwes == ("CWE-79", "CWE-1321")
+
+
 # --- the CLI, as a user runs it -----------------------------------------------------------------
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from feedrelay.config import Filter
+from feedrelay.fetch import FetchError
 from feedrelay.filters import evaluate
 from feedrelay.messages import render
+from feedrelay.sources.nvd import _json as nvd_json
 from feedrelay.sources.nvd import cve_item, pick_metric
 from tests.cli import Relay
 from tests.feedgen import rss
@@ -97,7 +99,7 @@ def test_nvd_throttling_and_bad_parameters_are_reported(tmp_path: Path, feed_ser
     assert relay("once").code == 0
     result = relay("once")
     assert result.code == 1
-    assert "HTTP 403" in result.err and "api_key_env" in result.err
+    assert "HTTP 403" in result.err and "throttled even with the API key" in result.err
     assert "wrong-key-abcdef" not in result.output
     assert len(nvd.queries) == 3  # backed off and retried twice, then gave up until the next poll
 
@@ -246,3 +248,90 @@ def test_security_filters() -> None:
     assert not evaluate(Filter(products=("widget server",)), high).passed
     assert not evaluate(Filter(kev_only=True), high).passed
     assert evaluate(Filter(include=("libfoo",)), high).passed
+
+
+def test_vendor_and_product_filters_see_every_cpe_of_a_huge_record() -> None:
+    # Log4Shell-sized records name dozens of vendors; the team's own can come after the 20 the message shows.
+    real = json.loads((FIXTURES / "nvd" / "nvdlib-CVE-2021-26855.json").read_text())["vulnerabilities"][0]["cve"]
+    huge = {**real, "configurations": [{"nodes": [{"operator": "OR", "negate": False, "cpeMatch": [
+        {"vulnerable": True, "criteria": f"cpe:2.3:a:vendor_{n}:product_{n}:1.0:*:*:*:*:*:*:*"}
+        for n in range(40)]}]}]}
+    item = cve_item(huge)
+    assert item
+    assert evaluate(Filter(vendors=("vendor 33",)), item).passed
+    assert evaluate(Filter(products=("product 39",)), item).passed
+    assert not evaluate(Filter(products=("product 40",)), item).passed
+    assert affects(huge).endswith("product 4 and 35 more")  # the message still shows five
+
+
+def test_deeply_nested_json_is_a_clear_error_not_a_traceback(relay: Relay, feed_server: FeedServer) -> None:
+    nested = b'{"vulnerabilities": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    feed_server.set("/kev.json", nested, content_type="application/json")
+    relay.configure(channels=SECURITY, feeds=[{"name": "CISA KEV", "type": "kev", "url": feed_server.url("/kev.json"),
+                                               "channels": ["security"]}])
+    result = relay("once")
+    assert result.code == 1
+    assert "feed 'CISA KEV': the KEV catalog is not valid JSON (nested too deeply)" in result.err
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    with pytest.raises(FetchError, match="nested too deeply"):  # an NVD page like it: retried, then the poll fails
+        nvd_json(nested)
+
+
+def test_a_cve_modified_while_nvd_pages_are_read_does_not_hide_another(relay: Relay, feed_server: FeedServer,
+                                                                       fake_slack: FakeSlack) -> None:
+    # Between two pages, NVD modifies a CVE of page 1 again: it leaves the window (its lastModified is now after
+    # lastModEndDate) and every later CVE moves up one place, so the first CVE of page 2 would be skipped.
+    records = fixture_records()
+    nvd = FakeNVD(feed_server, records, page_size=20, api_key=API_KEY)
+    relay.configure(channels=SECURITY, feeds=[nvd_feed(nvd.url)])
+    assert relay("once").code == 0
+    modified = records[5]
+
+    def modify_once(start: int) -> None:
+        if start == 20 and modified in nvd.records:
+            nvd.records = [r for r in nvd.records if r is not modified]
+
+    nvd.before_page = modify_once
+    result = relay("once")
+    assert result.code == 0, result.output
+    assert sorted(posted_cves(fake_slack)) == sorted(r["cve"]["id"] for r in records)
+    assert records[20]["cve"]["id"] in posted_cves(fake_slack)
+
+
+def test_cpe_names_with_escaped_characters_read_as_the_product_is_called() -> None:
+    # NVD's CPE names escape punctuation: notepad\+\+, swiftnio_http\/2. A team writes "notepad++".
+    record = synthetic("CVE-2026-3", metrics={"cvssMetricV31": [v31(7.8, "HIGH")]})["cve"]
+    record["configurations"] = [{"nodes": [{"operator": "OR", "negate": False, "cpeMatch": [
+        {"vulnerable": True, "criteria": r"cpe:2.3:a:notepad-plus-plus:notepad\+\+:*:*:*:*:*:*:*:*"},
+        {"vulnerable": True, "criteria": r"cpe:2.3:a:apple:swiftnio_http\/2:1.0:*:*:*:*:*:*:*"}]}]}]
+    item = cve_item(record)
+    assert item
+    assert evaluate(Filter(products=("notepad++",)), item).passed
+    assert evaluate(Filter(products=("swiftnio http/2",)), item).passed
+    assert affects(record) == "notepad-plus-plus notepad++; apple swiftnio http/2"
+
+
+def test_an_invalid_api_key_is_reported_as_the_key_not_the_url(relay: Relay, feed_server: FeedServer) -> None:
+    # Real NVD answers a wrong or revoked key with 404 and `message: Invalid apiKey.`, not with a 403.
+    nvd = FakeNVD(feed_server, fixture_records())
+    relay.configure(channels=SECURITY, feeds=[nvd_feed(nvd.url)])
+    assert relay("once").code == 0
+    nvd.bad_request = "Invalid apiKey."
+    result = relay("once")
+    assert result.code == 1
+    assert "NVD rejected the API key in $NVD_API_KEY: Invalid apiKey." in result.err
+    assert "check the feed's url" not in result.output and API_KEY not in result.output
+    assert len(nvd.queries) == 1  # not retried: a key is not fixed by asking again
+
+
+def test_throttling_advice_says_whether_the_key_is_set(tmp_path: Path, feed_server: FeedServer,
+                                                       fake_slack: FakeSlack) -> None:
+    # api_key_env names a variable the service's environment lacks: the advice is to set it, by name.
+    relay = Relay(tmp_path, fake_slack.api_url)
+    nvd = FakeNVD(feed_server, fixture_records())
+    relay.configure(channels=SECURITY, feeds=[nvd_feed(nvd.url)])
+    assert relay("once").code == 0
+    nvd.failures.extend([403, 403, 403])
+    result = relay("once")
+    assert result.code == 1
+    assert "HTTP 403" in result.err and "throttled: $NVD_API_KEY is not set" in result.err

@@ -58,6 +58,8 @@ def parse_catalog(body: bytes) -> list[Item]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SourceError(f"the KEV catalog is not valid JSON ({exc})") from None
+    except RecursionError:  # nested deeper than Python's stack: no catalog is
+        raise SourceError("the KEV catalog is not valid JSON (nested too deeply)") from None
     vulns = data.get("vulnerabilities") if isinstance(data, dict) else None
     if not isinstance(vulns, list):
         raise SourceError("the KEV catalog has no `vulnerabilities` list; check the url")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -108,28 +109,37 @@ def severity_for(score: float) -> str:
     return "critical"
 
 
+# A CPE 2.3 formatted string's fields: `:` separates them unless escaped, as in `notepad\+\+` or `node\.js`.
+_CPE_FIELD = re.compile(r"((?:\\.|[^:\\])*)(?::|$)")
+_CPE_ESCAPE = re.compile(r"\\(.)")
+
+
+def _cpe_name(field: str) -> str:
+    """A CPE vendor or product as the filters and messages name it: `notepad\\+\\+` is "notepad++", `_` a space."""
+    return _CPE_ESCAPE.sub(r"\1", field).replace("_", " ")
+
+
 def _cpes(cve: dict[str, Any]) -> tuple[list[str], list[str], list[list[str]], int]:
-    """Vulnerable vendors, products, and the (vendor, product) pairs CPE match criteria name, each once, in order
-    (the first 20 of each), and how many pairs there are in all."""
-    vendors: list[str] = []
-    products: list[str] = []
+    """Vulnerable vendors and products (every one, for the filters: a team's product can be the 30th of a Log4j-sized
+    record), the (vendor, product) pairs CPE match criteria name (the first 20, for the message), each once, in
+    order, and how many pairs there are in all."""
+    vendors: dict[str, None] = {}  # ordered sets: records can list thousands of CPEs
+    products: dict[str, None] = {}
     pairs: list[list[str]] = []  # lists, not tuples: extra stays plain JSON
-    seen: set[tuple[str, str]] = set()  # records can list thousands of CPEs
+    seen: set[tuple[str, str]] = set()
     for config in cve.get("configurations") or []:
         for node in config.get("nodes") or []:
             for match in node.get("cpeMatch") or []:
-                parts = str(match.get("criteria", "")).split(":")
-                if len(parts) > 4 and match.get("vulnerable", True):
-                    vendor, product = parts[3].replace("_", " "), parts[4].replace("_", " ")
-                    if vendor not in vendors:
-                        vendors.append(vendor)
-                    if product not in products:
-                        products.append(product)
+                parts = _CPE_FIELD.findall(str(match.get("criteria", "")))
+                if len(parts) > 4 and parts[3] and parts[4] and match.get("vulnerable", True):
+                    vendor, product = _cpe_name(parts[3]), _cpe_name(parts[4])
+                    vendors[vendor] = None
+                    products[product] = None
                     # Pairs are kept as found: deduplicated lists cannot be zipped back together.
                     if (vendor, product) not in seen:
                         seen.add((vendor, product))
                         pairs.append([vendor, product])
-    return vendors[:20], products[:20], pairs[:20], len(pairs)
+    return list(vendors), list(products), pairs[:20], len(pairs)
 
 
 def cve_item(cve: dict[str, Any]) -> Item | None:
@@ -209,6 +219,7 @@ class NVDSource:
     async def _window(self, start: datetime, end: datetime) -> list[Item]:
         out: list[Item] = []
         index = 0
+        previous_total: int | None = None
         while True:
             page = await self._page(start, end, index)
             vulns = page.get("vulnerabilities") or []
@@ -217,6 +228,13 @@ class NVDSource:
                 if item:
                     out.append(item)
             total = int(page.get("totalResults") or 0)
+            dropped = previous_total - total if previous_total is not None else 0
+            previous_total = total
+            if dropped > 0 and index > 0:
+                # CVEs NVD modified again since the last page left the window, and the later ones moved up as many
+                # places: step back to read the ones that moved in front of this page (repeats are harmless).
+                index = max(index - dropped, 0)
+                continue
             index += int(page.get("resultsPerPage") or len(vulns))
             if not vulns or index >= total:
                 return out
@@ -233,15 +251,30 @@ class NVDSource:
                 return _json(resp.body)
             except FetchError as exc:
                 if exc.status == 404 and exc.headers.get("message"):
-                    raise SourceError(f"NVD rejected the request: {exc.headers['message'][:300]}; check the feed's "
+                    message = exc.headers["message"][:300]
+                    if self.api_key and "apikey" in message.lower():
+                        # NVD's answer to a wrong, revoked or not yet activated key (named by its variable only).
+                        raise SourceError(f"NVD rejected the API key in ${self.feed.api_key_env}: {message}; check "
+                                          "the key, or request a new one at "
+                                          "https://nvd.nist.gov/developers/request-an-api-key", config_problem=True
+                                          ) from None
+                    raise SourceError(f"NVD rejected the request: {message}; check the feed's "
                                       "url (it should end in /rest/json/cves/2.0)", config_problem=True) from None
                 retryable = exc.status in (403, 429, 500, 502, 503, 504) or exc.status is None
                 if not retryable or attempt == RETRIES:
-                    hint = " (throttled: set api_key_env for a higher limit)" if exc.status == 403 else ""
+                    hint = "" if exc.status != 403 else self._throttled_hint()
                     raise SourceError(f"NVD: {exc}{hint}; the window will be repeated") from None
                 delay = exc.retry_after if exc.retry_after is not None else self.retry_delays[attempt]
                 await asyncio.sleep(min(delay, 60))
         raise AssertionError("unreachable")
+
+
+    def _throttled_hint(self) -> str:
+        if self.api_key:  # the key is in use: advice to set one would send the user looking for a problem there
+            return " (throttled even with the API key; another client may be using it)"
+        if self.feed.api_key_env:
+            return f" (throttled: ${self.feed.api_key_env} is not set, so NVD allows 5 requests in 30 s)"
+        return " (throttled: set api_key_env for a higher limit)"
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -249,6 +282,8 @@ def _json(body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FetchError(f"NVD answered something that is not JSON ({exc})") from None
+    except RecursionError:  # nested deeper than Python's stack: no NVD answer is
+        raise FetchError("NVD answered JSON nested too deeply to be an NVD response") from None
     if not isinstance(data, dict):
         raise FetchError("NVD answered JSON that is not an object")
     return data
