@@ -34,6 +34,7 @@ class FeedReport:
     first_poll: bool = False
     error: str | None = None
     warning: str | None = None
+    more: bool = False  # the source has more to give at once (an NVD catch-up read in parts)
 
 
 async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *, dedupe_window: float,
@@ -119,7 +120,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
         log.info("feed %r: %d new item(s), %d message(s) queued", feed.name, len(plan.remember), len(queued))
     return FeedReport(feed.name, new=len(plan.remember), queued=len(queued),
                       channels=frozenset(d.channel for d in queued + recovered), first_poll=first,
-                      warning=result.warning, queued_to=Counter(d.channel for d in queued + recovered))
+                      warning=result.warning, queued_to=Counter(d.channel for d in queued + recovered),
+                      more=result.more)
 
 
 def _moved_on(store: Store, feed: Feed) -> bool:

@@ -32,6 +32,8 @@ PARALLEL_PARSE_MIN_FEEDS = 20
 # Polls in progress at once (fetch → parse → store). Beyond this, extra polls wait without holding a body,
 # a parse or a connection, so memory follows this number rather than the number of feeds.
 POLL_CONCURRENCY = 256
+# Parts of a catch-up read in one go (NVD: ~10,000 CVEs each); the rest waits for the feed's next poll.
+MAX_PARTS = 50
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -111,8 +113,23 @@ class Relay:
 
     async def poll(self, feed: Feed) -> FeedReport:
         async with self._poll_slots:
-            report = await poll_feed(feed, self.source(feed), self.store, self.outbox,
-                                     dedupe_window=self.config.defaults.dedupe_window, alerts=self.config.alerts)
+            report = await self._poll_part(feed)
+            # A source that read only part of what it has (an NVD catch-up after days down) gets polled again at
+            # once: each part is kept, and its messages start out, before the next is read.
+            total, parts = report, 1
+            while report.more and parts < MAX_PARTS:
+                report = await self._poll_part(feed)
+                parts += 1
+                total.new, total.queued = total.new + report.new, total.queued + report.queued
+                total.channels |= report.channels
+                total.queued_to += report.queued_to
+                total.error, total.warning, total.stale = report.error, report.warning, report.stale
+            total.more = report.more
+        return total
+
+    async def _poll_part(self, feed: Feed) -> FeedReport:
+        report = await poll_feed(feed, self.source(feed), self.store, self.outbox,
+                                 dedupe_window=self.config.defaults.dedupe_window, alerts=self.config.alerts)
         if report.channels:
             self.deliverer.wake(report.channels)
         self._count(report)

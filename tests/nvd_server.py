@@ -6,6 +6,7 @@ import json
 import re
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,10 @@ class FakeNVD:
     """Serves `records` in pages of at most `page_size`, validating what real NVD validates."""
 
     def __init__(self, server: FeedServer, records: list[dict[str, Any]], *, page_size: int = 20,
-                 api_key: str | None = None) -> None:
+                 api_key: str | None = None, by_date: bool = False) -> None:
         self.server = server
         self.records = records
+        self.by_date = by_date  # answer only the records last modified in the requested range, as NVD does
         self.page_size = page_size
         self.api_key = api_key
         self.queries: list[dict[str, str]] = []
@@ -75,8 +77,12 @@ class FakeNVD:
         if self.before_page:
             self.before_page(start)
         size = min(int(query.get("resultsPerPage", "2000")), self.page_size)
-        page = self.records[start : start + size]
-        self._send(h, 200, {"resultsPerPage": len(page), "startIndex": start, "totalResults": len(self.records),
+        records = self.records
+        if self.by_date:
+            lo, hi = (datetime.fromisoformat(query[k]) for k in ("lastModStartDate", "lastModEndDate"))
+            records = [r for r in records if lo <= datetime.fromisoformat(r["cve"]["lastModified"] + "+00:00") <= hi]
+        page = records[start : start + size]
+        self._send(h, 200, {"resultsPerPage": len(page), "startIndex": start, "totalResults": len(records),
                             "format": "NVD_CVE", "version": "2.0", "timestamp": "2026-11-25T00:00:00.000",
                             "vulnerabilities": page})
 

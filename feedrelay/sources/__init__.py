@@ -20,6 +20,7 @@ class PollResult:
     warning: str | None = None
     listing: bool = True  # items are the source's full current listing (used to size pruning)
     notes: list[str] = field(default_factory=list)
+    more: bool = False  # the source stopped early to bound memory (an NVD catch-up): poll again at once
 
 
 class SourceError(Exception):

@@ -24,7 +24,13 @@ from . import PollResult, SourceError
 
 MAX_WINDOW = timedelta(days=120)  # NVD refuses longer lastMod ranges
 OVERLAP = timedelta(hours=3)  # NVD publishes in ~2-hourly batches; records can appear late in a window
-PAGE_SIZE = 2000  # NVD's maximum resultsPerPage
+# NVD allows 2,000 per page, but records average ~4 KB (up to ~7 KB with many CPEs): a full page of 2,000 could pass
+# defaults.max_body (10 MB), failing every poll of a busy window. 1,000 stays well under it.
+PAGE_SIZE = 1000
+# A catch-up after days down is read in parts of about this many CVEs (~40 MB in memory), each kept before the next
+# is read: memory stays bounded, and a crash repeats one part, not the whole catch-up.
+MAX_POLL_ITEMS = 10_000
+MIN_SPLIT = timedelta(minutes=15)  # a window busier than MAX_POLL_ITEMS is halved until it is this short
 FIRST_RUN_LOOKBACK = timedelta(days=1)  # with `backlog`, the newest N CVEs come from this far back
 RETRIES = 2  # in-poll retries of 403/503 before the poll fails (and the window is repeated next time)
 METRIC_KEYS = (("cvssMetricV40", "4.0"), ("cvssMetricV31", "3.1"), ("cvssMetricV30", "3.0"), ("cvssMetricV2", "2.0"))
@@ -211,17 +217,28 @@ class NVDSource:
         else:
             start = min(mark, now) - OVERLAP
         items: dict[str, Item] = {}
-        for lo, hi in windows(start, now):
-            for item in await self._window(lo, hi):
+        pending = windows(start, now)
+        while pending:
+            lo, hi = pending.pop(0)
+            first = await self._page(lo, hi, 0)
+            total = int(first.get("totalResults") or 0)
+            if total > MAX_POLL_ITEMS and hi - lo > MIN_SPLIT:
+                pending[:0] = [(lo, lo + (hi - lo) / 2), (lo + (hi - lo) / 2, hi)]
+                continue
+            if items and len(items) + total > MAX_POLL_ITEMS:
+                # Keep what was read; the next poll (at once: `more`) resumes at this window.
+                return PollResult(list(items.values()), {"watermark": (lo + OVERLAP).isoformat()}, listing=False,
+                                  more=True)
+            for item in await self._window(lo, hi, first):
                 items[item.key] = item
         return PollResult(list(items.values()), {"watermark": now.isoformat()}, listing=False)
 
-    async def _window(self, start: datetime, end: datetime) -> list[Item]:
+    async def _window(self, start: datetime, end: datetime, page: dict[str, Any]) -> list[Item]:
+        """Every CVE in the window, from its first page on."""
         out: list[Item] = []
         index = 0
         previous_total: int | None = None
         while True:
-            page = await self._page(start, end, index)
             vulns = page.get("vulnerabilities") or []
             for v in vulns:
                 item = cve_item(v.get("cve") or {}) if isinstance(v, dict) else None
@@ -234,10 +251,11 @@ class NVDSource:
                 # CVEs NVD modified again since the last page left the window, and the later ones moved up as many
                 # places: step back to read the ones that moved in front of this page (repeats are harmless).
                 index = max(index - dropped, 0)
-                continue
-            index += int(page.get("resultsPerPage") or len(vulns))
-            if not vulns or index >= total:
-                return out
+            else:
+                index += int(page.get("resultsPerPage") or len(vulns))
+                if not vulns or index >= total:
+                    return out
+            page = await self._page(start, end, index)
 
     async def _page(self, start: datetime, end: datetime, index: int) -> dict[str, Any]:
         query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in (
