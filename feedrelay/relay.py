@@ -23,7 +23,7 @@ from .outbox import Outbox
 from .pipeline import FeedReport, poll_feed
 from .sinks import Sinks
 from .sources import Source, make_source
-from .store import Store
+from .store import DatabaseLock, Store
 from .workers import ParsePool
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,12 @@ class Relay:
         await self.close()
 
     async def start(self) -> None:
-        self.store = Store(self.db_path)
+        self._lock = DatabaseLock(self.db_path)  # before opening: a second process must not even migrate it
+        try:
+            self.store = Store(self.db_path)
+        except BaseException:
+            self._lock.release()
+            raise
         self.outbox = Outbox(self.store)
         self.store.sync_feeds((f.name, f.url, f.kind) for f in self.config.feeds)
         # A (re)start is when someone has fixed a failing channel: try it at once. Rate-limit waits stay.
@@ -96,6 +101,7 @@ class Relay:
         await self.fetcher.aclose()
         self.parse_pool.close()
         self.store.close()
+        self._lock.release()
 
     # --- polling ------------------------------------------------------------------------------
 

@@ -290,6 +290,35 @@ def test_status_works_while_the_daemon_runs_and_another_process_holds_the_write_
     assert integrity(relay.db) == "ok"
 
 
+def test_a_second_run_or_once_on_the_same_database_is_refused_instead_of_posting_twice(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    """Started twice by mistake (a cron `once` beside the service, two containers on one volume), each process
+    would send every pending message: the second one stops with one clear line and the first carries on."""
+    feed_server.set("/f.xml", rss(make_items(10)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 10,
+                            "interval": "1h"}],
+                    channels={"readings": {"slack": "#readings", "min_interval": "0s"}})
+    fake_slack.delay = 0.3  # a backlog both would be draining
+    daemon = relay.start()
+    try:
+        wait_until(lambda: fake_slack.posts, timeout=20)
+        for args in (("once", "--max-wait", "5s"), ("run",)):
+            assert_one_clear_line(relay(*args, timeout=30), "feedrelay.db: another feedrelay",
+                                  f"pid {daemon.proc.pid}", "run one per database")
+        fake_slack.wait_for_posts(10, timeout=20)
+        time.sleep(0.5)
+    finally:
+        result = daemon.stop()
+    assert result.code == 0 and "Traceback" not in result.err, result.err
+    got = [title(p) for p in fake_slack.posts]
+    assert sorted(got) == sorted(set(got)) and len(got) == 10, Counter(got)
+    # The lock goes with the process, even a killed one: the next start is not refused.
+    daemon = relay.start()
+    wait_until(lambda: "feedrelay running" in daemon.log(), timeout=20)
+    daemon.kill()
+    assert relay("once").code == 0
+
+
 def test_garbage_database_file_is_one_clear_error(relay: Relay, feed_server: FeedServer) -> None:
     feed_server.set("/f.xml", rss(make_items(2)))
     relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
