@@ -99,7 +99,10 @@ class Deliverer:
                 reports[c] = report
         for c in self.outbox.channels_with_pending():
             if c not in self.sinks:
-                reports[c] = ChannelReport(errors=[f"channel {c!r} is no longer configured; its messages wait"])
+                report = ChannelReport(pending=sum(1 for _ in self._pending_ids(c)))
+                report.errors.append(f"channel {c!r} is no longer configured; its {report.pending} message(s) wait "
+                                     "until it is added back")
+                reports[c] = report
         return reports
 
     # --- internals --------------------------------------------------------------------------

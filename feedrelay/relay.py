@@ -81,6 +81,7 @@ class Relay:
         self.store.sync_feeds((f.name, f.url, f.kind) for f in self.config.feeds)
         # A (re)start is when someone has fixed a failing channel: try it at once. Rate-limit waits stay.
         self.outbox.resume_failing()
+        self._warn_unconfigured()
         d = self.config.defaults
         self.fetcher = Fetcher(timeout=d.timeout, max_body=d.max_body, max_redirects=d.max_redirects,
                                per_host=d.per_host)
@@ -94,6 +95,13 @@ class Relay:
         intervals = {name: ch.min_interval for name, ch in self.config.channels.items()}
         self.deliverer = Deliverer(self.outbox, by_channel, intervals, alerts=self.config.alerts,
                                    dedupe_window=self.config.defaults.dedupe_window, counters=self.counters)
+
+    def _warn_unconfigured(self) -> None:
+        """Messages queued for a channel since removed from the config wait for it silently: say so."""
+        for channel, stats in sorted(self.outbox.channel_stats().items()):
+            if channel not in self.config.channels and stats["pending"]:
+                log.warning("channel %r is no longer configured: %d queued message(s) wait until it is added back",
+                            channel, stats["pending"])
 
     async def close(self) -> None:
         await self.deliverer.stop()
@@ -218,6 +226,8 @@ class Relay:
             await self._open_sinks()
             if self._daemon:
                 self.deliverer.start()
+        if set(old.channels) - set(config.channels):
+            self._warn_unconfigured()
         gone = {f.name for f in old.feeds} - {f.name for f in config.feeds}
         for name in gone:
             self._sources.pop(name, None)

@@ -337,6 +337,36 @@ def test_require_slack_refuses_a_live_edit_that_drops_credentials(relay: Relay, 
     assert result.out == ""  # nothing went to the terminal
 
 
+def test_a_channel_removed_with_messages_queued_is_reported_not_shown_as_retrying(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    feed_server.set("/a.xml", rss(make_items(3)))
+    readings, old = {"slack": "#readings", "min_interval": "0s"}, {"slack": "#old", "min_interval": "0s"}
+    feed = {"name": "A", "url": feed_server.url("/a.xml"), "interval": "1h"}
+    relay.configure(channels={"readings": readings, "old": old},
+                    feeds=[{**feed, "channels": ["readings", "old"], "backlog": 3}])
+    fake_slack.outage(503)
+    assert relay("once", "--max-wait", "1s").code == 1  # 3 messages for each channel stay queued
+    fake_slack.outage(None)
+    relay.configure(channels={"readings": readings}, feeds=[{**feed, "channels": ["readings"]}])
+
+    daemon = relay.start()
+    try:
+        fake_slack.wait_for_posts(3, timeout=20)
+        status, as_json = relay("status"), relay("status", "--json")
+    finally:
+        result = daemon.stop()
+    assert result.code == 0 and "Traceback" not in result.err, result.err
+    assert "channel 'old' is no longer configured: 3 queued message(s) wait until it is added back" in result.err
+    line = next(line for line in status.out.splitlines() if line.startswith("old "))
+    assert "removed from config; 3 message(s) wait until it is added back" in line and "retrying" not in line
+    assert json.loads(as_json.out)["channels"]["old"]["configured"] is False
+    once = relay("once")
+    assert once.code == 1
+    assert "channel 'old': channel 'old' is no longer configured; its 3 message(s) wait" in once.err
+    assert "0 message(s) delivered, 3 still queued" in once.err
+    assert {p.channel for p in fake_slack.posts} == {"#readings"}
+
+
 def test_webhook_channel(tmp_path: Path, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
     relay = Relay(tmp_path, fake_slack.api_url, extra_env={"TEAM_HOOK": fake_slack.webhook_url("team")})
     feed_server.set("/f.xml", rss(make_items(1)))
