@@ -14,7 +14,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from . import metrics
 from .alerts import config_rejected
-from .config import Config, ConfigError, Feed, load_config
+from .config import Config, ConfigError, Feed, format_duration, load_config
 from .relay import Relay
 from .store import DB_ERRORS, StoreError
 
@@ -24,6 +24,7 @@ CONFIG_CHECK = 2.0  # seconds between looks at feeds.toml's modification time
 PRUNE_EVERY = 3600.0
 FIRST_POLL_SPREAD = 30.0  # start-up polls are spread over this many seconds, not fired at once
 SHUTDOWN_GRACE = 5.0  # seconds polls in flight get to finish on SIGTERM; then they are dropped (and repeated)
+CLOCK_STEP = 60.0  # the wall clock going back this much more than the monotonic clock says is a clock step
 
 
 class Daemon:
@@ -85,6 +86,32 @@ class Daemon:
             offset = min(FIRST_POLL_SPREAD, feed.interval) * i / n
             self._schedule(feed, now + timedelta(seconds=offset))
 
+    async def _watch_clock(self) -> None:
+        """APScheduler, Retry-After and outbox retry times are wall-clock deadlines: a clock set back an hour
+        (an NTP step, a VM restored, a clock that ran fast corrected) would stop every poll, the config check
+        and delayed deliveries for that hour. This loop runs on the monotonic clock and moves them back with it."""
+        wall, mono = time.time(), time.monotonic()
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), CONFIG_CHECK)
+            now_wall, now_mono = time.time(), time.monotonic()
+            back = (now_mono - mono) - (now_wall - wall)
+            wall, mono = now_wall, now_mono
+            if back >= CLOCK_STEP:
+                self._clock_stepped_back(back, now_wall)
+
+    def _clock_stepped_back(self, back: float, now: float) -> None:
+        log.warning("the system clock went back by %s; polls, Retry-After waits and message retries are moved back "
+                    "with it", format_duration(round(back)))
+        shift = timedelta(seconds=back)
+        for job in self.scheduler.get_jobs():
+            if job.next_run_time is not None:
+                job.modify(next_run_time=job.next_run_time - shift)
+        self.relay.deliverer.clock_stepped_back(back)
+        with contextlib.suppress(*DB_ERRORS), self.relay.store.transaction():
+            self.relay.outbox.clock_stepped_back(back, now)
+            self.relay.store.clock_stepped_back(back, now)
+
     async def check_config(self) -> None:
         mtime = self._config_mtime()
         if mtime is None or mtime == self._mtime:
@@ -142,10 +169,12 @@ class Daemon:
         self.scheduler.add_job(self._prune, "interval", seconds=PRUNE_EVERY, id="_prune",
                                next_run_time=datetime.now().astimezone() + timedelta(seconds=60))
         self.scheduler.start()
+        clock = asyncio.create_task(self._watch_clock())
         server = await self._serve_metrics()
         log.info("feedrelay running: %d feed(s), %d channel(s), database %s; Ctrl-C to stop",
                  len(self.relay.config.feeds), len(self.relay.config.channels), self.relay.db_path)
         await self.stopping.wait()
+        await clock
         if server is not None:
             server.close()
         log.info("stopping: finishing polls and the messages in flight")

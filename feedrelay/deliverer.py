@@ -66,6 +66,11 @@ class Deliverer:
         for ch in channels:
             self._event(ch).set()
 
+    def clock_stepped_back(self, seconds: float) -> None:
+        """The wall clock went back: Slack's rate-limit pauses end as many seconds after it as they did before."""
+        for key, until in self._paused_until.items():
+            self._paused_until[key] = until - seconds
+
     def start(self) -> None:
         """Daemon mode: a task per channel that waits for work forever."""
         for ch in self.sinks:

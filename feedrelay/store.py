@@ -313,6 +313,10 @@ class Store:
                 [now, error[:1000], now, now + retry_after if retry_after else None, name],
             )
 
+    def clock_stepped_back(self, seconds: float, now: float) -> None:
+        """The wall clock went back: a server's Retry-After ends as many seconds after it as it did."""
+        self.db.execute("UPDATE feeds SET not_before = not_before - ? WHERE not_before > ?", [seconds, now])
+
     # --- remembered items ----------------------------------------------------------------------
 
     def known_keys(self, feed: str, keys: list[str]) -> set[str]:

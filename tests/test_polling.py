@@ -120,3 +120,58 @@ def test_parse_workers_do_not_load_the_cli(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert {m.split(".")[0] for m in eval(out.stdout)} == {"feedparser"}  # the parser's, and none of the CLI's
+
+
+def test_the_system_clock_set_back_does_not_stop_polls_or_retries(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The clock of the whole process goes back an hour (an NTP step, a restored VM): polls go on at their
+    interval, and a Retry-After or a message retry still ends when it would have, not an hour later."""
+    import datetime as dt
+
+    import apscheduler.schedulers.base
+    import apscheduler.triggers.interval
+
+    import feedrelay.daemon as daemon_module
+    from feedrelay.daemon import Daemon
+
+    monkeypatch.setattr(daemon_module, "CONFIG_CHECK", 0.2)
+    back = [0.0]
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - back[0])
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+            return dt.datetime.fromtimestamp(time.time(), tz)
+
+    for module in (apscheduler.schedulers.base, apscheduler.triggers.interval, daemon_module):
+        monkeypatch.setattr(module, "datetime", Clock)
+
+    with FeedServer() as server:
+        server.set("/f.xml", rss(make_items(2)))
+        server.set("/slow.xml", b"", status=503, headers={"Retry-After": "3"})
+        text = (f'database = "{tmp_path / "relay.db"}"\n[channels.readings]\nconsole = true\n'
+                f'[[feeds]]\nname = "f"\nurl = "{server.url("/f.xml")}"\nchannels = ["readings"]\ninterval = "1s"\n'
+                f'[[feeds]]\nname = "slow"\nurl = "{server.url("/slow.xml")}"\nchannels = ["readings"]\n'
+                'interval = "1s"\n')
+        config = parse_config(text, tmp_path / "feeds.toml", environ={})
+
+        async def go() -> None:
+            relay = Relay(config, environ={}, stream=io.StringIO())
+            await relay.start()
+            daemon = Daemon(relay)
+            run = asyncio.create_task(daemon.run())
+            try:
+                while server.hits("/f.xml") < 2 or server.hits("/slow.xml") < 1:
+                    await asyncio.sleep(0.05)
+                server.set("/slow.xml", rss(make_items(1)))
+                back[0] = 3600.0
+                hits = server.hits("/f.xml")
+                await asyncio.sleep(4)
+                assert server.hits("/f.xml") >= hits + 2  # still polled every second
+                assert server.hits("/slow.xml") >= 2  # polled again once its 3 s Retry-After was over
+            finally:
+                daemon.stopping.set()
+                await run
+                await relay.close()
+
+        asyncio.run(go())
