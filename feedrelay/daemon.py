@@ -39,6 +39,9 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.fatal: str | None = None  # set when the relay cannot go on (a damaged database)
         self._in_flight: set[asyncio.Task[object]] = set()
+        # One reload at a time: two (an edit noticed while `systemctl reload` runs) would each reopen the channels
+        # while the other waits for a post in flight, and leave two deliverers sending every message.
+        self._reloading = asyncio.Lock()
         self._mtime = self._config_mtime()
 
     # --- jobs -------------------------------------------------------------------------------
@@ -120,6 +123,10 @@ class Daemon:
         await self.reload()
 
     async def reload(self) -> None:
+        async with self._reloading:
+            await self._reload()
+
+    async def _reload(self) -> None:
         path = self.relay.config.path
         try:
             new = load_config(path, self.relay.environ)

@@ -367,6 +367,30 @@ def test_a_channel_removed_with_messages_queued_is_reported_not_shown_as_retryin
     assert {p.channel for p in fake_slack.posts} == {"#readings"}
 
 
+def test_two_reloads_at_once_leave_one_deliverer(relay: Relay, feed_server: FeedServer,
+                                                  fake_slack: FakeSlack) -> None:
+    """An edit reloaded while another reload still waits for the post in flight (`systemctl reload` after each
+    of two quick edits, with a slow Slack): every message is still posted once."""
+    feed_server.set("/a.xml", rss(make_items(4)))
+    readings = {"slack": "#readings", "min_interval": "0s"}
+    feed = {"name": "A", "url": feed_server.url("/a.xml"), "channels": ["readings"], "backlog": 4, "interval": "1h"}
+    relay.configure(channels={"readings": readings}, feeds=[feed])
+    fake_slack.delay = 2.0
+    daemon = relay.start()
+    try:
+        wait_until(lambda: fake_slack.attempts, timeout=20)  # a post in flight for 2 s
+        for extra in ("x", "y"):
+            relay.configure(channels={"readings": readings, extra: {"slack": f"#{extra}"}}, feeds=[feed])
+            daemon.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+        fake_slack.wait_for_posts(4, timeout=30)
+        time.sleep(2.5)  # a second deliverer would be posting them again
+    finally:
+        result = daemon.stop()
+    assert result.code == 0 and "Traceback" not in result.err and "ERROR" not in result.err, result.err
+    assert titles(fake_slack.posts) == ["Post 0", "Post 1", "Post 2", "Post 3"]
+
+
 def test_webhook_channel(tmp_path: Path, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
     relay = Relay(tmp_path, fake_slack.api_url, extra_env={"TEAM_HOOK": fake_slack.webhook_url("team")})
     feed_server.set("/f.xml", rss(make_items(1)))
