@@ -42,9 +42,18 @@ class Daemon:
         # One reload at a time: two (an edit noticed while `systemctl reload` runs) would each reopen the channels
         # while the other waits for a post in flight, and leave two deliverers sending every message.
         self._reloading = asyncio.Lock()
-        self._mtime = self._config_mtime()
+        self._applied = self._seen = self._config_version()
 
     # --- jobs -------------------------------------------------------------------------------
+
+    def _config_version(self) -> tuple[int, int, int] | None:
+        """What tells one save of feeds.toml from another: the modification time alone may not (a file written
+        within the same clock tick as its truncation, a replacement that keeps its mtime: `cp -p`, `rsync -a`)."""
+        try:
+            st = self.relay.config.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
 
     def _config_mtime(self) -> float | None:
         try:
@@ -116,10 +125,18 @@ class Daemon:
             self.relay.store.clock_stepped_back(back, now)
 
     async def check_config(self) -> None:
-        mtime = self._config_mtime()
-        if mtime is None or mtime == self._mtime:
+        version = self._config_version()
+        if version is None or version == self._applied:
+            if version is None and self._seen is not None:
+                log.warning("%s is gone; still running the previous configuration", self.relay.config.path)
+            self._seen = version
             return
-        self._mtime = mtime
+        if version != self._seen:
+            # Changed since the last look: an editor or a tool may still be writing it, and a file caught half
+            # written can be valid (an empty one is): wait until it has stayed the same for one look.
+            self._seen = version
+            return
+        self._applied = version
         await self.reload()
 
     async def reload(self) -> None:

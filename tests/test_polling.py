@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import subprocess
 import sys
 import time
@@ -175,3 +176,36 @@ def test_the_system_clock_set_back_does_not_stop_polls_or_retries(tmp_path: Path
                 await relay.close()
 
         asyncio.run(go())
+
+
+def test_a_config_caught_half_written_is_not_applied(tmp_path: Path) -> None:
+    """An editor or a tool saving feeds.toml truncates it, then writes it. A look in between sees a valid file
+    (an empty one is) without the feeds: applied, every feed would stop, and start afresh when it came back,
+    its new entries remembered but never posted. And a save is noticed even when it keeps the mtime."""
+    from feedrelay.daemon import Daemon
+
+    path = tmp_path / "feeds.toml"
+    text = (f'database = "{tmp_path / "relay.db"}"\n[channels.readings]\nconsole = true\n'
+            '[[feeds]]\nname = "f"\nurl = "http://127.0.0.1:9/f.xml"\nchannels = ["readings"]\ninterval = "1h"\n')
+    path.write_text(text)
+
+    async def go() -> None:
+        relay = Relay(parse_config(text, path, environ={}), environ={}, stream=io.StringIO())
+        await relay.start()
+        try:
+            daemon = Daemon(relay)
+            daemon.schedule_all(relay.config.feeds)
+            path.write_text("")  # caught between the truncation and the write
+            mtime = path.stat().st_mtime_ns
+            await daemon.check_config()
+            assert [f.name for f in relay.config.feeds] == ["f"]
+            assert relay.store.feed("f").active
+            path.write_text(text.replace('"1h"', '"90m"'))
+            os.utime(path, ns=(mtime, mtime))  # written within the same clock tick as the truncation
+            await daemon.check_config()
+            await daemon.check_config()  # it stayed the same for one look: applied
+            assert [f.interval for f in relay.config.feeds] == [5400]
+        finally:
+            await relay.close()
+
+    asyncio.run(go())
