@@ -203,6 +203,8 @@ class Daemon:
             server.close()
         log.info("stopping: finishing polls and the messages in flight")
         self.scheduler.pause()
+        # Deliveries get the same grace, at the same time: a Slack that hangs must not hold up the stop either.
+        delivering = asyncio.create_task(self.relay.deliverer.stop(grace=SHUTDOWN_GRACE))
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=SHUTDOWN_GRACE)
         for task in list(self._in_flight):
@@ -210,7 +212,7 @@ class Daemon:
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=2)
         self.scheduler.shutdown(wait=False)
-        await self.relay.deliverer.stop()
+        await delivering
 
     async def _serve_metrics(self) -> asyncio.Server | None:
         settings = self.relay.config.metrics

@@ -76,12 +76,18 @@ class Deliverer:
         for ch in self.sinks:
             self._tasks[ch] = asyncio.create_task(self._channel(ch, forever=True), name=f"deliver:{ch}")
 
-    async def stop(self) -> None:
-        """Let each channel finish the message in flight, then stop."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Let each channel finish the message in flight, then stop. After ``grace`` seconds, a post still in
+        flight (a Slack that hangs until the 30 s timeout) is dropped: it stays queued and is sent at the next start."""
         self._stop.set()
         for ev in self._wake.values():
             ev.set()
         if self._tasks:
+            _, late = await asyncio.wait(self._tasks.values(), timeout=grace)
+            for task in late:
+                log.info("%s: the post in flight is dropped by shutdown; it is sent at the next start",
+                         task.get_name().replace("deliver:", "channel "))
+                task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
 
