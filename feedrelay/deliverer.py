@@ -58,6 +58,9 @@ class Deliverer:
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[ChannelReport]] = {}
         self._last_sent: dict[str, float] = {}  # per channel, monotonic: pacing survives between steps
+        # Per channel: (row id, outcome) of an attempt whose outcome could not be written (a full disk). Writing
+        # it is retried, not the post: Slack already has it, and a full disk can last hours.
+        self._unrecorded: dict[str, tuple[int, Outcome]] = {}
 
     # --- public -----------------------------------------------------------------------------
 
@@ -153,6 +156,10 @@ class Deliverer:
             if forever:
                 await self._nap(channel, IDLE_CHECK)
             return forever
+        if (unrecorded := self._unrecorded.get(channel)) and unrecorded[0] == row.id:
+            recorded = self._record(channel, row, unrecorded[1], sink, report)
+            del self._unrecorded[channel]
+            return recorded or forever
         now = time.time()
         pace = self.min_interval.get(channel, 1.0)
         retry = row.next_attempt - now
@@ -171,7 +178,10 @@ class Deliverer:
                         channel, row.id, outcome.error)
             outcome = await sink.send(row.message, plain=True)
         self._last_sent[channel] = time.monotonic()
-        return self._record(channel, row, outcome, sink, report) or forever
+        self._unrecorded[channel] = (row.id, outcome)
+        recorded = self._record(channel, row, outcome, sink, report)
+        del self._unrecorded[channel]
+        return recorded or forever
 
     def queue_alert(self, alert: Delivery | None, now: float) -> None:
         """Queue an alert (once per incident: the outbox drops a repeat) and wake its channel."""

@@ -437,3 +437,27 @@ def test_daemon_survives_a_disk_that_fills_up_and_frees_again(relay: Relay, feed
     assert integrity(relay.db) == "ok"
     assert outbox(relay.db, "SELECT COUNT(*) FROM outbox WHERE status != 'sent'") == [(0,)]
     assert os.path.getsize(relay.db) > 0
+
+
+def test_a_disk_full_for_a_while_does_not_post_the_same_message_again_and_again(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    """The post went out but its `sent` mark cannot be written: the daemon retries writing the mark, not the post
+    (it retried the whole step every 5 s, posting the message again each time until space came back)."""
+    feed_server.set("/f.xml", rss(make_items(3)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 3,
+                            "interval": "1h"}],
+                    channels={"readings": {"slack": "#readings", "min_interval": "0s"}})
+    fake_slack.delay = 0.5
+    daemon = relay.start()
+    try:
+        wait_until(lambda: fake_slack.attempts, timeout=20)  # the first post is in flight
+        _limit_file_size(daemon.proc.pid, 1024)
+        time.sleep(12)  # the deliverer tries again every 5 s meanwhile
+        _limit_file_size(daemon.proc.pid, None)
+        wait_until(lambda: {title(p) for p in fake_slack.posts} >= {"Post 0", "Post 1", "Post 2"}, timeout=20)
+    finally:
+        result = daemon.stop()
+    assert result.code == 0, result.err
+    got = [title(p) for p in fake_slack.posts]
+    assert sorted(got) == ["Post 0", "Post 1", "Post 2"], got
+    assert outbox(relay.db, "SELECT COUNT(*) FROM outbox WHERE status != 'sent'") == [(0,)]
