@@ -16,7 +16,7 @@ from . import metrics
 from .alerts import config_rejected
 from .config import Config, ConfigError, Feed, format_duration, load_config
 from .relay import Relay
-from .store import DB_ERRORS, StoreError
+from .store import DB_ERRORS, StoreError, describe
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class Daemon:
         # One reload at a time: two (an edit noticed while `systemctl reload` runs) would each reopen the channels
         # while the other waits for a post in flight, and leave two deliverers sending every message.
         self._reloading = asyncio.Lock()
+        self._reload_failed: str | None = None  # the database error that stopped the last reload
         self._applied = self._seen = self._config_version()
 
     # --- jobs -------------------------------------------------------------------------------
@@ -158,7 +159,17 @@ class Daemon:
                     self.relay.deliverer.queue_alert(alert, time.time())
             return
         old = self.relay.config
-        await self.relay.reload(new)
+        try:
+            await self.relay.reload(new)
+        except DB_ERRORS as exc:
+            message = describe(exc, self.relay.db_path)
+            if message != self._reload_failed:  # (tried again at every look: logged once)
+                log.error("config change not applied yet, still running the previous configuration: %s; it is "
+                          "tried again every %.0f s", message, CONFIG_CHECK)
+            self._reload_failed = message
+            self._applied = None  # the next look tries again
+            return
+        self._reload_failed = None
         if self.on_config:
             self.on_config(new)
         old_feeds = {f.name: f for f in old.feeds}

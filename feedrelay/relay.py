@@ -217,9 +217,10 @@ class Relay:
     async def reload(self, config: Config) -> None:
         """Swap in a new configuration without losing queued work."""
         old = self.config
+        # First, so that a database that cannot be written (a full disk) leaves the previous configuration whole.
+        self.store.sync_feeds((f.name, f.url, f.kind) for f in config.feeds)
         self.config = config
         self.deliverer.alerts, self.deliverer.dedupe_window = config.alerts, config.defaults.dedupe_window
-        self.store.sync_feeds((f.name, f.url, f.kind) for f in config.feeds)
         if (old.channels, old.slack) != (config.channels, config.slack):
             await self.deliverer.stop()
             await self.sinks.close()

@@ -461,3 +461,26 @@ def test_a_disk_full_for_a_while_does_not_post_the_same_message_again_and_again(
     got = [title(p) for p in fake_slack.posts]
     assert sorted(got) == ["Post 0", "Post 1", "Post 2"], got
     assert outbox(relay.db, "SELECT COUNT(*) FROM outbox WHERE status != 'sent'") == [(0,)]
+
+
+def test_a_config_edit_during_a_full_disk_is_applied_once_space_is_back(relay: Relay, feed_server: FeedServer,
+                                                                         fake_slack: FakeSlack) -> None:
+    feed_server.set("/a.xml", rss(make_items(2)))
+    feed_server.set("/b.xml", rss(make_items(2)))
+    a = {"name": "A", "url": feed_server.url("/a.xml"), "channels": ["readings"], "interval": "1h"}
+    relay.configure(feeds=[a])
+    daemon = relay.start()
+    try:
+        wait_until(lambda: "feed 'A': first poll" in daemon.log(), timeout=20)
+        _limit_file_size(daemon.proc.pid, 1024)
+        relay.configure(feeds=[a, {**a, "name": "B", "url": feed_server.url("/b.xml")}])
+        wait_until(lambda: "config change not applied yet" in daemon.log(), timeout=15)
+        time.sleep(3)  # tried again meanwhile, logged once
+        _limit_file_size(daemon.proc.pid, None)
+        wait_until(lambda: feed_server.hits("/b.xml") >= 1, timeout=15)
+    finally:
+        result = daemon.stop()
+    assert result.code == 0, result.err
+    assert "Traceback" not in result.err and "raised an exception" not in result.err, result.err
+    assert result.err.count("config change not applied yet, still running the previous configuration: ") == 1
+    assert "configuration reloaded" in result.err
