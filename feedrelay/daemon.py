@@ -16,7 +16,7 @@ from . import metrics
 from .alerts import config_rejected
 from .config import Config, ConfigError, Feed, format_duration, load_config
 from .relay import Relay
-from .store import DB_ERRORS, StoreError, describe
+from .store import DB_ERRORS, StoreError, damaged, describe
 
 log = logging.getLogger(__name__)
 
@@ -247,4 +247,12 @@ class Daemon:
         return server
 
     async def _prune(self) -> None:
-        self.relay.prune()
+        try:
+            self.relay.prune()
+        except DB_ERRORS as exc:
+            # One line, as from a poll, not a scheduler traceback; a damaged file stops the relay, as in a poll.
+            message = describe(exc, self.relay.db_path)
+            log.error("pruning: %s", message)
+            if damaged(exc):
+                self.fatal = message
+                self.stopping.set()

@@ -209,3 +209,28 @@ def test_a_config_caught_half_written_is_not_applied(tmp_path: Path) -> None:
             await relay.close()
 
     asyncio.run(go())
+
+
+def test_pruning_on_a_database_that_cannot_be_written_is_one_log_line(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The hourly prune meets a full disk: an error line like a poll's, not a scheduler traceback."""
+    from feedrelay.daemon import Daemon
+
+    text = (f'database = "{tmp_path / "relay.db"}"\n[channels.readings]\nconsole = true\n'
+            '[[feeds]]\nname = "f"\nurl = "http://127.0.0.1:9/f.xml"\nchannels = ["readings"]\n')
+
+    async def go() -> Daemon:
+        relay = Relay(parse_config(text, tmp_path / "feeds.toml", environ={}), environ={}, stream=io.StringIO())
+        await relay.start()
+        try:
+            daemon = Daemon(relay)
+            relay.store.db.execute("PRAGMA query_only = 1")  # every write fails, as on a full disk
+            await daemon._prune()
+            return daemon
+        finally:
+            relay.store.db.execute("PRAGMA query_only = 0")
+            await relay.close()
+
+    daemon = asyncio.run(go())
+    assert daemon.fatal is None and not daemon.stopping.is_set()
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage().startswith("pruning: ") and "readonly" in record.getMessage()
