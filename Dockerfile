@@ -58,6 +58,6 @@ WORKDIR /data
 # Declared after the chown above, so a new named volume starts out owned by the feedrelay user.
 VOLUME ["/data"]
 
-# feedrelay handles SIGTERM (docker stop) itself: it finishes the messages in flight, gives polls 5 s, and exits.
+# feedrelay handles SIGTERM (docker stop) itself: it gives the messages and polls in flight 5 s, and exits.
 ENTRYPOINT ["feedrelay"]
 CMD ["run"]

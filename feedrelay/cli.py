@@ -421,6 +421,9 @@ def status(state: State, as_json: bool) -> None:
         rows.append({"feed": name, "url": "", "configured": True, "last_poll": None, "last_success": None,
                      "error": None, "failing_since": None, "consecutive_errors": 0, "warning": None,
                      "items": 0, "pending": 0, "failed": 0, "waiting_until": None})
+    if config:
+        for name, c in per_channel.items():
+            c["configured"] = name in config.channels
     if as_json:
         click.echo(json.dumps({"feeds": rows, "channels": per_channel}, indent=2))
         return
@@ -445,6 +448,10 @@ def status(state: State, as_json: bool) -> None:
             health = f"FAILING: {c['failing']}" if c.get("failing") else "ok"
             if c.get("pending") and c.get("last_error") and not c.get("failing"):
                 health = f"retrying: {c['last_error']} (oldest waiting {_ago(c['oldest_pending'], now)})"
+            if c.get("configured") is False:
+                # Nothing sends these: a last error or "ok" would say otherwise.
+                health = ("removed from config; " + (f"{c['pending']} message(s) wait until it is added back"
+                                                     if c.get("pending") else "nothing waits"))
             click.echo(f"{name[:28]:<28} {c.get('sent', 0):>6} {c.get('pending', 0):>7} {c.get('failed', 0):>6}  "
                        f"{health}")
     if any(r["error"] for r in rows) or any(c.get("failing") or c.get("failed") for c in per_channel.values()):

@@ -14,9 +14,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from . import metrics
 from .alerts import config_rejected
-from .config import Config, ConfigError, Feed, load_config
+from .config import Config, ConfigError, Feed, format_duration, load_config
 from .relay import Relay
-from .store import DB_ERRORS, StoreError
+from .store import DB_ERRORS, StoreError, damaged, describe
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ CONFIG_CHECK = 2.0  # seconds between looks at feeds.toml's modification time
 PRUNE_EVERY = 3600.0
 FIRST_POLL_SPREAD = 30.0  # start-up polls are spread over this many seconds, not fired at once
 SHUTDOWN_GRACE = 5.0  # seconds polls in flight get to finish on SIGTERM; then they are dropped (and repeated)
+CLOCK_STEP = 60.0  # the wall clock going back this much more than the monotonic clock says is a clock step
 
 
 class Daemon:
@@ -38,9 +39,22 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.fatal: str | None = None  # set when the relay cannot go on (a damaged database)
         self._in_flight: set[asyncio.Task[object]] = set()
-        self._mtime = self._config_mtime()
+        # One reload at a time: two (an edit noticed while `systemctl reload` runs) would each reopen the channels
+        # while the other waits for a post in flight, and leave two deliverers sending every message.
+        self._reloading = asyncio.Lock()
+        self._reload_failed: str | None = None  # the database error that stopped the last reload
+        self._applied = self._seen = self._config_version()
 
     # --- jobs -------------------------------------------------------------------------------
+
+    def _config_version(self) -> tuple[int, int, int] | None:
+        """What tells one save of feeds.toml from another: the modification time alone may not (a file written
+        within the same clock tick as its truncation, a replacement that keeps its mtime: `cp -p`, `rsync -a`)."""
+        try:
+            st = self.relay.config.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
 
     def _config_mtime(self) -> float | None:
         try:
@@ -85,14 +99,52 @@ class Daemon:
             offset = min(FIRST_POLL_SPREAD, feed.interval) * i / n
             self._schedule(feed, now + timedelta(seconds=offset))
 
+    async def _watch_clock(self) -> None:
+        """APScheduler, Retry-After and outbox retry times are wall-clock deadlines: a clock set back an hour
+        (an NTP step, a VM restored, a clock that ran fast corrected) would stop every poll, the config check
+        and delayed deliveries for that hour. This loop runs on the monotonic clock and moves them back with it."""
+        wall, mono = time.time(), time.monotonic()
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), CONFIG_CHECK)
+            now_wall, now_mono = time.time(), time.monotonic()
+            back = (now_mono - mono) - (now_wall - wall)
+            wall, mono = now_wall, now_mono
+            if back >= CLOCK_STEP:
+                self._clock_stepped_back(back, now_wall)
+
+    def _clock_stepped_back(self, back: float, now: float) -> None:
+        log.warning("the system clock went back by %s; polls, Retry-After waits and message retries are moved back "
+                    "with it", format_duration(round(back)))
+        shift = timedelta(seconds=back)
+        for job in self.scheduler.get_jobs():
+            if job.next_run_time is not None:
+                job.modify(next_run_time=job.next_run_time - shift)
+        self.relay.deliverer.clock_stepped_back(back)
+        with contextlib.suppress(*DB_ERRORS), self.relay.store.transaction():
+            self.relay.outbox.clock_stepped_back(back, now)
+            self.relay.store.clock_stepped_back(back, now)
+
     async def check_config(self) -> None:
-        mtime = self._config_mtime()
-        if mtime is None or mtime == self._mtime:
+        version = self._config_version()
+        if version is None or version == self._applied:
+            if version is None and self._seen is not None:
+                log.warning("%s is gone; still running the previous configuration", self.relay.config.path)
+            self._seen = version
             return
-        self._mtime = mtime
+        if version != self._seen:
+            # Changed since the last look: an editor or a tool may still be writing it, and a file caught half
+            # written can be valid (an empty one is): wait until it has stayed the same for one look.
+            self._seen = version
+            return
+        self._applied = version
         await self.reload()
 
     async def reload(self) -> None:
+        async with self._reloading:
+            await self._reload()
+
+    async def _reload(self) -> None:
         path = self.relay.config.path
         try:
             new = load_config(path, self.relay.environ)
@@ -107,7 +159,17 @@ class Daemon:
                     self.relay.deliverer.queue_alert(alert, time.time())
             return
         old = self.relay.config
-        await self.relay.reload(new)
+        try:
+            await self.relay.reload(new)
+        except DB_ERRORS as exc:
+            message = describe(exc, self.relay.db_path)
+            if message != self._reload_failed:  # (tried again at every look: logged once)
+                log.error("config change not applied yet, still running the previous configuration: %s; it is "
+                          "tried again every %.0f s", message, CONFIG_CHECK)
+            self._reload_failed = message
+            self._applied = None  # the next look tries again
+            return
+        self._reload_failed = None
         if self.on_config:
             self.on_config(new)
         old_feeds = {f.name: f for f in old.feeds}
@@ -142,14 +204,18 @@ class Daemon:
         self.scheduler.add_job(self._prune, "interval", seconds=PRUNE_EVERY, id="_prune",
                                next_run_time=datetime.now().astimezone() + timedelta(seconds=60))
         self.scheduler.start()
+        clock = asyncio.create_task(self._watch_clock())
         server = await self._serve_metrics()
         log.info("feedrelay running: %d feed(s), %d channel(s), database %s; Ctrl-C to stop",
                  len(self.relay.config.feeds), len(self.relay.config.channels), self.relay.db_path)
         await self.stopping.wait()
+        await clock
         if server is not None:
             server.close()
         log.info("stopping: finishing polls and the messages in flight")
         self.scheduler.pause()
+        # Deliveries get the same grace, at the same time: a Slack that hangs must not hold up the stop either.
+        delivering = asyncio.create_task(self.relay.deliverer.stop(grace=SHUTDOWN_GRACE))
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=SHUTDOWN_GRACE)
         for task in list(self._in_flight):
@@ -157,7 +223,7 @@ class Daemon:
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=2)
         self.scheduler.shutdown(wait=False)
-        await self.relay.deliverer.stop()
+        await delivering
 
     async def _serve_metrics(self) -> asyncio.Server | None:
         settings = self.relay.config.metrics
@@ -181,4 +247,12 @@ class Daemon:
         return server
 
     async def _prune(self) -> None:
-        self.relay.prune()
+        try:
+            self.relay.prune()
+        except DB_ERRORS as exc:
+            # One line, as from a poll, not a scheduler traceback; a damaged file stops the relay, as in a poll.
+            message = describe(exc, self.relay.db_path)
+            log.error("pruning: %s", message)
+            if damaged(exc):
+                self.fatal = message
+                self.stopping.set()

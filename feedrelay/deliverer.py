@@ -58,6 +58,9 @@ class Deliverer:
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[ChannelReport]] = {}
         self._last_sent: dict[str, float] = {}  # per channel, monotonic: pacing survives between steps
+        # Per channel: (row id, outcome) of an attempt whose outcome could not be written (a full disk). Writing
+        # it is retried, not the post: Slack already has it, and a full disk can last hours.
+        self._unrecorded: dict[str, tuple[int, Outcome]] = {}
         # A 429's pause covers the whole workspace and outlives a restart or a reload (`once` under cron is a
         # new process each run): the rate-limited rows still hold when it ends.
         for channel, until in outbox.rate_limited_until(RATE_LIMITED).items():
@@ -72,17 +75,28 @@ class Deliverer:
         for ch in channels:
             self._event(ch).set()
 
+    def clock_stepped_back(self, seconds: float) -> None:
+        """The wall clock went back: Slack's rate-limit pauses end as many seconds after it as they did before."""
+        for key, until in self._paused_until.items():
+            self._paused_until[key] = until - seconds
+
     def start(self) -> None:
         """Daemon mode: a task per channel that waits for work forever."""
         for ch in self.sinks:
             self._tasks[ch] = asyncio.create_task(self._channel(ch, forever=True), name=f"deliver:{ch}")
 
-    async def stop(self) -> None:
-        """Let each channel finish the message in flight, then stop."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Let each channel finish the message in flight, then stop. After ``grace`` seconds, a post still in
+        flight (a Slack that hangs until the 30 s timeout) is dropped: it stays queued and is sent at the next start."""
         self._stop.set()
         for ev in self._wake.values():
             ev.set()
         if self._tasks:
+            _, late = await asyncio.wait(self._tasks.values(), timeout=grace)
+            for task in late:
+                log.info("%s: the post in flight is dropped by shutdown; it is sent at the next start",
+                         task.get_name().replace("deliver:", "channel "))
+                task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
 
@@ -105,7 +119,10 @@ class Deliverer:
                 reports[c] = report
         for c in self.outbox.channels_with_pending():
             if c not in self.sinks:
-                reports[c] = ChannelReport(errors=[f"channel {c!r} is no longer configured; its messages wait"])
+                report = ChannelReport(pending=sum(1 for _ in self._pending_ids(c)))
+                report.errors.append(f"channel {c!r} is no longer configured; its {report.pending} message(s) wait "
+                                     "until it is added back")
+                reports[c] = report
         return reports
 
     # --- internals --------------------------------------------------------------------------
@@ -145,6 +162,10 @@ class Deliverer:
             if forever:
                 await self._nap(channel, IDLE_CHECK)
             return forever
+        if (unrecorded := self._unrecorded.get(channel)) and unrecorded[0] == row.id:
+            recorded = self._record(channel, row, unrecorded[1], sink, report)
+            del self._unrecorded[channel]
+            return recorded or forever
         now = time.time()
         pace = self.min_interval.get(channel, 1.0)
         retry = row.next_attempt - now
@@ -163,7 +184,10 @@ class Deliverer:
                         channel, row.id, outcome.error)
             outcome = await sink.send(row.message, plain=True)
         self._last_sent[channel] = time.monotonic()
-        return self._record(channel, row, outcome, sink, report) or forever
+        self._unrecorded[channel] = (row.id, outcome)
+        recorded = self._record(channel, row, outcome, sink, report)
+        del self._unrecorded[channel]
+        return recorded or forever
 
     def queue_alert(self, alert: Delivery | None, now: float) -> None:
         """Queue an alert (once per incident: the outbox drops a repeat) and wake its channel."""

@@ -102,6 +102,11 @@ class Outbox:
             [error[:500], next_attempt, id],
         )
 
+    def clock_stepped_back(self, seconds: float, now: float) -> None:
+        """The wall clock went back: retries still to come are due as many seconds after it as they were."""
+        self.db.execute("UPDATE outbox SET next_attempt = next_attempt - ? "
+                        "WHERE status = 'pending' AND next_attempt > ?", [seconds, now])
+
     def mark_failed(self, id: int, error: str) -> None:
         """Slack rejects this one message for good (e.g. invalid_blocks even as plain text). It stays in the
         table, visible in `status` and retryable with `feedrelay retry`."""

@@ -23,7 +23,7 @@ from .outbox import Outbox
 from .pipeline import FeedReport, poll_feed
 from .sinks import Sinks
 from .sources import Source, make_source
-from .store import Store
+from .store import DatabaseLock, Store
 from .workers import ParsePool
 
 log = logging.getLogger(__name__)
@@ -73,11 +73,17 @@ class Relay:
         await self.close()
 
     async def start(self) -> None:
-        self.store = Store(self.db_path)
+        self._lock = DatabaseLock(self.db_path)  # before opening: a second process must not even migrate it
+        try:
+            self.store = Store(self.db_path)
+        except BaseException:
+            self._lock.release()
+            raise
         self.outbox = Outbox(self.store)
         self.store.sync_feeds((f.name, f.url, f.kind) for f in self.config.feeds)
         # A (re)start is when someone has fixed a failing channel: try it at once. Rate-limit waits stay.
         self.outbox.resume_failing()
+        self._warn_unconfigured()
         d = self.config.defaults
         self.fetcher = Fetcher(timeout=d.timeout, max_body=d.max_body, max_redirects=d.max_redirects,
                                per_host=d.per_host)
@@ -92,12 +98,20 @@ class Relay:
         self.deliverer = Deliverer(self.outbox, by_channel, intervals, alerts=self.config.alerts,
                                    dedupe_window=self.config.defaults.dedupe_window, counters=self.counters)
 
+    def _warn_unconfigured(self) -> None:
+        """Messages queued for a channel since removed from the config wait for it silently: say so."""
+        for channel, stats in sorted(self.outbox.channel_stats().items()):
+            if channel not in self.config.channels and stats["pending"]:
+                log.warning("channel %r is no longer configured: %d queued message(s) wait until it is added back",
+                            channel, stats["pending"])
+
     async def close(self) -> None:
         await self.deliverer.stop()
         await self.sinks.close()
         await self.fetcher.aclose()
         self.parse_pool.close()
         self.store.close()
+        self._lock.release()
 
     # --- polling ------------------------------------------------------------------------------
 
@@ -220,15 +234,18 @@ class Relay:
     async def reload(self, config: Config) -> None:
         """Swap in a new configuration without losing queued work."""
         old = self.config
+        # First, so that a database that cannot be written (a full disk) leaves the previous configuration whole.
+        self.store.sync_feeds((f.name, f.url, f.kind) for f in config.feeds)
         self.config = config
         self.deliverer.alerts, self.deliverer.dedupe_window = config.alerts, config.defaults.dedupe_window
-        self.store.sync_feeds((f.name, f.url, f.kind) for f in config.feeds)
         if (old.channels, old.slack) != (config.channels, config.slack):
             await self.deliverer.stop()
             await self.sinks.close()
             await self._open_sinks()
             if self._daemon:
                 self.deliverer.start()
+        if set(old.channels) - set(config.channels):
+            self._warn_unconfigured()
         gone = {f.name for f in old.feeds} - {f.name for f in config.feeds}
         for name in gone:
             self._sources.pop(name, None)

@@ -7,7 +7,9 @@ the daemon writes. The schema is versioned; migrations run at open.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -101,6 +103,39 @@ def damaged(exc: Exception) -> bool:
     """A damaged file is not a passing fault (unlike a full disk or a lock): carrying on cannot help."""
     text = str(exc)
     return "malformed" in text or "not a database" in text or "damaged" in text
+
+
+class DatabaseLock:
+    """Held by the one process that polls and delivers with a database (`run`, `once`). SQLite lets two such
+    processes share the file without a complaint, and both would send every pending message: one post twice."""
+
+    def __init__(self, path: str) -> None:
+        self.path = f"{path}.lock"
+        self._fd: int | None = None
+        if path == ":memory:":
+            return
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open the database ({exc.strerror or exc}: {self.path}); check the "
+                             "directory exists and is writable") from None
+        try:
+            # (flock, not SQLite's own fcntl locks: released by the kernel even after kill -9)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise StoreError(f"{path}: another feedrelay (`run` or `once`{f', pid {holder}' if holder else ''}) "
+                             "is using this database; run one per database, or give this one another --db") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 @dataclass
@@ -277,6 +312,10 @@ class Store:
                 "errors = errors + 1, not_before = ? WHERE name = ?",
                 [now, error[:1000], now, now + retry_after if retry_after else None, name],
             )
+
+    def clock_stepped_back(self, seconds: float, now: float) -> None:
+        """The wall clock went back: a server's Retry-After ends as many seconds after it as it did."""
+        self.db.execute("UPDATE feeds SET not_before = not_before - ? WHERE not_before > ?", [seconds, now])
 
     # --- remembered items ----------------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import compileall
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,9 @@ from tests.servers import FakeSlack, FeedServer
 # every start recompiles slack-sdk, aiohttp, httpx and the rest from source: 0.9 s instead of 0.4 s a run.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
+# Compiled now, once: some tests cap a running daemon's file size (a full disk), and a module it first imported
+# then would leave a truncated .pyc that breaks every later start.
+compileall.compile_dir(Path(__file__).parent.parent / "feedrelay", quiet=1)
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
 

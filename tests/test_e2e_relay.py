@@ -337,6 +337,60 @@ def test_require_slack_refuses_a_live_edit_that_drops_credentials(relay: Relay, 
     assert result.out == ""  # nothing went to the terminal
 
 
+def test_a_channel_removed_with_messages_queued_is_reported_not_shown_as_retrying(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    feed_server.set("/a.xml", rss(make_items(3)))
+    readings, old = {"slack": "#readings", "min_interval": "0s"}, {"slack": "#old", "min_interval": "0s"}
+    feed = {"name": "A", "url": feed_server.url("/a.xml"), "interval": "1h"}
+    relay.configure(channels={"readings": readings, "old": old},
+                    feeds=[{**feed, "channels": ["readings", "old"], "backlog": 3}])
+    fake_slack.outage(503)
+    assert relay("once", "--max-wait", "1s").code == 1  # 3 messages for each channel stay queued
+    fake_slack.outage(None)
+    relay.configure(channels={"readings": readings}, feeds=[{**feed, "channels": ["readings"]}])
+
+    daemon = relay.start()
+    try:
+        fake_slack.wait_for_posts(3, timeout=20)
+        status, as_json = relay("status"), relay("status", "--json")
+    finally:
+        result = daemon.stop()
+    assert result.code == 0 and "Traceback" not in result.err, result.err
+    assert "channel 'old' is no longer configured: 3 queued message(s) wait until it is added back" in result.err
+    line = next(line for line in status.out.splitlines() if line.startswith("old "))
+    assert "removed from config; 3 message(s) wait until it is added back" in line and "retrying" not in line
+    assert json.loads(as_json.out)["channels"]["old"]["configured"] is False
+    once = relay("once")
+    assert once.code == 1
+    assert "channel 'old': channel 'old' is no longer configured; its 3 message(s) wait" in once.err
+    assert "0 message(s) delivered, 3 still queued" in once.err
+    assert {p.channel for p in fake_slack.posts} == {"#readings"}
+
+
+def test_two_reloads_at_once_leave_one_deliverer(relay: Relay, feed_server: FeedServer,
+                                                  fake_slack: FakeSlack) -> None:
+    """An edit reloaded while another reload still waits for the post in flight (`systemctl reload` after each
+    of two quick edits, with a slow Slack): every message is still posted once."""
+    feed_server.set("/a.xml", rss(make_items(4)))
+    readings = {"slack": "#readings", "min_interval": "0s"}
+    feed = {"name": "A", "url": feed_server.url("/a.xml"), "channels": ["readings"], "backlog": 4, "interval": "1h"}
+    relay.configure(channels={"readings": readings}, feeds=[feed])
+    fake_slack.delay = 2.0
+    daemon = relay.start()
+    try:
+        wait_until(lambda: fake_slack.attempts, timeout=20)  # a post in flight for 2 s
+        for extra in ("x", "y"):
+            relay.configure(channels={"readings": readings, extra: {"slack": f"#{extra}"}}, feeds=[feed])
+            daemon.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+        fake_slack.wait_for_posts(4, timeout=30)
+        time.sleep(2.5)  # a second deliverer would be posting them again
+    finally:
+        result = daemon.stop()
+    assert result.code == 0 and "Traceback" not in result.err and "ERROR" not in result.err, result.err
+    assert titles(fake_slack.posts) == ["Post 0", "Post 1", "Post 2", "Post 3"]
+
+
 def test_webhook_channel(tmp_path: Path, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
     relay = Relay(tmp_path, fake_slack.api_url, extra_env={"TEAM_HOOK": fake_slack.webhook_url("team")})
     feed_server.set("/f.xml", rss(make_items(1)))
@@ -561,6 +615,27 @@ def test_sigterm_with_a_hanging_feed_exits_quietly_within_docker_stops_grace(rel
     assert result.code == 0
     assert "Traceback" not in result.err and "raised an exception" not in result.err, result.err
     assert "feed 'Hang': poll interrupted by shutdown; it is repeated at the next start" in result.err
+
+
+def test_sigterm_with_slack_hanging_exits_within_docker_stops_grace_and_loses_nothing(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    feed_server.set("/f.xml", rss(make_items(2)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 2,
+                            "interval": "1h"}])
+    fake_slack.delay = 20  # Slack takes a post and does not answer (feedrelay's own timeout is 30 s)
+    daemon = relay.start()
+    wait_until(lambda: "queued 2" in daemon.log(), timeout=20)
+    time.sleep(0.5)  # the first post is in flight
+    started = time.monotonic()
+    result = daemon.stop(timeout=40)
+    assert time.monotonic() - started < 9  # docker stop sends SIGKILL after 10 s
+    assert result.code == 0
+    assert "Traceback" not in result.err and "ERROR" not in result.err, result.err
+    assert "channel readings: the post in flight is dropped by shutdown; it is sent at the next start" in result.err
+    fake_slack.delay = 0
+    assert relay("once").code == 0
+    # Both are delivered; the one Slack may have taken before the stop can appear twice, as the README warns.
+    assert set(titles(fake_slack.posts)) == {"Post 0", "Post 1"}
 
 
 def test_preview_explains_decisions_and_posts_nothing(relay: Relay, feed_server: FeedServer,

@@ -290,6 +290,35 @@ def test_status_works_while_the_daemon_runs_and_another_process_holds_the_write_
     assert integrity(relay.db) == "ok"
 
 
+def test_a_second_run_or_once_on_the_same_database_is_refused_instead_of_posting_twice(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    """Started twice by mistake (a cron `once` beside the service, two containers on one volume), each process
+    would send every pending message: the second one stops with one clear line and the first carries on."""
+    feed_server.set("/f.xml", rss(make_items(10)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 10,
+                            "interval": "1h"}],
+                    channels={"readings": {"slack": "#readings", "min_interval": "0s"}})
+    fake_slack.delay = 0.3  # a backlog both would be draining
+    daemon = relay.start()
+    try:
+        wait_until(lambda: fake_slack.posts, timeout=20)
+        for args in (("once", "--max-wait", "5s"), ("run",)):
+            assert_one_clear_line(relay(*args, timeout=30), "feedrelay.db: another feedrelay",
+                                  f"pid {daemon.proc.pid}", "run one per database")
+        fake_slack.wait_for_posts(10, timeout=20)
+        time.sleep(0.5)
+    finally:
+        result = daemon.stop()
+    assert result.code == 0 and "Traceback" not in result.err, result.err
+    got = [title(p) for p in fake_slack.posts]
+    assert sorted(got) == sorted(set(got)) and len(got) == 10, Counter(got)
+    # The lock goes with the process, even a killed one: the next start is not refused.
+    daemon = relay.start()
+    wait_until(lambda: "feedrelay running" in daemon.log(), timeout=20)
+    daemon.kill()
+    assert relay("once").code == 0
+
+
 def test_garbage_database_file_is_one_clear_error(relay: Relay, feed_server: FeedServer) -> None:
     feed_server.set("/f.xml", rss(make_items(2)))
     relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
@@ -408,3 +437,50 @@ def test_daemon_survives_a_disk_that_fills_up_and_frees_again(relay: Relay, feed
     assert integrity(relay.db) == "ok"
     assert outbox(relay.db, "SELECT COUNT(*) FROM outbox WHERE status != 'sent'") == [(0,)]
     assert os.path.getsize(relay.db) > 0
+
+
+def test_a_disk_full_for_a_while_does_not_post_the_same_message_again_and_again(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    """The post went out but its `sent` mark cannot be written: the daemon retries writing the mark, not the post
+    (it retried the whole step every 5 s, posting the message again each time until space came back)."""
+    feed_server.set("/f.xml", rss(make_items(3)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 3,
+                            "interval": "1h"}],
+                    channels={"readings": {"slack": "#readings", "min_interval": "0s"}})
+    fake_slack.delay = 0.5
+    daemon = relay.start()
+    try:
+        wait_until(lambda: fake_slack.attempts, timeout=20)  # the first post is in flight
+        _limit_file_size(daemon.proc.pid, 1024)
+        time.sleep(12)  # the deliverer tries again every 5 s meanwhile
+        _limit_file_size(daemon.proc.pid, None)
+        wait_until(lambda: {title(p) for p in fake_slack.posts} >= {"Post 0", "Post 1", "Post 2"}, timeout=20)
+    finally:
+        result = daemon.stop()
+    assert result.code == 0, result.err
+    got = [title(p) for p in fake_slack.posts]
+    assert sorted(got) == ["Post 0", "Post 1", "Post 2"], got
+    assert outbox(relay.db, "SELECT COUNT(*) FROM outbox WHERE status != 'sent'") == [(0,)]
+
+
+def test_a_config_edit_during_a_full_disk_is_applied_once_space_is_back(relay: Relay, feed_server: FeedServer,
+                                                                         fake_slack: FakeSlack) -> None:
+    feed_server.set("/a.xml", rss(make_items(2)))
+    feed_server.set("/b.xml", rss(make_items(2)))
+    a = {"name": "A", "url": feed_server.url("/a.xml"), "channels": ["readings"], "interval": "1h"}
+    relay.configure(feeds=[a])
+    daemon = relay.start()
+    try:
+        wait_until(lambda: "feed 'A': first poll" in daemon.log(), timeout=20)
+        _limit_file_size(daemon.proc.pid, 1024)
+        relay.configure(feeds=[a, {**a, "name": "B", "url": feed_server.url("/b.xml")}])
+        wait_until(lambda: "config change not applied yet" in daemon.log(), timeout=15)
+        time.sleep(3)  # tried again meanwhile, logged once
+        _limit_file_size(daemon.proc.pid, None)
+        wait_until(lambda: feed_server.hits("/b.xml") >= 1, timeout=15)
+    finally:
+        result = daemon.stop()
+    assert result.code == 0, result.err
+    assert "Traceback" not in result.err and "raised an exception" not in result.err, result.err
+    assert result.err.count("config change not applied yet, still running the previous configuration: ") == 1
+    assert "configuration reloaded" in result.err

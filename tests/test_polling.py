@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import subprocess
 import sys
 import time
@@ -120,3 +121,116 @@ def test_parse_workers_do_not_load_the_cli(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert {m.split(".")[0] for m in eval(out.stdout)} == {"feedparser"}  # the parser's, and none of the CLI's
+
+
+def test_the_system_clock_set_back_does_not_stop_polls_or_retries(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The clock of the whole process goes back an hour (an NTP step, a restored VM): polls go on at their
+    interval, and a Retry-After or a message retry still ends when it would have, not an hour later."""
+    import datetime as dt
+
+    import apscheduler.schedulers.base
+    import apscheduler.triggers.interval
+
+    import feedrelay.daemon as daemon_module
+    from feedrelay.daemon import Daemon
+
+    monkeypatch.setattr(daemon_module, "CONFIG_CHECK", 0.2)
+    back = [0.0]
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - back[0])
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+            return dt.datetime.fromtimestamp(time.time(), tz)
+
+    for module in (apscheduler.schedulers.base, apscheduler.triggers.interval, daemon_module):
+        monkeypatch.setattr(module, "datetime", Clock)
+
+    with FeedServer() as server:
+        server.set("/f.xml", rss(make_items(2)))
+        server.set("/slow.xml", b"", status=503, headers={"Retry-After": "3"})
+        text = (f'database = "{tmp_path / "relay.db"}"\n[channels.readings]\nconsole = true\n'
+                f'[[feeds]]\nname = "f"\nurl = "{server.url("/f.xml")}"\nchannels = ["readings"]\ninterval = "1s"\n'
+                f'[[feeds]]\nname = "slow"\nurl = "{server.url("/slow.xml")}"\nchannels = ["readings"]\n'
+                'interval = "1s"\n')
+        config = parse_config(text, tmp_path / "feeds.toml", environ={})
+
+        async def go() -> None:
+            relay = Relay(config, environ={}, stream=io.StringIO())
+            await relay.start()
+            daemon = Daemon(relay)
+            run = asyncio.create_task(daemon.run())
+            try:
+                while server.hits("/f.xml") < 2 or server.hits("/slow.xml") < 1:
+                    await asyncio.sleep(0.05)
+                server.set("/slow.xml", rss(make_items(1)))
+                back[0] = 3600.0
+                hits = server.hits("/f.xml")
+                await asyncio.sleep(4)
+                assert server.hits("/f.xml") >= hits + 2  # still polled every second
+                assert server.hits("/slow.xml") >= 2  # polled again once its 3 s Retry-After was over
+            finally:
+                daemon.stopping.set()
+                await run
+                await relay.close()
+
+        asyncio.run(go())
+
+
+def test_a_config_caught_half_written_is_not_applied(tmp_path: Path) -> None:
+    """An editor or a tool saving feeds.toml truncates it, then writes it. A look in between sees a valid file
+    (an empty one is) without the feeds: applied, every feed would stop, and start afresh when it came back,
+    its new entries remembered but never posted. And a save is noticed even when it keeps the mtime."""
+    from feedrelay.daemon import Daemon
+
+    path = tmp_path / "feeds.toml"
+    text = (f'database = "{tmp_path / "relay.db"}"\n[channels.readings]\nconsole = true\n'
+            '[[feeds]]\nname = "f"\nurl = "http://127.0.0.1:9/f.xml"\nchannels = ["readings"]\ninterval = "1h"\n')
+    path.write_text(text)
+
+    async def go() -> None:
+        relay = Relay(parse_config(text, path, environ={}), environ={}, stream=io.StringIO())
+        await relay.start()
+        try:
+            daemon = Daemon(relay)
+            daemon.schedule_all(relay.config.feeds)
+            path.write_text("")  # caught between the truncation and the write
+            mtime = path.stat().st_mtime_ns
+            await daemon.check_config()
+            assert [f.name for f in relay.config.feeds] == ["f"]
+            assert relay.store.feed("f").active
+            path.write_text(text.replace('"1h"', '"90m"'))
+            os.utime(path, ns=(mtime, mtime))  # written within the same clock tick as the truncation
+            await daemon.check_config()
+            await daemon.check_config()  # it stayed the same for one look: applied
+            assert [f.interval for f in relay.config.feeds] == [5400]
+        finally:
+            await relay.close()
+
+    asyncio.run(go())
+
+
+def test_pruning_on_a_database_that_cannot_be_written_is_one_log_line(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The hourly prune meets a full disk: an error line like a poll's, not a scheduler traceback."""
+    from feedrelay.daemon import Daemon
+
+    text = (f'database = "{tmp_path / "relay.db"}"\n[channels.readings]\nconsole = true\n'
+            '[[feeds]]\nname = "f"\nurl = "http://127.0.0.1:9/f.xml"\nchannels = ["readings"]\n')
+
+    async def go() -> Daemon:
+        relay = Relay(parse_config(text, tmp_path / "feeds.toml", environ={}), environ={}, stream=io.StringIO())
+        await relay.start()
+        try:
+            daemon = Daemon(relay)
+            relay.store.db.execute("PRAGMA query_only = 1")  # every write fails, as on a full disk
+            await daemon._prune()
+            return daemon
+        finally:
+            relay.store.db.execute("PRAGMA query_only = 0")
+            await relay.close()
+
+    daemon = asyncio.run(go())
+    assert daemon.fatal is None and not daemon.stopping.is_set()
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage().startswith("pruning: ") and "readonly" in record.getMessage()
