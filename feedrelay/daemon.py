@@ -145,6 +145,8 @@ class Daemon:
             await self._reload()
 
     async def _reload(self) -> None:
+        if self.stopping.is_set():
+            return  # (a reload asked for while the relay stops would reopen the channels it just stopped)
         path = self.relay.config.path
         try:
             new = load_config(path, self.relay.environ)
@@ -215,7 +217,7 @@ class Daemon:
         log.info("stopping: finishing polls and the messages in flight")
         self.scheduler.pause()
         # Deliveries get the same grace, at the same time: a Slack that hangs must not hold up the stop either.
-        delivering = asyncio.create_task(self.relay.deliverer.stop(grace=SHUTDOWN_GRACE))
+        delivering = asyncio.create_task(self.relay.stop_delivering(grace=SHUTDOWN_GRACE))
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=SHUTDOWN_GRACE)
         for task in list(self._in_flight):
@@ -224,6 +226,8 @@ class Daemon:
             await asyncio.wait(set(self._in_flight), timeout=2)
         self.scheduler.shutdown(wait=False)
         await delivering
+        async with self._reloading:
+            pass  # a reload in progress (its channels stopped above) ends before the relay is closed under it
 
     async def _serve_metrics(self) -> asyncio.Server | None:
         settings = self.relay.config.metrics

@@ -231,6 +231,11 @@ class Relay:
         self._daemon = True
         self.deliverer.start()
 
+    async def stop_delivering(self, grace: float | None = None) -> None:
+        """The daemon stops: so does delivery, and a reload still in progress does not start it again."""
+        self._daemon = False
+        await self.deliverer.stop(grace=grace)
+
     async def reload(self, config: Config) -> None:
         """Swap in a new configuration without losing queued work."""
         old = self.config

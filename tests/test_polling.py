@@ -234,3 +234,46 @@ def test_pruning_on_a_database_that_cannot_be_written_is_one_log_line(tmp_path: 
     assert daemon.fatal is None and not daemon.stopping.is_set()
     [record] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert record.getMessage().startswith("pruning: ") and "readonly" in record.getMessage()
+
+
+def test_a_reload_in_progress_at_shutdown_does_not_start_the_channels_again(tmp_path: Path) -> None:
+    """`systemctl reload` then `systemctl stop` while Slack hangs on a post: the reload waits for that post, the
+    stop drops it after its grace. The reload then went on and started the channels again after the stop: they
+    posted on, or the relay closed under them and left their HTTP session open ("Unclosed client session")."""
+    from feedrelay.daemon import Daemon
+    from tests.servers import FakeSlack
+
+    with FakeSlack() as slack, FeedServer() as server:
+        server.set("/f.xml", rss(make_items(3)))
+        env = {"SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.api_url}
+        path = tmp_path / "feeds.toml"
+
+        def text(min_interval: str) -> str:
+            return (f'database = "{tmp_path / "relay.db"}"\n[channels.readings]\nslack = "#r"\n'
+                    f'min_interval = "{min_interval}"\n[[feeds]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n'
+                    'channels = ["readings"]\ninterval = "1h"\nbacklog = 3\n')
+
+        path.write_text(text("2s"))
+
+        async def go() -> None:
+            relay = Relay(parse_config(text("2s"), path, environ=env), environ=env)
+            await relay.start()
+            daemon = Daemon(relay)
+            run = asyncio.create_task(daemon.run())
+            try:
+                while not slack.posts:
+                    await asyncio.sleep(0.05)
+                slack.delay = 8
+                await asyncio.sleep(2.5)  # the next post is in flight, hanging
+                path.write_text(text("3s"))  # a channel change: the channels are stopped and opened again
+                reload = asyncio.ensure_future(daemon.reload())  # as SIGHUP
+                await asyncio.sleep(0.5)
+                daemon.stopping.set()
+                await run
+                assert reload.done()  # it ended before `run` returned, and the relay closes
+                assert not relay.deliverer._tasks  # nothing delivers after the stop
+            finally:
+                daemon.stopping.set()
+                await relay.close()
+
+        asyncio.run(go())
