@@ -80,7 +80,10 @@ def read_opml(data: bytes) -> tuple[list[Subscription], list[str]]:
                     unusable.append(title or url[:100])
             walk(outline, title if not url else category)
 
-    walk(root.find("body"), "")  # type: ignore[arg-type]
+    try:
+        walk(root.find("body"), "")  # type: ignore[arg-type]
+    except RecursionError:  # nested deeper than Python's stack: no subscription list is
+        raise OPMLError("outlines nested too deeply to be a subscription list") from None
     return found, unusable
 
 

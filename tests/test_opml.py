@@ -170,6 +170,16 @@ def test_a_file_that_is_not_opml_names_the_file(relay: Relay) -> None:
     assert "feeds.toml: not well-formed XML" in result.err
 
 
+def test_outlines_nested_thousands_deep_are_one_clear_error(relay: Relay, tmp_path: Path) -> None:
+    """A hostile list (20 KB) of outlines nested 2,000 deep ended in a RecursionError traceback."""
+    deep = tmp_path / "deep.opml"
+    deep.write_text('<opml version="2.0"><body>' + '<outline text="x">' * 2000
+                    + '<outline text="f" xmlUrl="https://example.com/f.xml"/>' + "</outline>" * 2000 + "</body></opml>")
+    result = relay("import-opml", str(deep), "--channel", "readings")
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert "deep.opml: outlines nested too deeply" in result.err
+
+
 def test_export_lists_the_feeds_and_imports_back_into_another_config(relay: Relay, tmp_path: Path) -> None:
     relay("import-opml", str(FIXTURE), "--channel", "readings")
     exported = relay("export-opml")
