@@ -132,6 +132,8 @@ class Relay:
             # once: each part is kept, and its messages start out, before the next is read.
             total, parts = report, 1
             while report.more and parts < MAX_PARTS:
+                # Each part is a poll of its own: a live edit meanwhile (routes, filters) applies from the next one.
+                feed = self.config.feed(feed.name) or feed
                 report = await self._poll_part(feed)
                 parts += 1
                 total.new, total.queued = total.new + report.new, total.queued + report.queued

@@ -144,3 +144,39 @@ def test_a_catch_up_longer_than_max_parts_continues_at_the_next_poll(small_parts
     new, more, remembered = asyncio.run(run())
     assert more and new <= 20  # two parts, then the poll ends; the feed's state says where to go on
     assert remembered == 30
+
+
+def test_a_route_changed_during_a_catch_up_applies_to_its_next_part(small_parts: None, feed_server: FeedServer,
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each part is a poll of its own: a live edit moving the feed to another channel (and removing the old
+    one) applies from the next part, as "route changes apply from the next poll" says. The rest of a catch-up
+    went on with the old routes, queuing for a channel no longer configured, where the messages wait forever."""
+    real_limiter = nvd.RateLimiter
+    monkeypatch.setattr(nvd, "RateLimiter", lambda *_: real_limiter(1000, 1.0))  # no limit on the loopback server
+    now = datetime.now(UTC)
+    fake = FakeNVD(feed_server, records(now), by_date=True)
+    cfg = parse_config(config(fake.url), tmp_path / "feeds.toml")
+    moved = parse_config(config(fake.url).replace("security", "triage"), tmp_path / "feeds.toml")
+
+    async def run() -> dict[str, int]:
+        async with Relay(cfg, str(tmp_path / "feedrelay.db"), environ={}, stream=io.StringIO()) as relay:
+            with relay.store.transaction():
+                relay.store.ensure_feed("NVD", fake.url, "nvd")
+                relay.store.record_success("NVD", {"watermark": (now - timedelta(days=DAYS + 1)).isoformat()},
+                                           warning=None, listed=None, now=now.timestamp())
+            real = relay._poll_part
+
+            async def part_then_edit(feed: object) -> object:
+                report = await real(feed)  # type: ignore[arg-type]
+                if relay.config is cfg:
+                    await relay.reload(moved)  # a live edit while the catch-up runs
+                return report
+
+            relay._poll_part = part_then_edit  # type: ignore[method-assign]
+            report = await relay.poll_named("NVD")
+            assert report is not None and report.new == 30
+            return {c: s["pending"] for c, s in relay.outbox.channel_stats().items()}
+
+    queued = asyncio.run(run())
+    assert queued["security"] <= 10 and queued["triage"] == 30 - queued["security"], queued
