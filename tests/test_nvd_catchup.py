@@ -48,6 +48,14 @@ channels = ["security"]
 """
 
 
+def days_behind(relay: Relay, url: str, now: datetime) -> None:
+    """The NVD feed was last read DAYS + 1 days ago: its next poll is a catch-up."""
+    with relay.store.transaction():
+        relay.store.ensure_feed("NVD", url, "nvd")
+        relay.store.record_success("NVD", {"watermark": (now - timedelta(days=DAYS + 1)).isoformat()},
+                                   warning=None, listed=None, now=now.timestamp())
+
+
 @pytest.fixture
 def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(nvd, "MAX_POLL_ITEMS", 10)
@@ -95,10 +103,7 @@ def test_a_relay_polls_a_catch_up_to_the_end_and_queues_each_cve_once(small_part
 
     async def run() -> None:
         async with Relay(cfg, str(tmp_path / "feedrelay.db"), environ={}, stream=out) as relay:
-            with relay.store.transaction():
-                relay.store.ensure_feed("NVD", fake.url, "nvd")
-                relay.store.record_success("NVD", {"watermark": (now - timedelta(days=DAYS + 1)).isoformat()},
-                                           warning=None, listed=None, now=now.timestamp())
+            days_behind(relay, fake.url, now)
             real = relay._poll_part
 
             async def counted(feed: object) -> object:
@@ -130,10 +135,7 @@ def test_a_catch_up_longer_than_max_parts_continues_at_the_next_poll(small_parts
 
     async def run() -> tuple[int, bool, int]:
         async with Relay(cfg, str(tmp_path / "feedrelay.db"), environ={}, stream=io.StringIO()) as relay:
-            with relay.store.transaction():
-                relay.store.ensure_feed("NVD", fake.url, "nvd")
-                relay.store.record_success("NVD", {"watermark": (now - timedelta(days=DAYS + 1)).isoformat()},
-                                           warning=None, listed=None, now=now.timestamp())
+            days_behind(relay, fake.url, now)
             relay.source(cfg.feeds[0]).limiter = nvd.RateLimiter(1000, 1.0)  # type: ignore[attr-defined]
             first = await relay.poll(cfg.feeds[0])
             second = await relay.poll(cfg.feeds[0])
@@ -161,10 +163,7 @@ def test_a_route_changed_during_a_catch_up_applies_to_its_next_part(small_parts:
 
     async def run() -> dict[str, int]:
         async with Relay(cfg, str(tmp_path / "feedrelay.db"), environ={}, stream=io.StringIO()) as relay:
-            with relay.store.transaction():
-                relay.store.ensure_feed("NVD", fake.url, "nvd")
-                relay.store.record_success("NVD", {"watermark": (now - timedelta(days=DAYS + 1)).isoformat()},
-                                           warning=None, listed=None, now=now.timestamp())
+            days_behind(relay, fake.url, now)
             real = relay._poll_part
 
             async def part_then_edit(feed: object) -> object:
