@@ -179,3 +179,40 @@ def test_a_route_changed_during_a_catch_up_applies_to_its_next_part(small_parts:
 
     queued = asyncio.run(run())
     assert queued["security"] <= 10 and queued["triage"] == 30 - queued["security"], queued
+
+
+def test_a_burst_of_recent_changes_bigger_than_a_part_is_read_to_the_end(small_parts: None,
+                                                                         feed_server: FeedServer) -> None:
+    """NVD modified more CVEs in the last 3 hours than one part holds (a bulk re-analysis). The part's watermark
+    was its resume point plus the 3-hour overlap, in the future: the next poll, capped at now, started 3 hours
+    back, read the same part again, and stopped at the same place, every poll, until the clock caught up."""
+    now = datetime.now(UTC)
+    burst = []
+    for k in range(15):
+        r = synthetic(f"CVE-2026-9{k:03d}")
+        r["cve"]["lastModified"] = (now - timedelta(minutes=120 - 8 * k)).strftime("%Y-%m-%dT%H:%M:%S.000")  # type: ignore[index]
+        burst.append(r)
+    fake = FakeNVD(feed_server, burst, by_date=True)
+    feed = parse_config(config(fake.url)).feeds[0]
+
+    async def catch_up() -> tuple[set[str], int]:
+        fetcher = Fetcher()
+        source = NVDSource(feed, fetcher, environ={})
+        source.limiter = nvd.RateLimiter(1000, 1.0)
+        state: dict[str, object] = {"watermark": (now - timedelta(days=1)).isoformat()}
+        seen: set[str] = set()
+        polls = 0
+        try:
+            while polls < 10:
+                polls += 1
+                result = await source.poll(state)
+                seen |= {i.key for i in result.items}
+                state = result.state
+                if not result.more:
+                    break
+        finally:
+            await fetcher.aclose()
+        return seen, polls
+
+    seen, polls = asyncio.run(catch_up())
+    assert seen == {r["cve"]["id"] for r in burst} and polls <= 3, (sorted(seen), polls)  # type: ignore[index]

@@ -214,6 +214,10 @@ class NVDSource:
                 # First run starts from now: nothing old is posted.
                 return PollResult([], {"watermark": now.isoformat()}, listing=False)
             start = now - FIRST_RUN_LOOKBACK
+        elif resume := _utc(state.get("resume")):
+            # A catch-up read in parts goes on where its last part stopped. (From the watermark less the overlap,
+            # capped at now, a burst of changes in the last 3 hours bigger than a part was read again and again.)
+            start = min(resume, now)
         else:
             start = min(mark, now) - OVERLAP
         items: dict[str, Item] = {}
@@ -227,8 +231,8 @@ class NVDSource:
                 continue
             if items and len(items) + total > MAX_POLL_ITEMS:
                 # Keep what was read; the next poll (at once: `more`) resumes at this window.
-                return PollResult(list(items.values()), {"watermark": (lo + OVERLAP).isoformat()}, listing=False,
-                                  more=True)
+                state = {"watermark": (lo + OVERLAP).isoformat(), "resume": lo.isoformat()}
+                return PollResult(list(items.values()), state, listing=False, more=True)
             for item in await self._window(lo, hi, first):
                 items[item.key] = item
         return PollResult(list(items.values()), {"watermark": now.isoformat()}, listing=False)
