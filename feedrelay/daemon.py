@@ -39,6 +39,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.fatal: str | None = None  # set when the relay cannot go on (a damaged database)
         self._in_flight: set[asyncio.Task[object]] = set()
+        self._background: set[asyncio.Future[None]] = set()
         # One reload at a time: two (an edit noticed while `systemctl reload` runs) would each reopen the channels
         # while the other waits for a post in flight, and leave two deliverers sending every message.
         self._reloading = asyncio.Lock()
@@ -140,6 +141,13 @@ class Daemon:
         self._applied = version
         await self.reload()
 
+    def _on_sighup(self) -> None:
+        # The file as it is now is the one applied: the periodic check must not apply it a second time.
+        self._applied = self._seen = self._config_version()
+        task = asyncio.ensure_future(self.reload())
+        self._background.add(task)  # (the loop keeps only a weak reference to a task)
+        task.add_done_callback(self._background.discard)
+
     async def reload(self) -> None:
         async with self._reloading:
             await self._reload()
@@ -199,7 +207,7 @@ class Daemon:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
         with contextlib.suppress(NotImplementedError, AttributeError):
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         self.relay.start_delivering()
         self.schedule_all(self.relay.config.feeds)
         self.scheduler.add_job(self.check_config, "interval", seconds=CONFIG_CHECK, id="_config")

@@ -716,3 +716,22 @@ def test_a_retry_after_that_is_not_a_number_of_seconds_is_one_clear_line(relay: 
     assert "Traceback" not in result.output
     assert result.code == 0, result.output
     assert titles(fake_slack.posts) == ["Post 0"]
+
+
+def test_an_edit_reloaded_with_sighup_is_applied_once(relay: Relay, feed_server: FeedServer) -> None:
+    """`systemctl reload` after an edit: the periodic check must not apply the same file again (a second
+    "configuration reloaded" and, with changed channels, every Slack connection reopened twice)."""
+    feed_server.set("/a.xml", rss(make_items(1)))
+    feed = {"name": "A", "url": feed_server.url("/a.xml"), "channels": ["readings"], "interval": "1h"}
+    relay.configure(feeds=[feed])
+    daemon = relay.start()
+    try:
+        wait_until(lambda: "feedrelay running" in daemon.log(), timeout=20)
+        relay.configure(feeds=[{**feed, "interval": "2h"}])
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in daemon.log(), timeout=10)
+        time.sleep(5)  # two looks of the periodic check (every 2 s)
+    finally:
+        result = daemon.stop()
+    assert result.code == 0 and "Traceback" not in result.err
+    assert result.err.count("configuration reloaded") == 1, result.err
