@@ -63,7 +63,12 @@ class Deliverer:
         self._unrecorded: dict[str, tuple[int, Outcome]] = {}
         # A 429's pause covers the whole workspace and outlives a restart or a reload (`once` under cron is a
         # new process each run): the rate-limited rows still hold when it ends.
-        for channel, until in outbox.rate_limited_until(RATE_LIMITED).items():
+        try:
+            paused = outbox.rate_limited_until(RATE_LIMITED)
+        except DB_ERRORS as exc:  # best effort: a reload must not be left half done (its channels stopped)
+            log.warning("cannot read Slack's rate-limit pauses: %s", describe(exc, outbox.store.path))
+            paused = {}
+        for channel, until in paused.items():
             if channel in sinks:
                 key = sinks[channel].pause_key
                 self._paused_until[key] = max(self._paused_until.get(key, 0), until)

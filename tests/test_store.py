@@ -371,3 +371,15 @@ def test_readonly_store_reads_while_writer_has_it_open(tmp_path: Path) -> None:
     assert reader.known_keys("Blog", ["a"]) == {"a"}
     reader.close()
     writer.close()
+
+
+def test_a_deliverer_is_made_even_when_slacks_pauses_cannot_be_read(tmp_path: Path) -> None:
+    """A reload that changes channels stops the old deliverer before making the new one: reading the rate-limit
+    pauses it restores must not fail it, or the channels would stay stopped."""
+    from feedrelay.deliverer import Deliverer
+
+    store = Store(str(tmp_path / "f.db"))
+    outbox = Outbox(store)
+    store.db.execute("ALTER TABLE outbox RENAME TO gone")  # any read of the outbox now fails
+    deliverer = Deliverer(outbox, {}, {})
+    assert deliverer.outbox is outbox
