@@ -63,7 +63,8 @@ def _entry(entry: Any, base: str) -> Item:
     categories = tuple(
         clean(t.get("term") or t.get("label") or "")[:100] for t in (entry.get("tags") or [])[:30]
     )
-    author = clean(entry.get("author") or "")[:200]
+    # The name, not "Name (email)": feedparser joins Atom's <email> (Blogger's is always noreply@blogger.com) to it.
+    author = clean((entry.get("author_detail") or {}).get("name") or entry.get("author") or "")[:200]
     key, legacy_key = keys(entry.get("id"), link, title, raw_date, summary or content)
     return Item(
         key=key,

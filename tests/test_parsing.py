@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -140,3 +141,21 @@ def test_json_of_millions_of_objects_is_refused_before_it_is_parsed() -> None:
                        "items": [{"id": str(i), "title": "t"} for i in range(5001)]}).encode()
     parsed = parse_feed(many, URL)
     assert len(parsed.items) == 5000 and parsed.warning and "more than 5,000 entries" in parsed.warning
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
+
+
+def fixture(name: str, url: str = "https://security.example.com/feeds/posts/default") -> Any:
+    parsed = parse_feed((FIXTURES / name).read_bytes(), url)
+    assert parsed.error is None and parsed.warning is None, parsed
+    return parsed
+
+
+@pytest.mark.parametrize("name", ["blogger-atom.xml", "blogger-rss.xml"])
+def test_the_author_is_a_name_not_the_platforms_noreply_address(name: str) -> None:
+    # Blogger gives every author the e-mail noreply@blogger.com: Atom's <email>, RSS's "email (Name)".
+    (item,) = fixture(name).items
+    assert item.author == "Edward Fernandez"
+    assert item.link == "https://security.example.com/2025/06/mitigating-prompt-injection.html"  # not the comments
+    assert item.published == datetime(2025, 6, 10, 16, 13, tzinfo=UTC)
