@@ -8,6 +8,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin
 
@@ -50,7 +51,16 @@ def _when(entry: Any) -> tuple[datetime | None, str]:
                 return datetime(*parsed[:6], tzinfo=UTC), entry.get(key, "")
             except (TypeError, ValueError):
                 continue
-    return None, entry.get("published") or entry.get("updated") or ""
+    raw = entry.get("published") or entry.get("updated") or ""
+    if raw:
+        # feedparser gives up on an RFC 822 date with a weekday but no zone ("Tue, 10 Jun 2025 10:00:00", PHP's
+        # date("D, d M Y H:i:s")), though it reads one without the weekday as UTC: read it as that too.
+        try:
+            date = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None, raw
+        return (date.replace(tzinfo=UTC) if date.tzinfo is None else date.astimezone(UTC)), raw
+    return None, raw
 
 
 def _entry(entry: Any, base: str) -> Item:

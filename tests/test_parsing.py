@@ -159,3 +159,17 @@ def test_the_author_is_a_name_not_the_platforms_noreply_address(name: str) -> No
     assert item.author == "Edward Fernandez"
     assert item.link == "https://security.example.com/2025/06/mitigating-prompt-injection.html"  # not the comments
     assert item.published == datetime(2025, 6, 10, 16, 13, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("pub_date", "expected"), [
+    ("Tue, 10 Jun 2025 10:00:00", datetime(2025, 6, 10, 10, 0, tzinfo=UTC)),  # PHP's date("D, d M Y H:i:s")
+    ("Tue, 10 Jun 2025 10:00", datetime(2025, 6, 10, 10, 0, tzinfo=UTC)),
+    ("Tue, 10 Jun 2025 10:00:00 +0200", datetime(2025, 6, 10, 8, 0, tzinfo=UTC)),
+    ("next Tuesday", None),
+])
+def test_an_rfc_822_date_without_a_time_zone_is_read_as_utc(pub_date: str, expected: datetime | None) -> None:
+    # feedparser reads "10 Jun 2025 10:00:00" as UTC but gives up when a weekday comes first.
+    body = (f"<rss version='2.0'><channel><title>Hand-rolled</title><item><title>A</title>"
+            f"<link>https://example.com/a</link><pubDate>{pub_date}</pubDate></item></channel></rss>").encode()
+    (item,) = parse_feed(body, "https://example.com/feed").items
+    assert item.published == expected
