@@ -16,7 +16,7 @@ import feedparser
 
 from .items import Item, keys, normalize_link
 from .jsonfeed import NotJSONFeed, looks_like_json, parse_json_feed
-from .text import clean, html_to_text
+from .text import clean, html_to_text, strip_footer
 
 TITLE_MAX = 1000
 SUMMARY_MAX = 5000
@@ -76,6 +76,8 @@ def _entry(entry: Any, base: str) -> Item:
     # The name, not "Name (email)": feedparser joins Atom's <email> (Blogger's is always noreply@blogger.com) to it.
     author = clean((entry.get("author_detail") or {}).get("name") or entry.get("author") or "")[:200]
     key, legacy_key = keys(entry.get("id"), link, title, raw_date, summary or content)
+    # (after the key: an untitled, undated note's key hashes its text as it was)
+    summary, content = strip_footer(summary), strip_footer(content)
     return Item(
         key=key,
         legacy_key=legacy_key,

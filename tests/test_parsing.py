@@ -173,3 +173,36 @@ def test_an_rfc_822_date_without_a_time_zone_is_read_as_utc(pub_date: str, expec
             f"<link>https://example.com/a</link><pubDate>{pub_date}</pubDate></item></channel></rss>").encode()
     (item,) = parse_feed(body, "https://example.com/feed").items
     assert item.published == expected
+
+
+def test_wordpress_and_medium_footers_are_not_the_summary() -> None:
+    # Yoast SEO's "The post … appeared first on …", a theme's "Continue reading" link and Medium's "… was
+    # originally published in …" end every post of those feeds: a reader sees them, and a keyword filter on the
+    # blog's name would pass every post.
+    latency, on_call = fixture("wordpress-rss.xml", "https://blog.example.com/feed/").items
+    assert latency.summary == ("Our API\u2019s p99 latency was 800 ms. Here\u2019s how we got it down to 480 ms "
+                               "without new hardware \u2026")
+    assert latency.content == ("Our API\u2019s p99 latency was 800 ms. Here\u2019s how we got it down to 480 ms "
+                               "without new hardware.\n\nWe started by measuring everything.")
+    assert on_call.summary == "Being on call should not mean being on edge. Here is the handbook our teams use \u2026"
+    (queues,) = fixture("medium-rss.xml", "https://medium.com/feed/example-tech").items
+    assert queues.summary == queues.content == ("Two years ago we ran three queueing systems. "
+                                                "Today we run one: Postgres.")
+
+
+def test_a_summary_that_is_only_a_footer_gives_way_to_the_content() -> None:
+    body = (b"<rss version='2.0'><channel><title>B</title><item><title>T</title><link>https://b.example/t</link>"
+            b"<description>&lt;p&gt;The post T appeared first on B.&lt;/p&gt;</description>"
+            b"<content:encoded xmlns:content='http://purl.org/rss/1.0/modules/content/'>&lt;p&gt;Body.&lt;/p&gt;"
+            b"</content:encoded></item></channel></rss>")
+    (item,) = parse_feed(body, "https://b.example/feed").items
+    assert item.summary == item.content == "Body."
+
+
+def test_a_json_feeds_footer_is_not_the_summary_either() -> None:
+    parsed = parse({"version": "https://jsonfeed.org/version/1.1", "items": [{
+        "id": "1", "url": "https://blog.example.com/a", "title": "A",
+        "content_html": "<p>Body.</p><p>The post <a href='https://blog.example.com/a'>A</a> appeared first on "
+                        "<a href='https://blog.example.com'>Blog</a>.</p>"}]})
+    (item,) = parsed.items
+    assert item.summary == item.content == "Body."
