@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from html import unescape
 from typing import Any
 
-from .items import Item, keys, normalize_link
+from .items import Item, keys, normalize_link, untracked
 from .text import clean, html_to_text, strip_footer
 
 VERSION_PREFIX = "https://jsonfeed.org/version/"
@@ -78,7 +78,7 @@ def _item(raw: dict[str, Any], feed: dict[str, Any], base: str, limits: tuple[in
     key, legacy_key = keys(guid, link, title, raw_date, summary or content)
     summary, content = strip_footer(summary), strip_footer(content)  # (after the key, as in parsing)
     summary = summary or content[:summary_max]
-    return Item(key=key, legacy_key=legacy_key, title=title, link=link, summary=summary,
+    return Item(key=key, legacy_key=legacy_key, title=title, link=untracked(link), summary=summary,
                 content=content, categories=categories, author=_author(raw, feed)[:200], published=published)
 
 

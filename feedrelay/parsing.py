@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 
 import feedparser
 
-from .items import Item, keys, normalize_link
+from .items import Item, keys, normalize_link, untracked
 from .jsonfeed import NotJSONFeed, looks_like_json, parse_json_feed
 from .text import clean, html_to_text, strip_footer
 
@@ -82,7 +82,7 @@ def _entry(entry: Any, base: str) -> Item:
         key=key,
         legacy_key=legacy_key,
         title=title,
-        link=link,
+        link=untracked(link),
         summary=summary or content[:SUMMARY_MAX],
         content=content,
         categories=tuple(c for c in categories if c),

@@ -206,3 +206,15 @@ def test_a_json_feeds_footer_is_not_the_summary_either() -> None:
                         "<a href='https://blog.example.com'>Blog</a>.</p>"}]})
     (item,) = parsed.items
     assert item.summary == item.content == "Body."
+
+
+def test_a_medium_link_loses_its_source_tracking_but_the_entrys_identity_is_kept() -> None:
+    (story,) = fixture("medium-rss.xml", "https://medium.com/feed/example-tech").items
+    assert story.link == "https://medium.com/example-tech/why-we-moved-our-queues-to-postgres-d23f917c2f40"
+    # Without a guid the link is the key: it stays what feedrelay remembered it by before (no re-post on upgrade).
+    body = (b"<rss version='2.0'><channel><title>M</title><item><title>T</title>"
+            b"<link>https://medium.com/@ann/t-1a2b?source=rss-c3aeaf49d8a1------2&amp;page=2</link></item>"
+            b"</channel></rss>")
+    (item,) = parse_feed(body, "https://medium.com/feed/@ann").items
+    assert item.link == "https://medium.com/@ann/t-1a2b?page=2"
+    assert item.key == "https://medium.com/@ann/t-1a2b?source=rss-c3aeaf49d8a1------2&page=2"
