@@ -65,7 +65,13 @@ def _when(entry: Any) -> tuple[datetime | None, str]:
 
 def _entry(entry: Any, base: str) -> Item:
     title = _text(entry.get("title_detail"), entry.get("title"), TITLE_MAX)
-    link = normalize_link(entry.get("link"), base)
+    link = entry.get("link")
+    # RSS makes a guid without isPermaLink="false" the entry's URL, and feedparser does; a podcast host's UUID guid
+    # (with no <link>) resolved against the feed's URL would be a link to a page that does not exist.
+    if link and entry.get("guidislink") and not link[:8].lower().startswith(("http://", "https://", "/")) and \
+            not any(x.get("rel") == "alternate" for x in entry.get("links") or ()):  # (an enclosure is no <link>)
+        link = None
+    link = normalize_link(link, base)
     summary = _text(entry.get("summary_detail"), entry.get("summary"), SUMMARY_MAX)
     contents = entry.get("content") or []
     content = _text(contents[0], contents[0].get("value"), CONTENT_MAX) if contents else ""

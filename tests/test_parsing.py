@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from feedrelay.messages import render
 from feedrelay.parsing import MAX_ENTRIES, cap_entries, parse_feed
 
 URL = "https://blog.example.com/feed.json"
@@ -218,3 +219,13 @@ def test_a_medium_link_loses_its_source_tracking_but_the_entrys_identity_is_kept
     (item,) = parse_feed(body, "https://medium.com/feed/@ann").items
     assert item.link == "https://medium.com/@ann/t-1a2b?page=2"
     assert item.key == "https://medium.com/@ann/t-1a2b?source=rss-c3aeaf49d8a1------2&page=2"
+
+
+def test_a_guid_that_is_not_a_url_is_not_made_into_a_link() -> None:
+    # RSS takes a guid without isPermaLink="false" for the entry's URL; podcast hosts put UUIDs there and no <link>.
+    episode, bonus = fixture("podcast-rss.xml", "https://feeds.podcast.example.com/rss").items
+    assert episode.link == "https://podcast.example.com/episodes/42"
+    assert bonus.key == "5f0c2a9e-8d3b-4c1e-a7f6-2b9d1e4c3a80"
+    assert bonus.link == ""  # not https://feeds.podcast.example.com/5f0c2a9e-…, a page that does not exist
+    heading = render(bonus, "Podcast").blocks[0]["text"]["text"]
+    assert heading == "*Bonus: listener questions*"
