@@ -109,6 +109,18 @@ def normalize_link(url: str | None, base: str | None = None) -> str:
     return urlunsplit((scheme, host, parts.path or "/", query, parts.fragment))
 
 
+def untracked(link: str) -> str:
+    """A normalized ``link`` without Medium's ``source=rss…``: each Medium feed tags its links with its own (a
+    publication's, an author's, a tag's), so one story from two feeds had two links. Item keys are made from the
+    link as it was (``keys``), so entries remembered before this keep their identity."""
+    if "source=rss" not in link:
+        return link
+    parts = urlsplit(link)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in pairs if not (k == "source" and v.startswith("rss"))]
+    return urlunsplit(parts._replace(query=urlencode(kept))) if len(kept) != len(pairs) else link
+
+
 def keys(guid: str | None, link: str, title: str, date: str | None, text: str = "") -> tuple[str, str]:
     """(key, legacy key): the identity, and the one feedrelay gave the entry before schema 2 where that differs
     (links kept no fragment then, and untitled, undated entries all had one key)."""

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from html import unescape
 from typing import Any
 
-from .items import Item, keys, normalize_link
-from .text import clean, html_to_text
+from .items import Item, keys, normalize_link, untracked
+from .text import clean, html_to_text, strip_footer
 
 VERSION_PREFIX = "https://jsonfeed.org/version/"
 # Every JSON object costs ~100 bytes once parsed, whatever its size in the body: 9 MB of "{}," is 3 million
@@ -76,7 +76,9 @@ def _item(raw: dict[str, Any], feed: dict[str, Any], base: str, limits: tuple[in
     tags = raw.get("tags")
     categories = tuple(c for t in (tags if isinstance(tags, list) else [])[:30] if (c := clean(_text(t))[:100]))
     key, legacy_key = keys(guid, link, title, raw_date, summary or content)
-    return Item(key=key, legacy_key=legacy_key, title=title, link=link, summary=summary,
+    summary, content = strip_footer(summary), strip_footer(content)  # (after the key, as in parsing)
+    summary = summary or content[:summary_max]
+    return Item(key=key, legacy_key=legacy_key, title=title, link=untracked(link), summary=summary,
                 content=content, categories=categories, author=_author(raw, feed)[:200], published=published)
 
 

@@ -8,14 +8,15 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
 
-from .items import Item, keys, normalize_link
+from .items import Item, keys, normalize_link, untracked
 from .jsonfeed import NotJSONFeed, looks_like_json, parse_json_feed
-from .text import clean, html_to_text
+from .text import clean, html_to_text, strip_footer
 
 TITLE_MAX = 1000
 SUMMARY_MAX = 5000
@@ -50,12 +51,27 @@ def _when(entry: Any) -> tuple[datetime | None, str]:
                 return datetime(*parsed[:6], tzinfo=UTC), entry.get(key, "")
             except (TypeError, ValueError):
                 continue
-    return None, entry.get("published") or entry.get("updated") or ""
+    raw = entry.get("published") or entry.get("updated") or ""
+    if raw:
+        # feedparser gives up on an RFC 822 date with a weekday but no zone ("Tue, 10 Jun 2025 10:00:00", PHP's
+        # date("D, d M Y H:i:s")), though it reads one without the weekday as UTC: read it as that too.
+        try:
+            date = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None, raw
+        return (date.replace(tzinfo=UTC) if date.tzinfo is None else date.astimezone(UTC)), raw
+    return None, raw
 
 
 def _entry(entry: Any, base: str) -> Item:
     title = _text(entry.get("title_detail"), entry.get("title"), TITLE_MAX)
-    link = normalize_link(entry.get("link"), base)
+    link = entry.get("link")
+    # RSS makes a guid without isPermaLink="false" the entry's URL, and feedparser does; a podcast host's UUID guid
+    # (with no <link>) resolved against the feed's URL would be a link to a page that does not exist.
+    if link and entry.get("guidislink") and not link[:8].lower().startswith(("http://", "https://", "/")) and \
+            not any(x.get("rel") == "alternate" for x in entry.get("links") or ()):  # (an enclosure is no <link>)
+        link = None
+    link = normalize_link(link, base)
     summary = _text(entry.get("summary_detail"), entry.get("summary"), SUMMARY_MAX)
     contents = entry.get("content") or []
     content = _text(contents[0], contents[0].get("value"), CONTENT_MAX) if contents else ""
@@ -63,13 +79,16 @@ def _entry(entry: Any, base: str) -> Item:
     categories = tuple(
         clean(t.get("term") or t.get("label") or "")[:100] for t in (entry.get("tags") or [])[:30]
     )
-    author = clean(entry.get("author") or "")[:200]
+    # The name, not "Name (email)": feedparser joins Atom's <email> (Blogger's is always noreply@blogger.com) to it.
+    author = clean((entry.get("author_detail") or {}).get("name") or entry.get("author") or "")[:200]
     key, legacy_key = keys(entry.get("id"), link, title, raw_date, summary or content)
+    # (after the key: an untitled, undated note's key hashes its text as it was)
+    summary, content = strip_footer(summary), strip_footer(content)
     return Item(
         key=key,
         legacy_key=legacy_key,
         title=title,
-        link=link,
+        link=untracked(link),
         summary=summary or content[:SUMMARY_MAX],
         content=content,
         categories=tuple(c for c in categories if c),

@@ -100,6 +100,32 @@ def html_to_text(html: str | None) -> str:
     return clean("".join(_markup_to_parts(html)))
 
 
+# What platforms append to every post: a theme's read-more link (WordPress: "… Continue reading →"), Yoast SEO's
+# "The post X appeared first on Y.", Medium's "X was originally published in Y on Medium, where people are …".
+_READ_MORE = ("Continue reading", "Continue Reading", "Read more", "Read More", "Keep reading")
+_MEDIUM_FOOTER = "on Medium, where people are continuing the conversation by highlighting and responding to this story."
+
+
+def strip_footer(text: str) -> str:
+    """``text`` without the boilerplate a blog platform ends every post with (only its last lines are read)."""
+    for _ in range(3):  # (footers stack: a theme's link, then Yoast's line)
+        head, _, last = text.rpartition("\n")
+        if not ((last.startswith("The post ") and " appeared first on " in last) or last.endswith(_MEDIUM_FOOTER)
+                or (last.startswith(_READ_MORE) and len(last) <= 300)):
+            break
+        text = head.rstrip("\n")
+    # A read-more link right after the excerpt's ellipsis: "… Continue reading →", "[…] Read more".
+    start = max(0, len(text) - 300)
+    at = text.rfind("…", start)
+    end = at + 1
+    if at == -1:
+        at = text.rfind("...", start)
+        end = at + 3
+    if at != -1 and text[end:].lstrip("] ").startswith(_READ_MORE):
+        text = text[:end] + ("]" if text[end:].startswith("]") else "")
+    return text
+
+
 def truncate(text: str, limit: int, ellipsis: str = "…") -> str:
     """At most ``limit`` characters, cut at a word boundary where one is near."""
     if len(text) <= limit:

@@ -158,6 +158,25 @@ def test_guid_churn_and_cross_posting_do_not_repeat(relay: Relay, feed_server: F
     assert len(fake_slack.posts) == 1
 
 
+def test_a_medium_story_from_its_publications_feed_and_its_authors_feed_is_posted_once(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    # Medium tags each feed's links with its own ?source=rss… (a publication's, an author's, a tag's).
+    feed_server.set("/pub.xml", rss([]))
+    feed_server.set("/author.xml", rss([]))
+    relay.configure(feeds=[
+        {"name": "Publication", "url": feed_server.url("/pub.xml"), "channels": ["readings"]},
+        {"name": "Author", "url": feed_server.url("/author.xml"), "channels": ["readings"]},
+    ])
+    assert relay("once").code == 0
+    story = {"title": "Why we moved our queues to Postgres", "guid": "https://medium.com/p/d23f917c2f40"}
+    link = "https://medium.com/example-tech/why-we-moved-our-queues-to-postgres-d23f917c2f40"
+    feed_server.set("/pub.xml", rss([{**story, "link": link + "?source=rss----2615bd06b42e---4"}]))
+    feed_server.set("/author.xml", rss([{**story, "link": link + "?source=rss-c3aeaf49d8a1------2"}]))
+    assert relay("once").code == 0
+    (post,) = fake_slack.posts
+    assert post.blocks[0]["text"]["text"] == f"*<{link}|Why we moved our queues to Postgres>*"  # no tracking
+
+
 def test_ids_reissued_after_a_silent_first_poll_post_nothing(relay: Relay, feed_server: FeedServer,
                                                                fake_slack: FakeSlack) -> None:
     entries = [{"title": f"Post {i}", "link": f"https://example.com/p/{i}"} for i in range(5)]

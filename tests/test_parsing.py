@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from feedrelay.messages import render
 from feedrelay.parsing import MAX_ENTRIES, cap_entries, parse_feed
 
 URL = "https://blog.example.com/feed.json"
@@ -140,3 +142,90 @@ def test_json_of_millions_of_objects_is_refused_before_it_is_parsed() -> None:
                        "items": [{"id": str(i), "title": "t"} for i in range(5001)]}).encode()
     parsed = parse_feed(many, URL)
     assert len(parsed.items) == 5000 and parsed.warning and "more than 5,000 entries" in parsed.warning
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
+
+
+def fixture(name: str, url: str = "https://security.example.com/feeds/posts/default") -> Any:
+    parsed = parse_feed((FIXTURES / name).read_bytes(), url)
+    assert parsed.error is None and parsed.warning is None, parsed
+    return parsed
+
+
+@pytest.mark.parametrize("name", ["blogger-atom.xml", "blogger-rss.xml"])
+def test_the_author_is_a_name_not_the_platforms_noreply_address(name: str) -> None:
+    # Blogger gives every author the e-mail noreply@blogger.com: Atom's <email>, RSS's "email (Name)".
+    (item,) = fixture(name).items
+    assert item.author == "Edward Fernandez"
+    assert item.link == "https://security.example.com/2025/06/mitigating-prompt-injection.html"  # not the comments
+    assert item.published == datetime(2025, 6, 10, 16, 13, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("pub_date", "expected"), [
+    ("Tue, 10 Jun 2025 10:00:00", datetime(2025, 6, 10, 10, 0, tzinfo=UTC)),  # PHP's date("D, d M Y H:i:s")
+    ("Tue, 10 Jun 2025 10:00", datetime(2025, 6, 10, 10, 0, tzinfo=UTC)),
+    ("Tue, 10 Jun 2025 10:00:00 +0200", datetime(2025, 6, 10, 8, 0, tzinfo=UTC)),
+    ("next Tuesday", None),
+])
+def test_an_rfc_822_date_without_a_time_zone_is_read_as_utc(pub_date: str, expected: datetime | None) -> None:
+    # feedparser reads "10 Jun 2025 10:00:00" as UTC but gives up when a weekday comes first.
+    body = (f"<rss version='2.0'><channel><title>Hand-rolled</title><item><title>A</title>"
+            f"<link>https://example.com/a</link><pubDate>{pub_date}</pubDate></item></channel></rss>").encode()
+    (item,) = parse_feed(body, "https://example.com/feed").items
+    assert item.published == expected
+
+
+def test_wordpress_and_medium_footers_are_not_the_summary() -> None:
+    # Yoast SEO's "The post … appeared first on …", a theme's "Continue reading" link and Medium's "… was
+    # originally published in …" end every post of those feeds: a reader sees them, and a keyword filter on the
+    # blog's name would pass every post.
+    latency, on_call = fixture("wordpress-rss.xml", "https://blog.example.com/feed/").items
+    assert latency.summary == ("Our API\u2019s p99 latency was 800 ms. Here\u2019s how we got it down to 480 ms "
+                               "without new hardware \u2026")
+    assert latency.content == ("Our API\u2019s p99 latency was 800 ms. Here\u2019s how we got it down to 480 ms "
+                               "without new hardware.\n\nWe started by measuring everything.")
+    assert on_call.summary == "Being on call should not mean being on edge. Here is the handbook our teams use \u2026"
+    (queues,) = fixture("medium-rss.xml", "https://medium.com/feed/example-tech").items
+    assert queues.summary == queues.content == ("Two years ago we ran three queueing systems. "
+                                                "Today we run one: Postgres.")
+
+
+def test_a_summary_that_is_only_a_footer_gives_way_to_the_content() -> None:
+    body = (b"<rss version='2.0'><channel><title>B</title><item><title>T</title><link>https://b.example/t</link>"
+            b"<description>&lt;p&gt;The post T appeared first on B.&lt;/p&gt;</description>"
+            b"<content:encoded xmlns:content='http://purl.org/rss/1.0/modules/content/'>&lt;p&gt;Body.&lt;/p&gt;"
+            b"</content:encoded></item></channel></rss>")
+    (item,) = parse_feed(body, "https://b.example/feed").items
+    assert item.summary == item.content == "Body."
+
+
+def test_a_json_feeds_footer_is_not_the_summary_either() -> None:
+    parsed = parse({"version": "https://jsonfeed.org/version/1.1", "items": [{
+        "id": "1", "url": "https://blog.example.com/a", "title": "A",
+        "content_html": "<p>Body.</p><p>The post <a href='https://blog.example.com/a'>A</a> appeared first on "
+                        "<a href='https://blog.example.com'>Blog</a>.</p>"}]})
+    (item,) = parsed.items
+    assert item.summary == item.content == "Body."
+
+
+def test_a_medium_link_loses_its_source_tracking_but_the_entrys_identity_is_kept() -> None:
+    (story,) = fixture("medium-rss.xml", "https://medium.com/feed/example-tech").items
+    assert story.link == "https://medium.com/example-tech/why-we-moved-our-queues-to-postgres-d23f917c2f40"
+    # Without a guid the link is the key: it stays what feedrelay remembered it by before (no re-post on upgrade).
+    body = (b"<rss version='2.0'><channel><title>M</title><item><title>T</title>"
+            b"<link>https://medium.com/@ann/t-1a2b?source=rss-c3aeaf49d8a1------2&amp;page=2</link></item>"
+            b"</channel></rss>")
+    (item,) = parse_feed(body, "https://medium.com/feed/@ann").items
+    assert item.link == "https://medium.com/@ann/t-1a2b?page=2"
+    assert item.key == "https://medium.com/@ann/t-1a2b?source=rss-c3aeaf49d8a1------2&page=2"
+
+
+def test_a_guid_that_is_not_a_url_is_not_made_into_a_link() -> None:
+    # RSS takes a guid without isPermaLink="false" for the entry's URL; podcast hosts put UUIDs there and no <link>.
+    episode, bonus = fixture("podcast-rss.xml", "https://feeds.podcast.example.com/rss").items
+    assert episode.link == "https://podcast.example.com/episodes/42"
+    assert bonus.key == "5f0c2a9e-8d3b-4c1e-a7f6-2b9d1e4c3a80"
+    assert bonus.link == ""  # not https://feeds.podcast.example.com/5f0c2a9e-…, a page that does not exist
+    heading = render(bonus, "Podcast").blocks[0]["text"]["text"]
+    assert heading == "*Bonus: listener questions*"
