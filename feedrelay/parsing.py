@@ -45,7 +45,8 @@ def _text(detail: Any, value: str | None, limit: int) -> str:
 
 def _when(entry: Any) -> tuple[datetime | None, str]:
     for key in ("published", "updated", "created"):
-        parsed = entry.get(f"{key}_parsed")
+        # (dict.get: FeedParserDict would answer a missing updated_parsed with published_parsed, and warn)
+        parsed = dict.get(entry, f"{key}_parsed")
         if parsed:
             try:
                 return datetime(*parsed[:6], tzinfo=UTC), entry.get(key, "")
