@@ -81,7 +81,7 @@ def _entry(entry: Any, base: str) -> Item:
         clean(t.get("term") or t.get("label") or "")[:100] for t in (entry.get("tags") or [])[:30]
     )
     # The name, not "Name (email)": feedparser joins Atom's <email> (Blogger's is always noreply@blogger.com) to it.
-    author = clean((entry.get("author_detail") or {}).get("name") or entry.get("author") or "")[:200]
+    author = clean((dict.get(entry, "author_detail") or {}).get("name") or entry.get("author") or "")[:200]
     key, legacy_key = keys(entry.get("id"), link, title, raw_date, summary or content)
     # (after the key: an untitled, undated note's key hashes its text as it was)
     summary, content = strip_footer(summary), strip_footer(content)
