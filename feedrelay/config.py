@@ -513,9 +513,10 @@ def _defaults(c: _Checker, raw: object) -> Defaults:
         "retention": c.convert(t, "retention", "defaults", parse_duration, d.retention),
         "jitter": c.get(t, "jitter", "defaults", (int, float), d.jitter),
     }
-    for key in ("interval", "timeout"):
-        if values[key] <= 0:
-            raise c.fail(f"defaults.{key}", "must be greater than zero")
+    if values["interval"] < 1:  # checked here too, so the error names the key that was set, not a feed
+        raise c.fail("defaults.interval", 'expected at least "1s" (and most publishers ask for minutes)')
+    if values["timeout"] <= 0:
+        raise c.fail("defaults.timeout", "must be greater than zero")
     for key in ("per_host", "max_body"):
         if values[key] < 1:
             raise c.fail(f"defaults.{key}", "must be at least 1")

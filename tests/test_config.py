@@ -105,6 +105,12 @@ def test_bad_duration_in_defaults_names_the_key() -> None:
     assert "feeds.toml:2: defaults.timeout" in message and "forever" in message
 
 
+def test_too_short_interval_in_defaults_names_defaults_not_a_feed() -> None:
+    # The feed that inherits it has no interval key: pointing there would send the user to the wrong line.
+    message = error('[defaults]\ninterval = "0.5s"\n' + feed_toml())
+    assert "feeds.toml:2: defaults.interval" in message and 'at least "1s"' in message
+
+
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1w", 604800), ("1.5h", 5400), ("500ms", 0.5),
