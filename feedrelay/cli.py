@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -137,8 +138,17 @@ def run(state: State, require_slack: bool) -> None:
         state.require_slack(config)
 
     async def main() -> None:
+        # Until Daemon.run installs its handlers, asyncio.run turns Ctrl-C into a cancel that lands after the first
+        # polls have started and strands them (a traceback, an "internal error"): note a stop asked for meanwhile.
+        early_stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, early_stop.set)
         async with Relay(config, state.db_path(config), require_slack=require_slack) as relay:
             daemon = Daemon(relay, on_config=lambda c: setup_logging(state.verbose, c.secrets()))
+            if early_stop.is_set():
+                log.info("stopped while starting, before the first poll")
+                return
             await daemon.run()
             if daemon.fatal:
                 fail(daemon.fatal, 1)

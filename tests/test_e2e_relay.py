@@ -7,6 +7,7 @@ import json
 import re
 import signal
 import sqlite3
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -615,6 +616,36 @@ def test_sigterm_with_a_hanging_feed_exits_quietly_within_docker_stops_grace(rel
     assert result.code == 0
     assert "Traceback" not in result.err and "raised an exception" not in result.err, result.err
     assert "feed 'Hang': poll interrupted by shutdown; it is repeated at the next start" in result.err
+
+
+def test_ctrl_c_while_run_is_starting_stops_it_calmly(relay: Relay, feed_server: FeedServer,
+                                                     fake_slack: FakeSlack) -> None:
+    # Ctrl-C in the first second of `run`, before its own handlers were in place, used to print a traceback, an
+    # "internal error" for the feed being polled, "Aborted!" and exit 1.
+    feed_server.set("/hang.xml", rss(make_items(1)), delay=30)  # a poll in flight when the stop comes
+    relay.configure(feeds=[{"name": "Hang", "url": feed_server.url("/hang.xml"), "channels": ["readings"]}])
+    sqlite3.connect(relay.db).close()
+    holder = sqlite3.connect(relay.db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # keeps the starting relay waiting in its first database write
+    lock = relay.dir / "feedrelay.db.lock"
+    with open(relay.dir / "daemon.out", "w") as out, open(relay.dir / "daemon.err", "w") as err:
+        # As from a terminal: SIGINT at its default (a background child of pytest may inherit it ignored).
+        proc = subprocess.Popen(relay.cmd("run"), env=relay.env, cwd=relay.dir, stdout=out, stderr=err,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            wait_until(lambda: lock.exists() and lock.read_text() == str(proc.pid))
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            holder.rollback()
+            holder.close()
+            code = proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    log = (relay.dir / "daemon.err").read_text()
+    assert code == 0, log
+    assert "Traceback" not in log and "internal error" not in log and "Aborted" not in log, log
 
 
 def test_sigterm_with_slack_hanging_exits_within_docker_stops_grace_and_loses_nothing(
