@@ -345,6 +345,7 @@ def preview(state: State, target: str, limit: int) -> None:
     defaults = config.defaults if config else Defaults()
     configured = config is not None and config.feed(feed.name) is not None
     known = _known_keys(state.db_path(config), feed.name) if configured else None
+    not_polled = configured and _not_polled_yet(state.db_path(config), feed)
 
     async def main() -> list[Any]:
         async with Fetcher(timeout=defaults.timeout, max_body=defaults.max_body) as fetcher:
@@ -356,6 +357,11 @@ def preview(state: State, target: str, limit: int) -> None:
         fail(f"feed {feed.name!r}: {exc}", 1)
     items = list(reversed(oldest_first(items)))[:limit]
     click.echo(f"{feed.name}: {len(items)} item(s) shown, newest first\n")
+    if not_polled and items:
+        # "post" below is what the filters say; the first poll itself is silent, which surprises otherwise.
+        posted = "none of them" if feed.backlog == 0 else f"only the newest {feed.backlog}"
+        click.echo(f"not polled yet: its first poll remembers these entries and posts {posted} (backlog = "
+                   f"{feed.backlog}); entries published after it are posted as shown\n")
     _, verdicts = route(feed, items)
     by_item: dict[str, list[Any]] = {}
     for v in verdicts:
@@ -370,6 +376,22 @@ def preview(state: State, target: str, limit: int) -> None:
             else:
                 click.echo(f"  {'post' if v.decision.passed else 'skip'} → {v.channel}: {v.decision.reason}")
         click.echo()
+
+
+def _not_polled_yet(db: str, feed: Feed) -> bool:
+    """Whether the feed's next poll is a silent first poll (a new feed, or one renamed or retyped)."""
+    if not Path(db).exists():
+        return True
+    from .store import Store
+
+    try:
+        store = Store(db, readonly=True)
+        row = store.feed(feed.name)
+        store.close()
+    except DB_ERRORS:
+        return False
+    # (a moved feed, url_changed, may post what its new URL lists above the old entries: not claimed here)
+    return row is None or not row.active or (not row.initialized and not row.url_changed) or row.kind != feed.kind
 
 
 def _known_keys(db: str, feed: str) -> set[str] | None:

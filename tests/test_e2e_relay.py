@@ -687,6 +687,21 @@ def test_preview_explains_decisions_and_posts_nothing(relay: Relay, feed_server:
     assert missing.code == 2 and "no feed named 'Nope'" in missing.err
 
 
+def test_preview_of_a_feed_not_polled_yet_says_its_first_poll_posts_only_the_backlog(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    # The README sends a new user to `preview` during the silent first polls: "post → readings" on every entry,
+    # with nothing said about the first poll, promised 20 posts that `run` then did not make.
+    feed_server.set("/f.xml", rss(make_items(3)))
+    relay.configure(feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
+    first = relay("preview", "Blog")
+    assert first.code == 0, first.output
+    assert "not polled yet: its first poll remembers these entries and posts none of them (backlog = 0)" in first.out
+    assert relay("once").code == 0 and fake_slack.posts == []
+    feed_server.set("/f.xml", rss(make_items(4)))
+    later = relay("preview", "Blog")
+    assert "not polled yet" not in later.out and "(new)" in later.out and "post → readings" in later.out
+
+
 @pytest.mark.parametrize("limit", ["-1", "0"])
 def test_preview_limit_below_one_is_a_usage_error(relay: Relay, feed_server: FeedServer, limit: str) -> None:
     feed_server.set("/f.xml", rss(make_items(5)))
