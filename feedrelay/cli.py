@@ -212,7 +212,9 @@ def check(state: State, require_slack: bool) -> None:
     config = state.config()
     if require_slack:
         state.require_slack(config)
-    missing = sorted(n for n in config.secret_env_names() if not os.environ.get(n))
+    # What the channels post with and the feeds' API keys: a bot token no channel uses is not missing.
+    needed = set(config.delivery_env()) | {f.api_key_env for f in config.feeds if f.api_key_env}
+    missing = sorted(n for n in needed if not os.environ.get(n, "").strip())
     click.echo(f"{config.path}: ok — {len(config.feeds)} feed(s), {len(config.channels)} channel(s)")
     for feed in config.feeds:
         routes = ", ".join(r.channel for r in feed.routes)

@@ -415,6 +415,19 @@ def test_cli_check_shows_intervals_exactly(tmp_path: Path) -> None:
     assert "  alerts → readings (a feed failing for 1h30m," in result.out
 
 
+def test_cli_check_notes_only_the_variables_the_config_needs(tmp_path: Path) -> None:
+    # The README's webhook setup needs no bot token: `check` must not send the user looking for one.
+    relay = Relay(tmp_path, None, token=None)
+    relay.configure(feeds=[{"name": "A", "url": "https://e.com/a", "channels": ["team"]}],
+                    channels={"team": {"webhook_env": "TEAM_HOOK"}, "scratch": {"console": True}})
+    result = relay("check")
+    assert result.code == 0, result.output
+    assert "  note: $TEAM_HOOK is not set" in result.err
+    assert "SLACK_BOT_TOKEN" not in result.output
+    relay.configure(feeds=[{"name": "A", "url": "https://e.com/a", "channels": ["readings"]}])
+    assert "  note: $SLACK_BOT_TOKEN is not set" in relay("check").err
+
+
 def test_cli_check_valid_file(tmp_path: Path) -> None:
     path = tmp_path / "feeds.toml"
     path.write_text(VALID)
