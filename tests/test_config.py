@@ -208,6 +208,19 @@ def test_webhook_env_must_be_a_variable_name(value: str) -> None:
     assert value not in message  # a webhook URL is a secret: never echoed into logs
 
 
+@pytest.mark.parametrize("value", ["https://hooks.slack.com/services/T000/B000/XXXXSECRET", "xoxb-1-2-XXXXSECRET"])
+def test_slack_target_that_is_a_webhook_url_or_token_is_refused_without_echoing_it(value: str) -> None:
+    # `status`, the log and alerts name a channel's target: a secret pasted here would be shown everywhere.
+    message = error(f'[channels.readings]\nslack = "{value}"\n')
+    assert "feeds.toml:2: channels.readings.slack" in message and "webhook_env" in message
+    assert "XXXXSECRET" not in message
+
+
+def test_slack_target_that_is_a_channel_link_suggests_its_id() -> None:
+    message = error('[channels.readings]\nslack = "https://acme.slack.com/archives/C0123ABCD"\n')
+    assert "channels.readings.slack" in message and 'slack = "C0123ABCD"' in message
+
+
 def test_channel_error_points_at_the_channel_table_not_a_feeds_channels_key() -> None:
     # No [channels] header of its own: the line must still be the one in [channels.alerts], not a feed's
     # `channels = [...]` further down.
