@@ -296,6 +296,23 @@ def test_without_credentials_messages_print_to_terminal(tmp_path: Path, feed_ser
     assert "SLACK_BOT_TOKEN is not set" in result.err
 
 
+def test_terminal_output_carries_no_escape_sequences_from_a_feed(tmp_path: Path, feed_server: FeedServer) -> None:
+    # Without credentials (the first run) messages go to the terminal: a JSON Feed can carry any character, and
+    # the 8-bit CSI (U+009B) and OSC (U+009D) start escape sequences as ESC [ and ESC ] do (cleared screen,
+    # a hyperlink whose text is another URL).
+    relay = Relay(tmp_path, api_url=None, token=None)
+    feed_server.set("/f.json", json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [
+        {"id": "1", "url": "http://example.com/1", "title": "Hi \x1b[2J\x9b2J \x9d8;;http://evil.example/\x9c"
+         "http://good.example/\x9d8;;\x9c there", "content_text": "body \x9b31m x \x85 y"}]}).encode(),
+                    content_type="application/feed+json")
+    relay.configure(feeds=[{"name": "J", "url": feed_server.url("/f.json"), "channels": ["readings"], "backlog": 1}])
+    result = relay("once")
+    assert result.code == 0, result.output
+    assert "Hi" in result.out and "there" in result.out
+    for char in ("\x1b", "\x9b", "\x9c", "\x9d", "\x85"):
+        assert char not in result.out and char not in result.err
+
+
 def test_require_slack_refuses_to_run_without_credentials(tmp_path: Path, feed_server: FeedServer) -> None:
     # Production mode: a variable dropped from a unit file must not turn every post into terminal output.
     relay = Relay(tmp_path, api_url=None, token=None)
