@@ -265,7 +265,7 @@ def import_opml(state: State, file: Any, channels: tuple[str, ...], interval: st
     except OSError as exc:
         fail(f"{name}: cannot read: {exc.strerror}")
     plan = plan_import(config, subscriptions)
-    text = config.path.read_text(encoding="utf-8")
+    text = config.path.read_text(encoding="utf-8-sig")  # as load_config reads it
     addition = feeds_toml(plan.added, channels, interval, source=Path(name).name)
     combined = text + ("" if text.endswith("\n") else "\n") + "\n" + addition
     if plan.added:

@@ -618,7 +618,7 @@ def _alerts(c: _Checker, raw: object, channels: Mapping[str, Channel]) -> Alerts
 def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> Config:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # (a BOM, as Notepad may save, is invisible: TOML refuses it)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file; pass --config PATH or set FEEDRELAY_CONFIG") from None
     except UnicodeDecodeError as exc:

@@ -441,6 +441,21 @@ def test_cli_check_notes_only_the_variables_the_config_needs(tmp_path: Path) -> 
     assert "  note: $SLACK_BOT_TOKEN is not set" in relay("check").err
 
 
+def test_config_saved_with_a_byte_order_mark_loads_and_takes_imported_feeds(tmp_path: Path) -> None:
+    # Windows editors (Notepad) may save UTF-8 with a BOM: an invisible character that TOML itself refuses,
+    # reported as "Invalid statement (at line 1, column 1)" on a line that looks fine.
+    relay = Relay(tmp_path, None)
+    relay.config.write_bytes(b"\xef\xbb\xbf" + VALID.encode())
+    result = relay("check")
+    assert result.code == 0, result.output
+    assert "ok — 2 feed(s)" in result.out
+    opml = tmp_path / "list.opml"
+    opml.write_text('<opml version="2.0"><body><outline text="New" xmlUrl="https://new.example.com/feed"/></body></opml>')
+    imported = relay("import-opml", str(opml), "--channel", "readings")
+    assert imported.code == 0, imported.output
+    assert "ok — 3 feed(s)" in relay("check").out
+
+
 def test_cli_check_valid_file(tmp_path: Path) -> None:
     path = tmp_path / "feeds.toml"
     path.write_text(VALID)
