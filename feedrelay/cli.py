@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -137,8 +138,17 @@ def run(state: State, require_slack: bool) -> None:
         state.require_slack(config)
 
     async def main() -> None:
+        # Until Daemon.run installs its handlers, asyncio.run turns Ctrl-C into a cancel that lands after the first
+        # polls have started and strands them (a traceback, an "internal error"): note a stop asked for meanwhile.
+        early_stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, early_stop.set)
         async with Relay(config, state.db_path(config), require_slack=require_slack) as relay:
             daemon = Daemon(relay, on_config=lambda c: setup_logging(state.verbose, c.secrets()))
+            if early_stop.is_set():
+                log.info("stopped while starting, before the first poll")
+                return
             await daemon.run()
             if daemon.fatal:
                 fail(daemon.fatal, 1)
@@ -202,7 +212,9 @@ def check(state: State, require_slack: bool) -> None:
     config = state.config()
     if require_slack:
         state.require_slack(config)
-    missing = sorted(n for n in config.secret_env_names() if not os.environ.get(n))
+    # What the channels post with and the feeds' API keys: a bot token no channel uses is not missing.
+    needed = set(config.delivery_env()) | {f.api_key_env for f in config.feeds if f.api_key_env}
+    missing = sorted(n for n in needed if not os.environ.get(n, "").strip())
     click.echo(f"{config.path}: ok — {len(config.feeds)} feed(s), {len(config.channels)} channel(s)")
     for feed in config.feeds:
         routes = ", ".join(r.channel for r in feed.routes)
@@ -253,7 +265,7 @@ def import_opml(state: State, file: Any, channels: tuple[str, ...], interval: st
     except OSError as exc:
         fail(f"{name}: cannot read: {exc.strerror}")
     plan = plan_import(config, subscriptions)
-    text = config.path.read_text(encoding="utf-8")
+    text = config.path.read_text(encoding="utf-8-sig")  # as load_config reads it
     addition = feeds_toml(plan.added, channels, interval, source=Path(name).name)
     combined = text + ("" if text.endswith("\n") else "\n") + "\n" + addition
     if plan.added:
@@ -335,6 +347,7 @@ def preview(state: State, target: str, limit: int) -> None:
     defaults = config.defaults if config else Defaults()
     configured = config is not None and config.feed(feed.name) is not None
     known = _known_keys(state.db_path(config), feed.name) if configured else None
+    not_polled = configured and _not_polled_yet(state.db_path(config), feed)
 
     async def main() -> list[Any]:
         async with Fetcher(timeout=defaults.timeout, max_body=defaults.max_body) as fetcher:
@@ -346,6 +359,11 @@ def preview(state: State, target: str, limit: int) -> None:
         fail(f"feed {feed.name!r}: {exc}", 1)
     items = list(reversed(oldest_first(items)))[:limit]
     click.echo(f"{feed.name}: {len(items)} item(s) shown, newest first\n")
+    if not_polled and items:
+        # "post" below is what the filters say; the first poll itself is silent, which surprises otherwise.
+        posted = "none of them" if feed.backlog == 0 else f"only the newest {feed.backlog}"
+        click.echo(f"not polled yet: its first poll remembers these entries and posts {posted} (backlog = "
+                   f"{feed.backlog}); entries published after it are posted as shown\n")
     _, verdicts = route(feed, items)
     by_item: dict[str, list[Any]] = {}
     for v in verdicts:
@@ -360,6 +378,22 @@ def preview(state: State, target: str, limit: int) -> None:
             else:
                 click.echo(f"  {'post' if v.decision.passed else 'skip'} → {v.channel}: {v.decision.reason}")
         click.echo()
+
+
+def _not_polled_yet(db: str, feed: Feed) -> bool:
+    """Whether the feed's next poll is a silent first poll (a new feed, or one renamed or retyped)."""
+    if not Path(db).exists():
+        return True
+    from .store import Store
+
+    try:
+        store = Store(db, readonly=True)
+        row = store.feed(feed.name)
+        store.close()
+    except DB_ERRORS:
+        return False
+    # (a moved feed, url_changed, may post what its new URL lists above the old entries: not claimed here)
+    return row is None or not row.active or (not row.initialized and not row.url_changed) or row.kind != feed.kind
 
 
 def _known_keys(db: str, feed: str) -> set[str] | None:

@@ -394,6 +394,7 @@ def _score(value: object) -> float:
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SLACK_LINK = re.compile(r"^https://[a-z0-9.-]+\.slack\.com/archives/([CG][A-Z0-9]{6,})/?$", re.IGNORECASE)
 
 
 def _env_name(c: _Checker, raw: dict[str, Any], key: str, keypath: str, default: str, *, example: str,
@@ -423,6 +424,14 @@ def _channel(c: _Checker, name: str, raw: object) -> Channel:
         target = c.get(t, "slack", keypath, str, "").strip()
         if not target:
             raise c.fail(f"{keypath}.slack", 'expected a channel name such as "#readings" or an ID such as "C0123"')
+        if "://" in target or target.lower().startswith("xox"):
+            # Never quoted: `status`, the log and alerts name the target, and a webhook URL or token is a secret.
+            link = _SLACK_LINK.search(target)
+            hint = (f'use the ID from the channel\'s link: slack = "{link.group(1)}"' if link else
+                    "put a webhook URL in an environment variable and name it with webhook_env = \"VAR\" instead; a "
+                    "bot token goes in the variable [slack] token_env names")
+            raise c.fail(f"{keypath}.slack", 'expected a channel name such as "#readings" or an ID such as "C0123", '
+                                             f"not a URL or a token; {hint}")
         return Channel(name, "slack", target=target, unfurl=unfurl, min_interval=min_interval)
     if "webhook_env" in t:
         env = _env_name(c, t, "webhook_env", keypath, "", example="TEAM_WEBHOOK_URL", holds="the webhook URL")
@@ -513,9 +522,10 @@ def _defaults(c: _Checker, raw: object) -> Defaults:
         "retention": c.convert(t, "retention", "defaults", parse_duration, d.retention),
         "jitter": c.get(t, "jitter", "defaults", (int, float), d.jitter),
     }
-    for key in ("interval", "timeout"):
-        if values[key] <= 0:
-            raise c.fail(f"defaults.{key}", "must be greater than zero")
+    if values["interval"] < 1:  # checked here too, so the error names the key that was set, not a feed
+        raise c.fail("defaults.interval", 'expected at least "1s" (and most publishers ask for minutes)')
+    if values["timeout"] <= 0:
+        raise c.fail("defaults.timeout", "must be greater than zero")
     for key in ("per_host", "max_body"):
         if values[key] < 1:
             raise c.fail(f"defaults.{key}", "must be at least 1")
@@ -608,7 +618,7 @@ def _alerts(c: _Checker, raw: object, channels: Mapping[str, Channel]) -> Alerts
 def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> Config:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # (a BOM, as Notepad may save, is invisible: TOML refuses it)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file; pass --config PATH or set FEEDRELAY_CONFIG") from None
     except UnicodeDecodeError as exc:

@@ -21,9 +21,10 @@ _SKIP_TAGS = frozenset({"script", "style", "head", "title", "noscript", "templat
 # Their content is raw text up to the matching end tag: "<b>" inside a script is not a tag.
 _RAW_TEXT = {tag: re.compile(rf"</{tag}[\t\n\f\r />]", re.IGNORECASE) for tag in ("script", "style")}
 _BLANK_LINES = re.compile(r"\n{3,}")
-# Also invisible: soft hyphen, Arabic letter mark (bidi), Mongolian vowel separator, word joiner and invisible
-# operators, byte-order mark. Zero-width (non-)joiners stay: emoji and scripts need them.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\xad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e"
+# C1 controls too: U+009B and U+009D start escape sequences in a terminal as ESC [ and ESC ] do. Also invisible:
+# soft hyphen, Arabic letter mark (bidi), Mongolian vowel separator, word joiner and invisible operators, byte-order
+# mark. Zero-width (non-)joiners stay: emoji and scripts need them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e"
                       r"\u2060-\u2064\u2066-\u2069\ufeff]")
 # One token of markup. Every alternative either matches up to its end or runs to the end of the input (an
 # unterminated tag or comment swallows the rest, as in the spec), so the scan never backtracks into

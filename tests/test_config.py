@@ -105,6 +105,12 @@ def test_bad_duration_in_defaults_names_the_key() -> None:
     assert "feeds.toml:2: defaults.timeout" in message and "forever" in message
 
 
+def test_too_short_interval_in_defaults_names_defaults_not_a_feed() -> None:
+    # The feed that inherits it has no interval key: pointing there would send the user to the wrong line.
+    message = error('[defaults]\ninterval = "0.5s"\n' + feed_toml())
+    assert "feeds.toml:2: defaults.interval" in message and 'at least "1s"' in message
+
+
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1w", 604800), ("1.5h", 5400), ("500ms", 0.5),
@@ -200,6 +206,19 @@ def test_webhook_env_must_be_a_variable_name(value: str) -> None:
     assert "channels.alerts.webhook_env" in message
     assert "must name an environment variable" in message
     assert value not in message  # a webhook URL is a secret: never echoed into logs
+
+
+@pytest.mark.parametrize("value", ["https://hooks.slack.com/services/T000/B000/XXXXSECRET", "xoxb-1-2-XXXXSECRET"])
+def test_slack_target_that_is_a_webhook_url_or_token_is_refused_without_echoing_it(value: str) -> None:
+    # `status`, the log and alerts name a channel's target: a secret pasted here would be shown everywhere.
+    message = error(f'[channels.readings]\nslack = "{value}"\n')
+    assert "feeds.toml:2: channels.readings.slack" in message and "webhook_env" in message
+    assert "XXXXSECRET" not in message
+
+
+def test_slack_target_that_is_a_channel_link_suggests_its_id() -> None:
+    message = error('[channels.readings]\nslack = "https://acme.slack.com/archives/C0123ABCD"\n')
+    assert "channels.readings.slack" in message and 'slack = "C0123ABCD"' in message
 
 
 def test_channel_error_points_at_the_channel_table_not_a_feeds_channels_key() -> None:
@@ -407,6 +426,34 @@ def test_cli_check_shows_intervals_exactly(tmp_path: Path) -> None:
     for name, every in shown.items():
         assert f"  {name} [rss] every {every} → readings\n" in result.out  # never rounded ("90m" is not "2h")
     assert "  alerts → readings (a feed failing for 1h30m," in result.out
+
+
+def test_cli_check_notes_only_the_variables_the_config_needs(tmp_path: Path) -> None:
+    # The README's webhook setup needs no bot token: `check` must not send the user looking for one.
+    relay = Relay(tmp_path, None, token=None)
+    relay.configure(feeds=[{"name": "A", "url": "https://e.com/a", "channels": ["team"]}],
+                    channels={"team": {"webhook_env": "TEAM_HOOK"}, "scratch": {"console": True}})
+    result = relay("check")
+    assert result.code == 0, result.output
+    assert "  note: $TEAM_HOOK is not set" in result.err
+    assert "SLACK_BOT_TOKEN" not in result.output
+    relay.configure(feeds=[{"name": "A", "url": "https://e.com/a", "channels": ["readings"]}])
+    assert "  note: $SLACK_BOT_TOKEN is not set" in relay("check").err
+
+
+def test_config_saved_with_a_byte_order_mark_loads_and_takes_imported_feeds(tmp_path: Path) -> None:
+    # Windows editors (Notepad) may save UTF-8 with a BOM: an invisible character that TOML itself refuses,
+    # reported as "Invalid statement (at line 1, column 1)" on a line that looks fine.
+    relay = Relay(tmp_path, None)
+    relay.config.write_bytes(b"\xef\xbb\xbf" + VALID.encode())
+    result = relay("check")
+    assert result.code == 0, result.output
+    assert "ok — 2 feed(s)" in result.out
+    opml = tmp_path / "list.opml"
+    opml.write_text('<opml version="2.0"><body><outline text="New" xmlUrl="https://new.example.com/feed"/></body></opml>')
+    imported = relay("import-opml", str(opml), "--channel", "readings")
+    assert imported.code == 0, imported.output
+    assert "ok — 3 feed(s)" in relay("check").out
 
 
 def test_cli_check_valid_file(tmp_path: Path) -> None:

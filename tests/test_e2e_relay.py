@@ -7,6 +7,7 @@ import json
 import re
 import signal
 import sqlite3
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -312,6 +313,23 @@ def test_without_credentials_messages_print_to_terminal(tmp_path: Path, feed_ser
     assert result.code == 0, result.output
     assert "Post 1" in result.out and "#readings" in result.out
     assert "SLACK_BOT_TOKEN is not set" in result.err
+
+
+def test_terminal_output_carries_no_escape_sequences_from_a_feed(tmp_path: Path, feed_server: FeedServer) -> None:
+    # Without credentials (the first run) messages go to the terminal: a JSON Feed can carry any character, and
+    # the 8-bit CSI (U+009B) and OSC (U+009D) start escape sequences as ESC [ and ESC ] do (cleared screen,
+    # a hyperlink whose text is another URL).
+    relay = Relay(tmp_path, api_url=None, token=None)
+    feed_server.set("/f.json", json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [
+        {"id": "1", "url": "http://example.com/1", "title": "Hi \x1b[2J\x9b2J \x9d8;;http://evil.example/\x9c"
+         "http://good.example/\x9d8;;\x9c there", "content_text": "body \x9b31m x \x85 y"}]}).encode(),
+                    content_type="application/feed+json")
+    relay.configure(feeds=[{"name": "J", "url": feed_server.url("/f.json"), "channels": ["readings"], "backlog": 1}])
+    result = relay("once")
+    assert result.code == 0, result.output
+    assert "Hi" in result.out and "there" in result.out
+    for char in ("\x1b", "\x9b", "\x9c", "\x9d", "\x85"):
+        assert char not in result.out and char not in result.err
 
 
 def test_require_slack_refuses_to_run_without_credentials(tmp_path: Path, feed_server: FeedServer) -> None:
@@ -636,6 +654,36 @@ def test_sigterm_with_a_hanging_feed_exits_quietly_within_docker_stops_grace(rel
     assert "feed 'Hang': poll interrupted by shutdown; it is repeated at the next start" in result.err
 
 
+def test_ctrl_c_while_run_is_starting_stops_it_calmly(relay: Relay, feed_server: FeedServer,
+                                                     fake_slack: FakeSlack) -> None:
+    # Ctrl-C in the first second of `run`, before its own handlers were in place, used to print a traceback, an
+    # "internal error" for the feed being polled, "Aborted!" and exit 1.
+    feed_server.set("/hang.xml", rss(make_items(1)), delay=30)  # a poll in flight when the stop comes
+    relay.configure(feeds=[{"name": "Hang", "url": feed_server.url("/hang.xml"), "channels": ["readings"]}])
+    sqlite3.connect(relay.db).close()
+    holder = sqlite3.connect(relay.db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # keeps the starting relay waiting in its first database write
+    lock = relay.dir / "feedrelay.db.lock"
+    with open(relay.dir / "daemon.out", "w") as out, open(relay.dir / "daemon.err", "w") as err:
+        # As from a terminal: SIGINT at its default (a background child of pytest may inherit it ignored).
+        proc = subprocess.Popen(relay.cmd("run"), env=relay.env, cwd=relay.dir, stdout=out, stderr=err,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            wait_until(lambda: lock.exists() and lock.read_text() == str(proc.pid))
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            holder.rollback()
+            holder.close()
+            code = proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    log = (relay.dir / "daemon.err").read_text()
+    assert code == 0, log
+    assert "Traceback" not in log and "internal error" not in log and "Aborted" not in log, log
+
+
 def test_sigterm_with_slack_hanging_exits_within_docker_stops_grace_and_loses_nothing(
         relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
     feed_server.set("/f.xml", rss(make_items(2)))
@@ -673,6 +721,21 @@ def test_preview_explains_decisions_and_posts_nothing(relay: Relay, feed_server:
 
     missing = relay("preview", "Nope")
     assert missing.code == 2 and "no feed named 'Nope'" in missing.err
+
+
+def test_preview_of_a_feed_not_polled_yet_says_its_first_poll_posts_only_the_backlog(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    # The README sends a new user to `preview` during the silent first polls: "post → readings" on every entry,
+    # with nothing said about the first poll, promised 20 posts that `run` then did not make.
+    feed_server.set("/f.xml", rss(make_items(3)))
+    relay.configure(feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
+    first = relay("preview", "Blog")
+    assert first.code == 0, first.output
+    assert "not polled yet: its first poll remembers these entries and posts none of them (backlog = 0)" in first.out
+    assert relay("once").code == 0 and fake_slack.posts == []
+    feed_server.set("/f.xml", rss(make_items(4)))
+    later = relay("preview", "Blog")
+    assert "not polled yet" not in later.out and "(new)" in later.out and "post → readings" in later.out
 
 
 @pytest.mark.parametrize("limit", ["-1", "0"])
