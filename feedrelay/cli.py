@@ -415,14 +415,22 @@ def _known_keys(db: str, feed: str) -> set[str] | None:
 @pass_state
 def status(state: State, as_json: bool) -> None:
     """Per feed: last poll, last error, items remembered, deliveries pending or failed. Safe while running."""
+    from .config import database_of
     from .fetch import public_url
     from .outbox import Outbox
     from .store import Store
 
     config: Config | None = None
+    db = state.db
     if Path(state.config_path).exists():
-        config = state.config()
-    db = state.db_path(config)
+        try:
+            config = load_config(state.config_path)
+        except ConfigError as exc:
+            # Someone is likely fixing a bad edit, which a running daemon ignores: show what it is doing meanwhile.
+            click.echo(f"feedrelay: warning: {exc}\n  (a running daemon keeps its previous configuration; below is "
+                       "what the database holds)", err=True)
+            db = db or database_of(state.config_path)
+    db = db or state.db_path(config)
     if not Path(db).exists():
         fail(f"{db}: no database yet; run `feedrelay once` or `feedrelay run` first", 1)
     try:

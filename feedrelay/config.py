@@ -615,6 +615,28 @@ def _alerts(c: _Checker, raw: object, channels: Mapping[str, Channel]) -> Alerts
     return Alerts(channel=channel, feed_failing_after=after, runbook_url=runbook_url)
 
 
+def database_of(path: Path | str) -> str:
+    """The database a config file names, read as far as the file allows (for `status` while the file is broken:
+    the daemon runs on with the configuration it had)."""
+    path = Path(path)
+    database: object = "feedrelay.db"
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        database = tomllib.loads(text).get("database", database)
+    except (OSError, UnicodeDecodeError, RecursionError):
+        pass
+    except tomllib.TOMLDecodeError:
+        # The error may be anywhere: the key sits at the top, before the first table.
+        top = text.split("\n[", 1)[0]
+        if m := re.search(r"""^\s*database\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(?:#.*)?$""", top, re.M):
+            database = m[1] if m[1] is not None else m[2]
+    if not isinstance(database, str) or not database.strip() or "\x00" in database:
+        database = "feedrelay.db"
+    if not Path(database).is_absolute() and path.parent != Path():
+        database = str(path.parent / database)
+    return database
+
+
 def load_config(path: Path | str, environ: Mapping[str, str] = os.environ) -> Config:
     path = Path(path)
     try:

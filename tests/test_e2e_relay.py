@@ -817,3 +817,18 @@ def test_an_edit_reloaded_with_sighup_is_applied_once(relay: Relay, feed_server:
         result = daemon.stop()
     assert result.code == 0 and "Traceback" not in result.err
     assert result.err.count("configuration reloaded") == 1, result.err
+
+
+def test_status_still_shows_the_database_while_the_config_is_broken(relay: Relay, feed_server: FeedServer,
+                                                                    fake_slack: FakeSlack) -> None:
+    """A bad edit is alerted and ignored by the running daemon; the operator then runs `status`, which must show
+    what the daemon is doing rather than only the edit's error."""
+    feed_server.set("/f.xml", rss(make_items(2)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
+    relay.config.write_text('database = "data/relay.db"\n' + relay.config.read_text())
+    (relay.dir / "data").mkdir()
+    assert relay("once").code == 0
+    relay.config.write_text(relay.config.read_text() + "\nthis is not toml ===\n")
+    result = relay("status")
+    assert "not valid TOML" in result.err and "keeps its previous configuration" in result.err
+    assert re.search(r"^F\s+\S+ ago\s+2\s", result.out, re.M), result.output
