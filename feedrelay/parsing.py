@@ -163,6 +163,16 @@ def cap_entries(body: bytes, limit: int = MAX_ENTRIES) -> tuple[bytes, bool]:
     return body, False
 
 
+def _about_headers(exc: object) -> bool:
+    """feedparser's complaints about the server's Content-Type rather than the document, which it read in full:
+    a feed served as text/xml without a charset (RFC 3023 makes that us-ascii, so every UTF-8 feed "overrides"
+    it), or as application/octet-stream. Common, harmless, and nothing the subscriber can fix: not a warning."""
+    if isinstance(exc, feedparser.NonXMLContentType):
+        return True
+    return isinstance(exc, feedparser.CharacterEncodingOverride) and \
+        str(exc).startswith("document declared as us-ascii")
+
+
 def parse_feed(body: bytes, url: str, content_type: str = "", content_location: str = "") -> ParsedFeed:
     """Parse fetched bytes (never a URL: feedparser would fetch it itself). Pure and picklable."""
     if not body.strip():
@@ -190,8 +200,8 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
     parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False,
                               resolve_relative_uris=False)
     warning = None
-    if parsed.get("bozo"):
-        exc = parsed.get("bozo_exception")
+    exc = parsed.get("bozo_exception")
+    if parsed.get("bozo") and not _about_headers(exc):
         warning = f"malformed feed, parsed what we could: {type(exc).__name__}: {str(exc)[:200]}"
     if capped:
         warning = TOO_MANY

@@ -229,3 +229,16 @@ def test_a_guid_that_is_not_a_url_is_not_made_into_a_link() -> None:
     assert bonus.link == ""  # not https://feeds.podcast.example.com/5f0c2a9e-…, a page that does not exist
     heading = render(bonus, "Podcast").blocks[0]["text"]["text"]
     assert heading == "*Bonus: listener questions*"
+
+
+@pytest.mark.parametrize("content_type", ["text/xml", "text/html", "application/octet-stream"])
+def test_a_feed_served_with_a_loose_content_type_is_no_malformed_feed(content_type: str) -> None:
+    """Many servers send text/xml without a charset (us-ascii by RFC 3023): feedparser reads the UTF-8 document
+    anyway and says so. Reported as "malformed feed" on every poll, it sent people after a problem that isn't."""
+    body = '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title><item>' \
+           "<title>Café ☕</title><link>https://example.com/1</link></item></channel></rss>"
+    parsed = parse_feed(body.encode(), "https://example.com/feed", content_type)
+    assert parsed.warning is None and parsed.error is None
+    assert [i.title for i in parsed.items] == ["Café ☕"]
+    # A document that really is broken still says so.
+    assert parse_feed(body.encode()[:-20], "https://example.com/feed", content_type).warning
