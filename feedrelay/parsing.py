@@ -85,6 +85,8 @@ def _entry(entry: Any, base: str) -> Item:
     key, legacy_key = keys(entry.get("id"), link, title, raw_date, summary or content)
     # (after the key: an untitled, undated note's key hashes its text as it was)
     summary, content = strip_footer(summary), strip_footer(content)
+    if summary == "Comments":  # Hacker News and Lobsters: the description is only a link to the discussion
+        summary = ""
     return Item(
         key=key,
         legacy_key=legacy_key,

@@ -242,3 +242,15 @@ def test_a_feed_served_with_a_loose_content_type_is_no_malformed_feed(content_ty
     assert [i.title for i in parsed.items] == ["Café ☕"]
     # A document that really is broken still says so.
     assert parse_feed(body.encode()[:-20], "https://example.com/feed", content_type).warning
+
+
+def test_an_aggregators_comments_link_is_no_summary() -> None:
+    """Hacker News' and Lobsters' RSS describe each story with only a link to its discussion: under every title
+    that showed "Comments"."""
+    body = b'<rss version="2.0"><channel><title>Hacker News</title><item><title>Show HN: a thing</title>' \
+           b"<link>https://example.com/thing</link><comments>https://news.ycombinator.com/item?id=1</comments>" \
+           b'<description><![CDATA[<a href="https://news.ycombinator.com/item?id=1">Comments</a>]]></description>' \
+           b"</item></channel></rss>"
+    [item] = parse_feed(body, "https://news.ycombinator.com/rss").items
+    assert item.summary == "" and item.link == "https://example.com/thing"
+    assert "Comments" not in json.dumps(render(item, "Hacker News").to_json())
