@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .alerts import CHANNEL_FAILING, RUNBOOKS, channel_failing, channel_incident, channel_recovered
+from .alerts import CHANNEL_FAILING, RUNBOOKS, channel_failing, channel_incident, channel_recovered, duration
 from .config import Alerts, format_duration
 from .metrics import Counters
 from .outbox import Delivery, Outbox, Pending
@@ -228,6 +228,21 @@ class Deliverer:
         return (f"--max-wait reached while pacing posts to one every {format_duration(pace)} (min_interval); "
                 f"{left}")
 
+    def _stuck(self, channel: str, row: Pending, error: str, sink: Sink, now: float) -> None:
+        """A channel that has delivered nothing for ``feed_failing_after`` (Slack down for it, an error Slack does not
+        document, a proxy in the way) is failing like a refused one: the operator is alerted, and told when it
+        recovers. Since when is read from the database, so `once` under cron, a new process each run, tells too."""
+        if not self.alerts or self.outbox.failing_since(channel) is not None:
+            return
+        since = max(row.created, self.outbox.last_sent(channel) or 0.0)
+        if now - since < self.alerts.feed_failing_after:
+            return
+        error = f"{error} (nothing delivered for {duration(now - since)})"
+        self.outbox.set_channel_failing(channel, error, since)
+        log.error("channel %s (%s) is failing: %s; its messages are kept and retried (runbook: %s#%s)", channel,
+                  sink.description, error, RUNBOOKS, CHANNEL_FAILING)
+        self.queue_alert(channel_failing(self.alerts, channel, sink.description, error, since=since), now)
+
     def _record(self, channel: str, row: Pending, outcome: Outcome, sink: Sink, report: ChannelReport) -> bool:
         """Write the outcome; False when this channel should stop for now (`once` mode)."""
         now = time.time()
@@ -252,6 +267,7 @@ class Deliverer:
                 self._paused_until[sink.pause_key] = max(self._paused_until.get(sink.pause_key, 0), now + delay)
             self.outbox.mark_retry(row.id, outcome.error, now + delay)
             log.warning("channel %s: %s; message %d kept, retry in %.1fs", channel, outcome.error, row.id, delay)
+            self._stuck(channel, row, outcome.error, sink, now)
             return True
         if outcome.kind == "permanent":
             self.outbox.set_channel_failing(channel, outcome.error, now)

@@ -96,6 +96,10 @@ class Outbox:
             [ts, time.time() if now is None else now, id],
         )
 
+    def last_sent(self, channel: str) -> float | None:
+        return self.db.execute("SELECT MAX(sent_at) FROM outbox WHERE channel = ? AND status = 'sent'",
+                               [channel]).fetchone()[0]
+
     def mark_retry(self, id: int, error: str, next_attempt: float) -> None:
         self.db.execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE id = ?",

@@ -447,6 +447,11 @@ class FakeSlack(_App):
                 raise TimeoutError(f"{len(matching())} posts, wanted {count}")
             return matching()
 
+    def unscript(self) -> None:
+        """Drop the faults still scripted: Slack works again."""
+        with self._lock:
+            self._scripts.clear()
+
     def clear(self) -> None:
         """Forget posts, attempts and pending scripts (settings are kept)."""
         with self._lock:

@@ -255,3 +255,26 @@ def test_a_refused_webhook_gets_advice_for_a_webhook(tmp_path: Path, feed_server
     for text in (alert, status):
         hint = text.split(f"{error} (", 1)[1].split(")", 1)[0]
         assert "webhook" in hint and "feeds.toml" not in hint and "bot" not in hint
+
+
+def test_a_channel_that_delivers_nothing_for_a_while_is_alerted_and_its_recovery_too(
+        relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    """An error Slack does not document (or an outage of one channel) is retried, as it may pass; once nothing has
+    been delivered for `feed_failing_after`, the operator hears of it, even from `once` under cron."""
+    feed_server.set("/f.xml", rss(make_items(1)))
+    relay.configure(channels=CHANNELS, alerts={"channel": "ops", "feed_failing_after": "4s"},
+                    feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 1}])
+    fake_slack.script([("error", "some_new_error")] * 50, channel="#readings")
+    first = relay("once", "--max-wait", "2s")
+    assert first.code == 1 and texts(fake_slack) == []  # a blip is not news
+    time.sleep(2.5)
+    second = relay("once", "--max-wait", "4s")  # a new process: it reads since when from the database
+    assert second.code == 1
+    [alert] = texts(fake_slack)
+    assert "Cannot post to channel *readings* (Slack #readings): some_new_error (nothing delivered for" in alert
+    assert "FAILING: some_new_error" in relay("status").out
+    fake_slack.unscript()
+    assert relay("once").code == 0
+    assert len(fake_slack.messages("#readings")) == 1
+    alerts = texts(fake_slack)
+    assert len(alerts) == 2 and "Channel *readings* takes messages again" in alerts[1]
