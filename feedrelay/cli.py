@@ -466,6 +466,9 @@ def status(state: State, as_json: bool) -> None:
     if config:
         for name, c in per_channel.items():
             c["configured"] = name in config.channels
+        for name in config.channels.keys() - per_channel.keys():  # (a new channel is there too, with nothing yet)
+            per_channel[name] = {"pending": 0, "failed": 0, "sent": 0, "oldest_pending": None, "failing": None,
+                                 "last_error": None, "configured": True}
     if as_json:
         click.echo(json.dumps({"feeds": rows, "channels": per_channel}, indent=2))
         return
@@ -487,7 +490,7 @@ def status(state: State, as_json: bool) -> None:
     if per_channel:
         click.echo(f"\n{'CHANNEL':<28} {'SENT':>6} {'PENDING':>7} {'FAILED':>6}  STATE")
         for name, c in sorted(per_channel.items()):
-            health = f"FAILING: {c['failing']}" if c.get("failing") else "ok"
+            health = f"FAILING: {c['failing']}" if c.get("failing") else "ok" if c.get("sent") else "nothing sent yet"
             if c.get("pending") and c.get("last_error") and not c.get("failing"):
                 health = f"retrying: {c['last_error']} (oldest waiting {_ago(c['oldest_pending'], now)})"
             if c.get("configured") is False:

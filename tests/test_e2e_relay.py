@@ -832,3 +832,15 @@ def test_status_still_shows_the_database_while_the_config_is_broken(relay: Relay
     result = relay("status")
     assert "not valid TOML" in result.err and "keeps its previous configuration" in result.err
     assert re.search(r"^F\s+\S+ ago\s+2\s", result.out, re.M), result.output
+
+
+def test_status_lists_every_configured_channel_even_before_its_first_message(relay: Relay,
+                                                                             feed_server: FeedServer) -> None:
+    """After the silent first poll a user checks `status`: the channels they configured are there, not missing."""
+    feed_server.set("/f.xml", rss(make_items(2)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"]}])
+    assert relay("once").code == 0
+    out = relay("status").out
+    assert re.search(r"^readings\s+0\s+0\s+0\s+nothing sent yet$", out, re.M), out
+    [channel] = [c for name, c in json.loads(relay("status", "--json").out)["channels"].items() if name == "readings"]
+    assert channel["sent"] == 0 and channel["configured"] is True
