@@ -22,6 +22,8 @@ def severity_label(extra: dict[str, Any]) -> str:
         label += f" (CVSS {extra['cvss_version']}"
         if extra.get("score_source") == "Secondary":
             label += ", CNA score"
+        elif extra.get("score_source") == "CISA-ADP":
+            label += ", CISA-ADP score"
         label += ")"
     return label
 

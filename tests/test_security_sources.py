@@ -335,3 +335,16 @@ def test_throttling_advice_says_whether_the_key_is_set(tmp_path: Path, feed_serv
     result = relay("once")
     assert result.code == 1
     assert "HTTP 403" in result.err and "throttled: $NVD_API_KEY is not set" in result.err
+
+
+@pytest.mark.parametrize("source, label", [
+    ("134c704f-9b21-4f2e-91b3-4a467353bcc0", "🔴 Critical 9.8 (CVSS 3.1, CISA-ADP score)"),
+    ("security@apache.org", "🔴 Critical 9.8 (CVSS 3.1, CNA score)"),
+])
+def test_a_secondary_score_says_whose_it_is(source: str, label: str) -> None:
+    """Most new CVEs carry no NVD score; their Secondary one is the CNA's or CISA's (ADP), and a responder weighs
+    a vendor's own score differently from CISA's."""
+    metric = {**v31(9.8, "CRITICAL", "Secondary"), "source": source}
+    item = cve_item(synthetic("CVE-2026-1234", metrics={"cvssMetricV31": [metric]})["cve"])
+    assert item is not None
+    assert label in json.dumps(render(item, "NVD").to_json(), ensure_ascii=False)

@@ -35,6 +35,8 @@ FIRST_RUN_LOOKBACK = timedelta(days=1)  # with `backlog`, the newest N CVEs come
 RETRIES = 2  # in-poll retries of 403/503 before the poll fails (and the window is repeated next time)
 METRIC_KEYS = (("cvssMetricV40", "4.0"), ("cvssMetricV31", "3.1"), ("cvssMetricV30", "3.0"), ("cvssMetricV2", "2.0"))
 DESCRIPTION_MAX = 3000
+# The `source` of CISA's Authorized Data Publisher scores ("Vulnrichment"): Secondary like a CNA's, but CISA's.
+CISA_ADP = "134c704f-9b21-4f2e-91b3-4a467353bcc0"
 
 
 class RateLimiter:
@@ -83,8 +85,8 @@ def _utc(text: str | None) -> datetime | None:
 
 
 def pick_metric(metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """CVSS v4.0 → v3.1 → v3.0 → v2; within a version NVD's Primary score, else the CNA's Secondary.
-    Returns {severity, score, version, vector, source_type} or None when unscored."""
+    """CVSS v4.0 → v3.1 → v3.0 → v2; within a version NVD's Primary score, else a Secondary one (the CNA's, or
+    CISA-ADP's). Returns {severity, score, version, vector, source_type} or None when unscored."""
     for key, version in METRIC_KEYS:
         entries = [m for m in metrics.get(key) or [] if isinstance(m, dict)]
         entries.sort(key=lambda m: 0 if m.get("type") == "Primary" else 1)
@@ -99,7 +101,8 @@ def pick_metric(metrics: dict[str, Any]) -> dict[str, Any] | None:
             if severity not in ("none", "low", "medium", "high", "critical"):
                 severity = severity_for(float(score))
             return {"severity": severity, "score": float(score), "version": version,
-                    "vector": str(data.get("vectorString", ""))[:200], "source_type": m.get("type", "")}
+                    "vector": str(data.get("vectorString", ""))[:200],
+                    "source_type": "CISA-ADP" if m.get("source") == CISA_ADP else m.get("type", "")}
     return None
 
 
