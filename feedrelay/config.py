@@ -468,6 +468,9 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
         raise c.fail(f"{keypath}.api_key_env", "only NVD feeds (type = \"nvd\") take an API key")
 
     routes: list[Route] = []
+    raw_routes = t.get("routes", [])
+    if not isinstance(raw_routes, list):
+        raise c.fail(f"{keypath}.routes", "expected [[feeds.routes]] tables")
     if "channel" in t and "channels" in t:
         raise c.fail(f"{keypath}.channel", "give either channel = \"x\" or channels = [\"x\", \"y\"], not both")
     if "channel" in t and not isinstance(t["channel"], str):
@@ -475,7 +478,7 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
     shorthand = [t["channel"]] if "channel" in t else list(c.strings(t, "channels", keypath))
     if kind == "rss":
         for table, path in [(t, keypath)] + [(r, f"{keypath}.routes[{j}]") for j, r in
-                                             enumerate(t.get("routes") or []) if isinstance(r, dict)]:
+                                             enumerate(raw_routes) if isinstance(r, dict)]:
             if wrong := next((k for k in _SECURITY_KEYS if k in table), None):
                 raise c.fail(f"{path}.{wrong}", "applies to NVD and KEV feeds only (type = \"nvd\" or \"kev\"); "
                                                 "for RSS use include/exclude keywords or regexes")
@@ -485,9 +488,6 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
     elif any(k in t for k in _FILTER_KEYS):
         raise c.fail(keypath, "filter keys at feed level apply to `channels`; put them in a [[feeds.routes]] "
                               "table instead, or list the channels with channels = [...]")
-    raw_routes = t.get("routes", [])
-    if not isinstance(raw_routes, list):
-        raise c.fail(f"{keypath}.routes", "expected [[feeds.routes]] tables")
     for j, raw_route in enumerate(raw_routes):
         rpath = f"{keypath}.routes[{j}]"
         rt = c.table(raw_route, rpath, ("channel", *_FILTER_KEYS))
@@ -548,7 +548,7 @@ def parse_config(text: str, path: Path | str = "feeds.toml", environ: Mapping[st
         raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     try:
         return _validate(raw, text, path, environ)
-    except (ValueError, OverflowError, RecursionError) as exc:
+    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
         # Every rule above should have caught bad input with a precise message; never a traceback.
         raise ConfigError(f"{path}: invalid configuration: {exc}") from None
 

@@ -463,3 +463,13 @@ def test_cli_check_valid_file(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert "ok" in result.stdout and "2 feed(s)" in result.stdout
+
+
+@pytest.mark.parametrize("routes", ["1", '"security"', "{ channel = \"readings\" }"])
+def test_routes_that_are_not_tables_are_a_config_error(routes: str) -> None:
+    """Found by hypothesis: `routes = 1` on an RSS feed was a TypeError traceback from `check`, and a live edit
+    saying so escaped the daemon's reload."""
+    text = f'[channels.readings]\nconsole = true\n[[feeds]]\nname = "Blog"\nurl = "https://example.com/feed"\n' \
+           f"routes = {routes}\n"
+    with pytest.raises(ConfigError, match=r"feeds\[0\]\.routes: expected \[\[feeds\.routes\]\] tables"):
+        parse_config(text)
