@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import Relay, Result, wait_until
+from tests.cli import Daemon, Relay, Result, wait_until
 from tests.feedgen import make_items, rss
 from tests.servers import Attempt, FakeSlack, FeedServer, Post
 
@@ -294,12 +294,7 @@ def test_a_second_run_or_once_on_the_same_database_is_refused_instead_of_posting
         relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
     """Started twice by mistake (a cron `once` beside the service, two containers on one volume), each process
     would send every pending message: the second one stops with one clear line and the first carries on."""
-    feed_server.set("/f.xml", rss(make_items(10)))
-    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 10,
-                            "interval": "1h"}],
-                    channels={"readings": {"slack": "#readings", "min_interval": "0s"}})
-    fake_slack.delay = 0.3  # a backlog both would be draining
-    daemon = relay.start()
+    daemon = _backlog_daemon(relay, feed_server, fake_slack, 10, delay=0.3)  # a backlog both would be draining
     try:
         wait_until(lambda: fake_slack.posts, timeout=20)
         for args in (("once", "--max-wait", "5s"), ("run",)):
@@ -349,6 +344,16 @@ def test_damaged_database_page_is_one_clear_error(relay: Relay, feed_server: Fee
     feed_server.set("/f.xml", rss(make_items(1, start=50) + make_items(50)))
     for args in (("once",), ("status",), ("status", "--json")):
         assert_one_clear_line(relay(*args, timeout=30), "feedrelay.db: the database file is damaged")
+
+
+def _backlog_daemon(relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack, n: int, *, delay: float) -> Daemon:
+    """`feedrelay run` with ``n`` entries to post to #readings (backlog), each post taking ``delay`` at Slack."""
+    feed_server.set("/f.xml", rss(make_items(n)))
+    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": n,
+                            "interval": "1h"}],
+                    channels={"readings": {"slack": "#readings", "min_interval": "0s"}})
+    fake_slack.delay = delay
+    return relay.start()
 
 
 def _limit_file_size(pid: int, size: int | None) -> None:
@@ -415,12 +420,7 @@ def test_disk_full_during_delivery_is_one_clear_error_and_loses_nothing(relay: R
 
 def test_daemon_survives_a_disk_that_fills_up_and_frees_again(relay: Relay, feed_server: FeedServer,
                                                                fake_slack: FakeSlack) -> None:
-    feed_server.set("/f.xml", rss(make_items(8)))
-    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 8,
-                            "interval": "1h"}],
-                    channels={"readings": {"slack": "#readings", "min_interval": "0s"}})
-    fake_slack.delay = 0.3
-    daemon = relay.start()
+    daemon = _backlog_daemon(relay, feed_server, fake_slack, 8, delay=0.3)
     try:
         fake_slack.wait_for_posts(1, timeout=20)
         _limit_file_size(daemon.proc.pid, 1024)
@@ -443,12 +443,7 @@ def test_a_disk_full_for_a_while_does_not_post_the_same_message_again_and_again(
         relay: Relay, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
     """The post went out but its `sent` mark cannot be written: the daemon retries writing the mark, not the post
     (it retried the whole step every 5 s, posting the message again each time until space came back)."""
-    feed_server.set("/f.xml", rss(make_items(3)))
-    relay.configure(feeds=[{"name": "F", "url": feed_server.url("/f.xml"), "channels": ["readings"], "backlog": 3,
-                            "interval": "1h"}],
-                    channels={"readings": {"slack": "#readings", "min_interval": "0s"}})
-    fake_slack.delay = 0.5
-    daemon = relay.start()
+    daemon = _backlog_daemon(relay, feed_server, fake_slack, 3, delay=0.5)
     try:
         wait_until(lambda: fake_slack.attempts, timeout=20)  # the first post is in flight
         _limit_file_size(daemon.proc.pid, 1024)
