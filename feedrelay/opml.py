@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from .config import Config, _valid_url
 from .items import comparable_link, normalize_link
+from .messages import one_line
 from .text import clean
 
 MAX_OPML = 10 * 1024 * 1024  # the largest published lists are a few hundred KB
@@ -39,10 +40,6 @@ class Import:
     added: list[Subscription] = field(default_factory=list)
     subscribed: list[tuple[Subscription, str]] = field(default_factory=list)  # (entry, the feed that has its URL)
     unusable: list[str] = field(default_factory=list)  # outlines with no http(s) feed URL, by title
-
-
-def _one_line(text: str) -> str:
-    return " ".join(clean(text).split())
 
 
 def _attr(element: ET.Element, name: str) -> str:
@@ -71,7 +68,7 @@ def read_opml(data: bytes) -> tuple[list[Subscription], list[str]]:
 
     def walk(parent: ET.Element, category: str) -> None:
         for outline in parent.findall("outline"):
-            title = _one_line(_attr(outline, "title") or _attr(outline, "text"))
+            title = one_line(clean(_attr(outline, "title") or _attr(outline, "text")))
             url = _attr(outline, "xmlurl").strip()
             if url:
                 if _valid_url(url):
@@ -130,7 +127,8 @@ def toml_string(value: str) -> str:
 def feeds_toml(subscriptions: Sequence[Subscription], channels: Sequence[str], interval: str = "",
                source: str = "") -> str:
     """``[[feeds]]`` tables to append to feeds.toml, under a comment saying where they came from."""
-    lines = [f"# --- imported from {_one_line(source)[:200]} on {datetime.now(UTC):%Y-%m-%d} ---"] if source else []
+    origin = one_line(clean(source))[:200]
+    lines = [f"# --- imported from {origin} on {datetime.now(UTC):%Y-%m-%d} ---"] if source else []
     category = None
     for sub in subscriptions:
         if sub.category != category and sub.category:
