@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from feedrelay.items import Item
+from feedrelay.model import Item
 from feedrelay.store import Store
 
 PER_FEED = 100

@@ -25,8 +25,8 @@ import feedparser
 import httpx
 
 from feedrelay.config import parse_config
-from feedrelay.parsing import parse_feed
-from feedrelay.relay import Relay
+from feedrelay.ingest.parsing import parse_feed
+from feedrelay.runtime.relay import Relay
 
 
 def peak_rss_mb() -> float:
@@ -101,7 +101,7 @@ class Worker:
     async def op_warm(self) -> dict[str, Any]:
         """Start the relay's parse worker processes now, if it has them and would use them, so the timed
         poll measures a running daemon (whose pool is up) rather than the pool's one-time start-up."""
-        import feedrelay.relay as relay_module
+        import feedrelay.runtime.relay as relay_module
 
         assert self.relay is not None
         pool = getattr(self.relay, "parse_pool", None)

@@ -1,3 +1,3 @@
-from .cli import main
+from feedrelay.cli import main
 
 main()

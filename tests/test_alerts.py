@@ -230,7 +230,7 @@ def test_once_delivers_an_alert_queued_after_the_alerts_channel_had_its_turn(
 
 
 def test_every_runbook_section_an_alert_links_to_exists() -> None:
-    from feedrelay import alerts
+    from feedrelay.runtime import alerts
 
     text = (Path(__file__).resolve().parent.parent / alerts.RUNBOOKS).read_text()
     # GitHub's anchors: lower case, punctuation dropped, spaces to hyphens.

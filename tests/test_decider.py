@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from feedrelay.config import Feed, Filter, Route
-from feedrelay.decider import decide, decide_poll, moved_news, reissued
-from feedrelay.items import Item, Lookalike
+from feedrelay.decide.decider import decide, decide_poll, moved_news, reissued
+from feedrelay.model import Item, Lookalike
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trustme
 
-from feedrelay.fetch import Fetcher, FetchError, Response
+from feedrelay.ingest.fetch import Fetcher, FetchError, Response
 from tests.feedgen import make_items, rss
 from tests.servers import FeedServer, redirect_to
 

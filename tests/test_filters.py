@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from feedrelay.config import Filter
-from feedrelay.filters import evaluate
-from feedrelay.items import Item
+from feedrelay.decide.filters import evaluate
+from feedrelay.model import Item
 
 
 def post(title: str = "", summary: str = "", content: str = "", categories: tuple[str, ...] = (),

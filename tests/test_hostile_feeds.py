@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from feedrelay.parsing import discover_feeds
+from feedrelay.ingest.parsing import discover_feeds
 from tests.cli import Relay, Result
 from tests.feedgen import make_items, rss
 from tests.servers import FakeSlack, FeedServer, Post, redirect_to

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from feedrelay.items import MAX_KEY, Item, keys, make_key, normalize_link
+from feedrelay.model import MAX_KEY, Item, keys, make_key, normalize_link
 
 
 @pytest.mark.parametrize(

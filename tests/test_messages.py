@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedrelay.items import Item
-from feedrelay.messages import SECTION_LIMIT, Message, escape, fit, render, safe_url
+from feedrelay.model import Item
+from feedrelay.render.messages import SECTION_LIMIT, Message, escape, fit, render, safe_url
 
 HOSTILE = [
     "<!channel>",
@@ -338,7 +338,7 @@ def test_hostile_kev_entry_cannot_mention() -> None:
 
 
 def test_console_shows_the_text_of_every_block_type_slack_shows() -> None:
-    from feedrelay.sinks import format_console
+    from feedrelay.delivery.sinks import format_console
 
     message = {"text": "fallback only", "blocks": [
         {"type": "header", "text": {"type": "plain_text", "text": "Patch Tuesday & more"}},
@@ -373,7 +373,7 @@ def test_console_shows_the_text_of_every_block_type_slack_shows() -> None:
 def test_a_title_on_several_lines_is_one_bold_line(title: bytes) -> None:
     # Slack's *bold* (and a notification's one line) ends at a newline: a title that a feed wraps (pretty-printed
     # XML, a <br>) would show its asterisks and read as two lines. Atom, so the html title type counts.
-    from feedrelay.parsing import parse_feed
+    from feedrelay.ingest.parsing import parse_feed
 
     body = (b"<?xml version='1.0'?><feed xmlns='http://www.w3.org/2005/Atom'><title>F</title><entry>" + title
             + b"<link href='https://example.com/p'/><id>1</id><author><name>Ann\nLee</name></author></entry></feed>")

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from feedrelay.metrics import render
+from feedrelay.runtime.metrics import render
 from feedrelay.store import Store
 from tests.cli import TOKEN, Relay, wait_until
 from tests.feedgen import make_items, rss

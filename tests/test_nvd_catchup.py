@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from feedrelay import relay as relay_module
 from feedrelay.config import parse_config
-from feedrelay.fetch import Fetcher
-from feedrelay.relay import Relay
+from feedrelay.ingest.fetch import Fetcher
+from feedrelay.runtime import relay as relay_module
+from feedrelay.runtime.relay import Relay
 from feedrelay.sources import nvd
 from feedrelay.sources.nvd import NVDSource
 from tests.nvd_server import FakeNVD, synthetic

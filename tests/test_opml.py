@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from feedrelay.config import parse_config
-from feedrelay.opml import OPMLError, Subscription, plan_import, read_opml, toml_string
+from feedrelay.config.opml import OPMLError, Subscription, plan_import, read_opml, toml_string
 
 from .cli import Relay, wait_until
 from .feedgen import make_items, rss

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from feedrelay.messages import render
-from feedrelay.parsing import MAX_ENTRIES, cap_entries, parse_feed
+from feedrelay.ingest.parsing import MAX_ENTRIES, cap_entries, parse_feed
+from feedrelay.render.messages import render
 
 URL = "https://blog.example.com/feed.json"
 

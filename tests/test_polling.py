@@ -12,12 +12,12 @@ import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-import feedrelay.relay as relay_module
-import feedrelay.workers as workers
+import feedrelay.ingest.workers as workers
+import feedrelay.runtime.relay as relay_module
 from feedrelay.config import Feed, parse_config
-from feedrelay.parsing import parse_feed
-from feedrelay.relay import Relay
-from feedrelay.workers import ParsePool
+from feedrelay.ingest.parsing import parse_feed
+from feedrelay.ingest.workers import ParsePool
+from feedrelay.runtime.relay import Relay
 from tests.feedgen import make_items, rss
 from tests.servers import FeedServer
 
@@ -128,7 +128,7 @@ def test_parse_workers_do_not_load_the_cli(tmp_path: Path) -> None:
     script.write_text(  # a stand-in for the console script: it imports the CLI, then parses in the pool
         "import asyncio, sys\n"
         "import feedrelay.cli\n"
-        "from feedrelay.workers import ParsePool\n"
+        "from feedrelay.ingest.workers import ParsePool\n"
         f"LOADED = \"sorted(m for m in __import__('sys').modules if m.split('.')[0] in {names})\"\n"
         "async def go():\n"
         "    pool = ParsePool(workers=1)\n"
@@ -152,8 +152,8 @@ def test_the_system_clock_set_back_does_not_stop_polls_or_retries(tmp_path: Path
     import apscheduler.schedulers.base
     import apscheduler.triggers.interval
 
-    import feedrelay.daemon as daemon_module
-    from feedrelay.daemon import Daemon
+    import feedrelay.runtime.daemon as daemon_module
+    from feedrelay.runtime.daemon import Daemon
 
     monkeypatch.setattr(daemon_module, "CONFIG_CHECK", 0.2)
     back = [0.0]
@@ -203,7 +203,7 @@ def test_a_config_caught_half_written_is_not_applied(tmp_path: Path) -> None:
     """An editor or a tool saving feeds.toml truncates it, then writes it. A look in between sees a valid file
     (an empty one is) without the feeds: applied, every feed would stop, and start afresh when it came back,
     its new entries remembered but never posted. And a save is noticed even when it keeps the mtime."""
-    from feedrelay.daemon import Daemon
+    from feedrelay.runtime.daemon import Daemon
 
     path = tmp_path / "feeds.toml"
     text = (f'database = "{tmp_path / "relay.db"}"\n[channels.readings]\nconsole = true\n'
@@ -234,7 +234,7 @@ def test_a_config_caught_half_written_is_not_applied(tmp_path: Path) -> None:
 
 def test_pruning_on_a_database_that_cannot_be_written_is_one_log_line(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     """The hourly prune meets a full disk: an error line like a poll's, not a scheduler traceback."""
-    from feedrelay.daemon import Daemon
+    from feedrelay.runtime.daemon import Daemon
 
     text = (f'database = "{tmp_path / "relay.db"}"\n[channels.readings]\nconsole = true\n'
             '[[feeds]]\nname = "f"\nurl = "http://127.0.0.1:9/f.xml"\nchannels = ["readings"]\n')
@@ -261,7 +261,7 @@ def test_a_reload_in_progress_at_shutdown_does_not_start_the_channels_again(tmp_
     """`systemctl reload` then `systemctl stop` while Slack hangs on a post: the reload waits for that post, the
     stop drops it after its grace. The reload then went on and started the channels again after the stop: they
     posted on, or the relay closed under them and left their HTTP session open ("Unclosed client session")."""
-    from feedrelay.daemon import Daemon
+    from feedrelay.runtime.daemon import Daemon
     from tests.servers import FakeSlack
 
     with FakeSlack() as slack, FeedServer() as server:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from feedrelay.items import Item, Lookalike
-from feedrelay.outbox import Delivery, Outbox
+from feedrelay.delivery.outbox import Delivery, Outbox
+from feedrelay.model import Item, Lookalike
 from feedrelay.store import Store, StoreError
 
 DAY = 86400.0
@@ -376,7 +376,7 @@ def test_readonly_store_reads_while_writer_has_it_open(tmp_path: Path) -> None:
 def test_a_deliverer_is_made_even_when_slacks_pauses_cannot_be_read(tmp_path: Path) -> None:
     """A reload that changes channels stops the old deliverer before making the new one: reading the rate-limit
     pauses it restores must not fail it, or the channels would stay stopped."""
-    from feedrelay.deliverer import Deliverer
+    from feedrelay.delivery.deliverer import Deliverer
 
     store = Store(str(tmp_path / "f.db"))
     outbox = Outbox(store)

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from feedrelay.text import MAX_HTML_INPUT, clean, html_to_text, truncate
+from feedrelay.ingest.text import MAX_HTML_INPUT, clean, html_to_text, truncate
 
 
 @pytest.mark.parametrize(

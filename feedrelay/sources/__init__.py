@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..config import Feed
-from ..fetch import Fetcher
-from ..items import Item
+from feedrelay.config import Feed
+from feedrelay.ingest.fetch import Fetcher
+from feedrelay.model import Item
 
 
 @dataclass
@@ -39,15 +39,15 @@ class Source(Protocol):
 def make_source(feed: Feed, fetcher: Fetcher, parse: Any = None) -> Source:
     """The source for a configured feed. ``parse`` runs feed parsing (e.g. in a worker pool)."""
     if feed.kind == "rss":
-        from .rss import RSSSource
+        from feedrelay.sources.rss import RSSSource
 
         return RSSSource(feed, fetcher, parse)
     if feed.kind == "nvd":
-        from .nvd import NVDSource
+        from feedrelay.sources.nvd import NVDSource
 
         return NVDSource(feed, fetcher)
     if feed.kind == "kev":
-        from .kev import KEVSource
+        from feedrelay.sources.kev import KEVSource
 
         return KEVSource(feed, fetcher)
     raise ValueError(f"unknown feed type {feed.kind!r}")

@@ -8,11 +8,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from ..config import Feed
-from ..fetch import Fetcher, FetchError
-from ..items import Item, normalize_link
-from ..text import clean
-from . import PollResult, SourceError
+from feedrelay.config import Feed
+from feedrelay.ingest.fetch import Fetcher, FetchError
+from feedrelay.ingest.text import clean
+from feedrelay.model import Item, normalize_link
+from feedrelay.sources import PollResult, SourceError
 
 
 def _date(text: str | None) -> datetime | None:

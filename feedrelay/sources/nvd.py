@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from ..config import Feed
-from ..fetch import Fetcher, FetchError
-from ..items import Item
-from ..text import clean
-from . import PollResult, SourceError
+from feedrelay.config import Feed
+from feedrelay.ingest.fetch import Fetcher, FetchError
+from feedrelay.ingest.text import clean
+from feedrelay.model import Item
+from feedrelay.sources import PollResult, SourceError
 
 MAX_WINDOW = timedelta(days=120)  # NVD refuses longer lastMod ranges
 OVERLAP = timedelta(hours=3)  # NVD publishes in ~2-hourly batches; records can appear late in a window

@@ -7,10 +7,10 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from ..config import Feed
-from ..fetch import Fetcher, FetchError, public_url
-from ..parsing import ParsedFeed, parse_feed
-from . import PollResult, SourceError
+from feedrelay.config import Feed
+from feedrelay.ingest.fetch import Fetcher, FetchError, public_url
+from feedrelay.ingest.parsing import ParsedFeed, parse_feed
+from feedrelay.sources import PollResult, SourceError
 
 ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, application/feed+json, "
           "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.9, */*;q=0.5")

@@ -15,9 +15,9 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .config import Config, ConfigError, Defaults, Feed, Route, format_duration, load_config
-from .store import DB_ERRORS, describe
+from feedrelay import __version__
+from feedrelay.config import Config, ConfigError, Defaults, Feed, Route, format_duration, load_config
+from feedrelay.store import DB_ERRORS, describe
 
 log = logging.getLogger("feedrelay")
 
@@ -130,8 +130,8 @@ def run(state: State, require_slack: bool) -> None:
 
     Edits to the config file are picked up while it runs (a bad edit is reported and ignored).
     """
-    from .daemon import Daemon
-    from .relay import Relay
+    from feedrelay.runtime.daemon import Daemon
+    from feedrelay.runtime.relay import Relay
 
     config = state.config()
     if require_slack:
@@ -166,8 +166,8 @@ def once(state: State, max_wait: str, require_slack: bool) -> None:
 
     Exit status is 1 if any feed failed or any message could not be delivered (it stays queued).
     """
-    from .config import parse_duration
-    from .relay import Relay
+    from feedrelay.config import parse_duration
+    from feedrelay.runtime.relay import Relay
 
     config = state.config()
     if require_slack:
@@ -223,7 +223,7 @@ def check(state: State, require_slack: bool) -> None:
         after = format_duration(alerts.feed_failing_after)
         click.echo(f"  alerts → {alerts.channel} (a feed failing for {after}, a channel Slack refuses)")
     if m := config.metrics:
-        from .metrics import url
+        from feedrelay.runtime.metrics import url
 
         click.echo(f"  metrics → {url(m.host, m.port)} (while `feedrelay run` runs)")
     for name in missing:
@@ -245,8 +245,8 @@ def import_opml(state: State, file: Any, channels: tuple[str, ...], interval: st
     daemon picks them up. Each new feed's first poll remembers what it lists and posts nothing (backlog 0).
     FILE may be - for standard input.
     """
-    from .config import parse_config, parse_duration
-    from .opml import MAX_OPML, OPMLError, feeds_toml, plan_import, read_opml
+    from feedrelay.config import parse_config, parse_duration
+    from feedrelay.config.opml import MAX_OPML, OPMLError, feeds_toml, plan_import, read_opml
 
     config = state.config()
     if unknown := [c for c in channels if c not in config.channels]:
@@ -315,7 +315,7 @@ def _replace(path: Path, text: str) -> None:
 @pass_state
 def export_opml(state: State) -> None:
     """Print the configured RSS/Atom/JSON feeds as an OPML file, for a feed reader or another feedrelay."""
-    from .opml import write_opml
+    from feedrelay.config.opml import write_opml
 
     sys.stdout.buffer.write(write_opml(state.config()))
 
@@ -331,9 +331,9 @@ def preview(state: State, target: str, limit: int) -> None:
 
     TARGET is a feed name from the config, or any URL.
     """
-    from .decider import oldest_first, route
-    from .fetch import Fetcher
-    from .sources import SourceError, make_source
+    from feedrelay.decide.decider import oldest_first, route
+    from feedrelay.ingest.fetch import Fetcher
+    from feedrelay.sources import SourceError, make_source
 
     config: Config | None = None
     if Path(state.config_path).exists() or not target.startswith(("http://", "https://")):
@@ -384,7 +384,7 @@ def _not_polled_yet(db: str, feed: Feed) -> bool:
     """Whether the feed's next poll is a silent first poll (a new feed, or one renamed or retyped)."""
     if not Path(db).exists():
         return True
-    from .store import Store
+    from feedrelay.store import Store
 
     try:
         store = Store(db, readonly=True)
@@ -399,7 +399,7 @@ def _not_polled_yet(db: str, feed: Feed) -> bool:
 def _known_keys(db: str, feed: str) -> set[str] | None:
     if not Path(db).exists():
         return None
-    from .store import Store
+    from feedrelay.store import Store
 
     try:
         store = Store(db, readonly=True)
@@ -415,10 +415,10 @@ def _known_keys(db: str, feed: str) -> set[str] | None:
 @pass_state
 def status(state: State, as_json: bool) -> None:
     """Per feed: last poll, last error, items remembered, deliveries pending or failed. Safe while running."""
-    from .config import database_of
-    from .fetch import public_url
-    from .outbox import Outbox
-    from .store import Store
+    from feedrelay.config import database_of
+    from feedrelay.delivery.outbox import Outbox
+    from feedrelay.ingest.fetch import public_url
+    from feedrelay.store import Store
 
     config: Config | None = None
     db = state.db
@@ -500,7 +500,7 @@ def status(state: State, as_json: bool) -> None:
             click.echo(f"{name[:28]:<28} {c.get('sent', 0):>6} {c.get('pending', 0):>7} {c.get('failed', 0):>6}  "
                        f"{health}")
     if any(r["error"] for r in rows) or any(c.get("failing") or c.get("failed") for c in per_channel.values()):
-        from .alerts import RUNBOOKS
+        from feedrelay.runtime.alerts import RUNBOOKS
 
         click.echo(f"\nWhat to do: {RUNBOOKS} (a feed keeps failing, a channel is failing, rejected messages)")
 
@@ -510,8 +510,8 @@ def status(state: State, as_json: bool) -> None:
 @pass_state
 def retry(state: State, channel: str | None) -> None:
     """Queue messages Slack rejected (status FAILED) again, for all channels or one."""
-    from .outbox import Outbox
-    from .store import Store
+    from feedrelay.delivery.outbox import Outbox
+    from feedrelay.store import Store
 
     config = state.config() if Path(state.config_path).exists() else None
     db = state.db_path(config)

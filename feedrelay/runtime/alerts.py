@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Alerts
-from .messages import fit, link, section
-from .outbox import Delivery
+from feedrelay.config import Alerts
+from feedrelay.delivery.outbox import Delivery
+from feedrelay.render.messages import fit, link, section
 
 RUNBOOKS = "docs/runbooks.md"
 # Sections of RUNBOOKS, as GitHub anchors its headings (a test checks each one exists).

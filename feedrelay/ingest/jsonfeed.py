@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from html import unescape
 from typing import Any
 
-from .items import Item, keys, normalize_link, untracked
-from .text import clean, html_to_text, strip_footer
+from feedrelay.ingest.text import clean, html_to_text, strip_footer
+from feedrelay.model import Item, keys, normalize_link, untracked
 
 VERSION_PREFIX = "https://jsonfeed.org/version/"
 # Every JSON object costs ~100 bytes once parsed, whatever its size in the body: 9 MB of "{}," is 3 million

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .items import Item
-from .messages import Message, context, escape, fit, host_of, link, safe_url, section
+from feedrelay.model import Item
+from feedrelay.render.messages import Message, context, escape, fit, host_of, link, safe_url, section
 
 SEVERITY_EMOJI = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "🟢", "none": "⚪"}
 DESCRIPTION_LIMIT = 1200

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .config import Feed
-from .filters import Decision, evaluate
-from .items import Item, Lookalike
-from .messages import render
-from .outbox import Delivery
+from feedrelay.config import Feed
+from feedrelay.decide.filters import Decision, evaluate
+from feedrelay.delivery.outbox import Delivery
+from feedrelay.model import Item, Lookalike
+from feedrelay.render.messages import render
 
 
 @dataclass(frozen=True)

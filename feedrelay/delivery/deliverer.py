@@ -11,12 +11,19 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .alerts import CHANNEL_FAILING, RUNBOOKS, channel_failing, channel_incident, channel_recovered, duration
-from .config import Alerts, format_duration
-from .metrics import Counters
-from .outbox import Delivery, Outbox, Pending
-from .sinks import RATE_LIMITED, Outcome, Sink
-from .store import DB_ERRORS, describe
+from feedrelay.config import Alerts, format_duration
+from feedrelay.delivery.outbox import Delivery, Outbox, Pending
+from feedrelay.delivery.sinks import RATE_LIMITED, Outcome, Sink
+from feedrelay.runtime.alerts import (
+    CHANNEL_FAILING,
+    RUNBOOKS,
+    channel_failing,
+    channel_incident,
+    channel_recovered,
+    duration,
+)
+from feedrelay.runtime.metrics import Counters
+from feedrelay.store import DB_ERRORS, describe
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from . import metrics
-from .alerts import config_rejected
-from .config import Config, ConfigError, Feed, format_duration, load_config
-from .relay import Relay
-from .store import DB_ERRORS, StoreError, damaged, describe
+from feedrelay.config import Config, ConfigError, Feed, format_duration, load_config
+from feedrelay.runtime import metrics
+from feedrelay.runtime.alerts import config_rejected
+from feedrelay.runtime.relay import Relay
+from feedrelay.store import DB_ERRORS, StoreError, damaged, describe
 
 log = logging.getLogger(__name__)
 

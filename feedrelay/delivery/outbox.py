@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .store import Store, in_chunks
+from feedrelay.store import Store, in_chunks
 
 
 @dataclass(frozen=True)

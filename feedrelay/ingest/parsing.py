@@ -1,5 +1,5 @@
-"""Feed bytes → items, with feedparser (JSON Feed: :mod:`feedrelay.jsonfeed`). Pure and picklable: it runs in
-the parse worker processes (see :mod:`feedrelay.workers`), which import this module and nothing heavier."""
+"""Feed bytes → items, with feedparser (JSON Feed: :mod:`feedrelay.ingest.jsonfeed`). Pure and picklable: it runs in
+the parse worker processes (see :mod:`feedrelay.ingest.workers`), which import this module and nothing heavier."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from urllib.parse import urljoin
 
 import feedparser
 
-from .items import Item, keys, normalize_link, untracked
-from .jsonfeed import NotJSONFeed, looks_like_json, parse_json_feed
-from .text import clean, html_to_text, strip_footer
+from feedrelay.ingest.jsonfeed import NotJSONFeed, looks_like_json, parse_json_feed
+from feedrelay.ingest.text import clean, html_to_text, strip_footer
+from feedrelay.model import Item, keys, normalize_link, untracked
 
 TITLE_MAX = 1000
 SUMMARY_MAX = 5000

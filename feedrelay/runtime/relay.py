@@ -1,7 +1,7 @@
 """The relay: wires configuration, storage, sources, sinks and the deliverer together.
 
 Library users (and the CLI) drive it with :meth:`Relay.poll_all`, :meth:`Relay.drain` and
-:meth:`Relay.reload`; the daemon in :mod:`feedrelay.daemon` only adds a schedule around it.
+:meth:`Relay.reload`; the daemon in :mod:`feedrelay.runtime.daemon` only adds a schedule around it.
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from typing import TextIO
-from urllib.parse import urlsplit
 
-from .config import Config, Feed
-from .deliverer import ChannelReport, Deliverer
-from .fetch import Fetcher
-from .metrics import Counters
-from .outbox import Outbox
-from .pipeline import FeedReport, poll_feed
-from .sinks import Sinks
-from .sources import Source, make_source
-from .store import DatabaseLock, Store
-from .workers import ParsePool
+from feedrelay.config import Config, Feed
+from feedrelay.delivery.deliverer import ChannelReport, Deliverer
+from feedrelay.delivery.outbox import Outbox
+from feedrelay.delivery.sinks import Sinks
+from feedrelay.ingest import fetch
+from feedrelay.ingest.fetch import Fetcher
+from feedrelay.ingest.workers import ParsePool
+from feedrelay.runtime.metrics import Counters
+from feedrelay.runtime.pipeline import FeedReport, poll_feed
+from feedrelay.sources import Source, make_source
+from feedrelay.store import DatabaseLock, Store
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,6 @@ PARALLEL_PARSE_MIN_FEEDS = 20
 POLL_CONCURRENCY = 256
 # Parts of a catch-up read in one go (NVD: ~10,000 CVEs each); the rest waits for the feed's next poll.
 MAX_PARTS = 50
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port
 
 
 class Relay:
@@ -176,7 +166,7 @@ class Relay:
         per_host = max(1, self.config.defaults.per_host)
         queues: dict[tuple[str, str, int | None], deque[Feed]] = {}
         for feed in feeds:
-            queues.setdefault(_origin(feed.url), deque()).append(feed)
+            queues.setdefault(fetch.origin(feed.url), deque()).append(feed)
         ready = deque(queues)  # origins with queued feeds and a free slot, in round-robin order
         busy: Counter[tuple[str, str, int | None]] = Counter()
         running: dict[asyncio.Task[FeedReport], tuple[tuple[str, str, int | None], Feed]] = {}

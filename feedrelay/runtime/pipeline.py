@@ -8,12 +8,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .alerts import feed_failing, feed_incident, feed_recovered
-from .config import Alerts, Feed
-from .decider import decide_poll
-from .outbox import Delivery, Outbox
-from .sources import Source, SourceError
-from .store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
+from feedrelay.config import Alerts, Feed
+from feedrelay.decide.decider import decide_poll
+from feedrelay.delivery.outbox import Delivery, Outbox
+from feedrelay.runtime.alerts import feed_failing, feed_incident, feed_recovered
+from feedrelay.sources import Source, SourceError
+from feedrelay.store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
 
 log = logging.getLogger(__name__)
 

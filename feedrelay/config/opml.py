@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from urllib.parse import urlsplit
 
-from .config import Config, _valid_url
-from .items import comparable_link, normalize_link
-from .messages import one_line
-from .text import clean
+from feedrelay.config import Config, _valid_url
+from feedrelay.ingest.text import clean
+from feedrelay.model import comparable_link, normalize_link
+from feedrelay.render.messages import one_line
 
 MAX_OPML = 10 * 1024 * 1024  # the largest published lists are a few hundred KB
 MAX_NAME = 100

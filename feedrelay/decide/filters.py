@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import regex
 
-from .config import Filter
-from .items import Item
+from feedrelay.config import Filter
+from feedrelay.model import Item
 
 MAX_FILTER_TEXT = 20_000  # characters of item text a rule looks at; bounds regex work on hostile input
 REGEX_TIMEOUT = 0.05  # seconds per regex search; a pathological pattern cannot stall the relay

@@ -19,10 +19,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from . import __version__
-from .alerts import CHANNEL_FAILING, RUNBOOKS
-from .outbox import Outbox
-from .store import DB_ERRORS, Store
+from feedrelay import __version__
+from feedrelay.delivery.outbox import Outbox
+from feedrelay.runtime.alerts import CHANNEL_FAILING, RUNBOOKS
+from feedrelay.store import DB_ERRORS, Store
 
 log = logging.getLogger(__name__)
 

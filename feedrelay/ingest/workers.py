@@ -2,7 +2,7 @@
 
 The pool starts lazily (a relay that never parses pays nothing) with the forkserver method, so
 workers never inherit the event loop, sockets or SQLite connection of the relay process. The fork
-server imports :mod:`feedrelay.parsing` (feedparser, and none of httpx, SQLite or Slack) once, and
+server imports :mod:`feedrelay.ingest.parsing` (feedparser, and none of httpx, SQLite or Slack) once, and
 every worker is forked from it, so the workers share those pages instead of each importing its own.
 """
 
@@ -31,7 +31,7 @@ RETIRE_AFTER = 1000
 def _main_module_hidden() -> Iterator[None]:
     """multiprocessing makes each new worker re-import the parent's ``__main__``. For the daemon that is
     the ``feedrelay`` console script, which imports the whole CLI (httpx, slack-sdk, APScheduler):
-    +17 MB in every worker, for code a parser never runs. Workers only need :mod:`feedrelay.parsing`."""
+    +17 MB in every worker, for code a parser never runs. Workers only need :mod:`feedrelay.ingest.parsing`."""
     main = sys.modules.get("__main__")
     sys.modules["__main__"] = types.ModuleType("__main__")
     try:
@@ -51,7 +51,7 @@ class ParsePool:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["feedrelay.parsing"])
+            ctx.set_forkserver_preload(["feedrelay.ingest.parsing"])
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
         return self._pool
 

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
-from .config import Channel, Config
-from .fetch import retry_after_seconds
+from feedrelay.config import Channel, Config
+from feedrelay.ingest.fetch import retry_after_seconds
 
 log = logging.getLogger(__name__)
 

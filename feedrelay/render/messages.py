@@ -16,8 +16,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .items import Item
-from .text import truncate
+from feedrelay.ingest.text import truncate
+from feedrelay.model import Item
 
 SECTION_LIMIT = 3000  # Slack: section text ≤ 3,000 characters
 SUMMARY_LIMIT = 600  # a glanceable summary, not the article
@@ -113,7 +113,7 @@ def when(dt: datetime | None) -> str:
 def render(item: Item, feed_name: str) -> Message:
     """The Block Kit message (and fallback text) for a relayed item."""
     if item.kind in ("cve", "kev"):
-        from .security_messages import render_security
+        from feedrelay.render.security import render_security
 
         return render_security(item, feed_name)
     return render_post(item, feed_name)

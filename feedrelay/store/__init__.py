@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .items import Item, Lookalike, comparable_title
+from feedrelay.model import Item, Lookalike, comparable_title
 
 SCHEMA_VERSION = 2  # 2: items.last_seen, last_gen, published; feeds.url_changed, keys_version, listing_gen
 _SCHEMA = """

@@ -20,8 +20,8 @@ from urllib.parse import urljoin, urlsplit
 import httpcore
 import httpx
 
-from . import __version__
-from .netio import AsyncioBackend
+from feedrelay import __version__
+from feedrelay.ingest.netio import AsyncioBackend
 
 USER_AGENT = f"feedrelay/{__version__} (self-hosted feed-to-Slack relay; python-httpx)"
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -252,7 +252,7 @@ class Fetcher:
 
         def origin_pool() -> httpx.AsyncBaseTransport:
             transport = httpx.AsyncHTTPTransport(verify=ctx, limits=limits)
-            # The pool httpx would build, on asyncio streams instead of anyio's: see feedrelay.netio.
+            # The pool httpx would build, on asyncio streams instead of anyio's: see feedrelay.ingest.netio.
             transport._pool = httpcore.AsyncConnectionPool(
                 ssl_context=ctx, max_connections=per_host, max_keepalive_connections=per_host,
                 keepalive_expiry=limits.keepalive_expiry, network_backend=backend)
@@ -308,7 +308,7 @@ class Fetcher:
                 raise FetchError(f"redirect to a non-http(s) URL refused: {_scheme(target)}:…")
             if target in seen:
                 raise FetchError(f"redirect loop at {_safe(target)}")
-            if _origin(target) != _origin(url):
+            if origin(target) != origin(url):
                 # Credentials (NVD's apiKey) and validators belong to the original origin: another host,
                 # port or scheme (https → http included) gets only the harmless headers.
                 headers = {k: v for k, v in headers.items() if k.lower() in _PORTABLE_HEADERS}
@@ -359,13 +359,16 @@ class Fetcher:
         return Response(url=url, status=200, body=decoder.result(), headers=lower)
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    p = urlsplit(url)
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in: what `per_host` limits and what a redirect
+    must keep for a feed's own headers to follow it. The one definition; the scheduler uses it too."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
     try:
-        port = p.port
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
     except ValueError:
-        port = -1
-    return p.scheme.lower(), (p.hostname or "").lower(), port
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
 
 
 def _scheme(url: str) -> str:
