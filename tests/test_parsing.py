@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from feedrelay.ingest.parsing import MAX_ENTRIES, cap_entries, parse_feed
-from feedrelay.render.messages import render
+from feedrelay.render import render
 
 URL = "https://blog.example.com/feed.json"
 

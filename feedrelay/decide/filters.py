@@ -8,17 +8,11 @@ from dataclasses import dataclass
 import regex
 
 from feedrelay.config import Filter
-from feedrelay.model import Item
+from feedrelay.model import Decision, Item
 
 MAX_FILTER_TEXT = 20_000  # characters of item text a rule looks at; bounds regex work on hostile input
 REGEX_TIMEOUT = 0.05  # seconds per regex search; a pathological pattern cannot stall the relay
 SEVERITY_RANK = {"none": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
-
-
-@dataclass(frozen=True)
-class Decision:
-    passed: bool
-    reason: str
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from html import unescape
 from typing import Any
 
+from feedrelay.ingest.identity import keys, normalize_link, untracked
 from feedrelay.ingest.text import clean, html_to_text, strip_footer
-from feedrelay.model import Item, keys, normalize_link, untracked
+from feedrelay.model import Item
 
 VERSION_PREFIX = "https://jsonfeed.org/version/"
 # Every JSON object costs ~100 bytes once parsed, whatever its size in the body: 9 MB of "{}," is 3 million

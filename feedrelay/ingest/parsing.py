@@ -14,9 +14,10 @@ from urllib.parse import urljoin
 
 import feedparser
 
+from feedrelay.ingest.identity import keys, normalize_link, untracked
 from feedrelay.ingest.jsonfeed import NotJSONFeed, looks_like_json, parse_json_feed
 from feedrelay.ingest.text import clean, html_to_text, strip_footer
-from feedrelay.model import Item, keys, normalize_link, untracked
+from feedrelay.model import Item
 
 TITLE_MAX = 1000
 SUMMARY_MAX = 5000

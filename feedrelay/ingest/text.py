@@ -136,3 +136,7 @@ def truncate(text: str, limit: int, ellipsis: str = "…") -> str:
     if space > limit * 0.7:
         cut = cut[:space]
     return cut.rstrip() + ellipsis
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split()) if "\n" in text else text

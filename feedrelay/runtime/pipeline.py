@@ -1,5 +1,6 @@
-"""One poll of one feed, stage by stage: source → store (what is new) → decider (filters, routing)
-→ outbox, in one transaction. Every stage's I/O happens here; every decision is in `decider`."""
+"""One poll of one feed, stage by stage: source → store (what is new) → decider (filters, routing) → render
+→ outbox, in one transaction. Every stage's I/O happens here; every decision is in `decide`, every message in
+`render`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from feedrelay import render
 from feedrelay.config import Alerts, Feed
 from feedrelay.decide.decider import decide_poll
-from feedrelay.delivery.outbox import Delivery, Outbox
+from feedrelay.delivery.outbox import Outbox
+from feedrelay.model import Delivery
 from feedrelay.runtime.alerts import feed_failing, feed_incident, feed_recovered
 from feedrelay.sources import Source, SourceError
 from feedrelay.store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
@@ -93,7 +96,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
             if known:
                 # (NVD returns what changed, not a listing: a CVE it keeps modifying is seen again, too)
                 store.still_listed(feed.name, known, now, gen)
-            queued = outbox.enqueue(plan.deliveries, window=dedupe_window, now=now, except_feed=feed.name)
+            queued = outbox.enqueue(render.deliveries(plan.intents), window=dedupe_window, now=now,
+                                    except_feed=feed.name)
             store.record_success(feed.name, result.state, warning=result.warning,
                                  listed=len(result.items) if result.listing else None, listing_gen=gen, now=now)
             recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)

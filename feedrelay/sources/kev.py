@@ -10,8 +10,9 @@ from typing import Any
 
 from feedrelay.config import Feed
 from feedrelay.ingest.fetch import Fetcher, FetchError
+from feedrelay.ingest.identity import normalize_link
 from feedrelay.ingest.text import clean
-from feedrelay.model import Item, normalize_link
+from feedrelay.model import Item
 from feedrelay.sources import PollResult, SourceError
 
 
