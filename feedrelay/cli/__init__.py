@@ -447,7 +447,7 @@ def status(state: State, as_json: bool) -> None:
     except DB_ERRORS as exc:
         fail(describe(exc, db), 1)
     configured = {f.name for f in config.feeds} if config else {f.name for f in feeds if f.active}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for f in feeds:
         if f.name not in configured and not per_feed.get(f.name):
             continue
