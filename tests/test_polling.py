@@ -93,6 +93,72 @@ def test_a_slow_host_with_many_feeds_does_not_hold_up_the_others(tmp_path: Path,
     assert most_in_flight == 2  # per_host: the slow host got 2 requests at a time, never more
 
 
+def test_the_daemon_polls_a_fast_host_while_a_slow_hosts_feeds_hang(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`feedrelay run` (the Daemon on a real Relay): 8 feeds of a slow host come due first, then 8 of a fast host;
+    per_host = 2, 4 polls at a time. The slow host answers nothing until the test lets it. The daemon's timers used
+    to poll each feed in a job that took one of the 4 slots and then waited for the slow host's turn: the fast
+    feeds waited for the slow host to answer. Now the fast feeds are polled while the slow ones still hang."""
+    import feedrelay.runtime.daemon as daemon_module
+    from feedrelay.runtime.daemon import Daemon
+
+    monkeypatch.setattr(relay_module, "POLL_CONCURRENCY", 4)
+    monkeypatch.setattr(daemon_module, "FIRST_POLL_SPREAD", 0.5)  # the slow host's feeds come due first
+    release = threading.Event()
+    lock = threading.Lock()
+    in_flight = most_in_flight = 0
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        nonlocal in_flight, most_in_flight
+        with lock:
+            in_flight += 1
+            most_in_flight = max(most_in_flight, in_flight)
+        release.wait(30)
+        body = rss(make_items(2))
+        with lock:
+            in_flight -= 1
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    with FeedServer() as slow_host, FeedServer() as fast_host:
+        slow_host.set_handler("/f.xml", slow)
+        fast_host.set("/f.xml", rss(make_items(2)))
+        urls = [slow_host.url(f"/f.xml?{i}") for i in range(8)] + [fast_host.url(f"/f.xml?{i}") for i in range(8)]
+        text = config_text(tmp_path, urls, per_host=2).replace('channels = ["readings"]\n',
+                                                               'channels = ["readings"]\ninterval = "1h"\n')
+        config = parse_config(text, tmp_path / "feeds.toml", environ={})
+        fast, slow_feeds = [f"f{i}" for i in range(8, 16)], [f"f{i}" for i in range(8)]
+
+        def polled(relay: Relay, names: list[str]) -> list[str]:
+            return [n for n in names if (row := relay.store.feed(n)) is not None and row.last_success]
+
+        async def go() -> tuple[list[str], list[str]]:
+            relay = Relay(config, environ={}, stream=io.StringIO())
+            await relay.start()
+            daemon = Daemon(relay)
+            run = asyncio.create_task(daemon.run())
+            try:
+                deadline = time.monotonic() + 15  # (on the old code they waited the whole 30 s hold)
+                while len(polled(relay, fast)) < len(fast) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                seen = polled(relay, fast), polled(relay, slow_feeds)
+                release.set()
+                while len(polled(relay, slow_feeds)) < len(slow_feeds):
+                    await asyncio.sleep(0.05)
+                return seen
+            finally:
+                release.set()
+                daemon.stopping.set()
+                await run
+                await relay.close()
+
+        fast_done, slow_done = asyncio.run(go())
+    assert fast_done == fast, "the fast host's feeds waited behind the slow host's"
+    assert slow_done == []  # while every slow feed still hung
+    assert most_in_flight == 2  # per_host: the slow host got 2 requests at a time, never more
+
+
 def test_parse_pool_retires_workers_and_still_parses_every_feed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(workers, "RETIRE_AFTER", 4)
     bodies = [rss(make_items(3, start=i * 3)) for i in range(12)]
