@@ -210,6 +210,47 @@ def test_parse_workers_do_not_load_the_cli(tmp_path: Path) -> None:
     assert {m.split(".")[0] for m in eval(out.stdout)} == {"feedparser"}  # the parser's, and none of the CLI's
 
 
+def test_the_first_parse_does_not_block_the_event_loop_while_the_workers_start(tmp_path: Path) -> None:
+    """The first parse of a daemon starts the fork server, which imports feedparser before it can fork a worker:
+    0.5 s, seconds on a busy machine. That used to happen on the event loop, so every poll and post waited (the
+    daemon bench saw every feed's timer ~5 s late after the first new entry). In a fresh interpreter, since the
+    fork server is started once per process."""
+    script = tmp_path / "first_parse.py"
+    script.write_text(
+        "import asyncio, time\n"
+        "from feedrelay.ingest.parsing import parse_feed\n"
+        "from feedrelay.ingest.workers import ParsePool\n"
+        f"BODY = {rss(make_items(3))!r}\n"
+        "async def go():\n"
+        "    gaps = []\n"
+        "    async def tick():\n"
+        "        last = time.monotonic()\n"
+        "        while True:\n"
+        "            await asyncio.sleep(0.01)\n"
+        "            now = time.monotonic()\n"
+        "            gaps.append(now - last)\n"
+        "            last = now\n"
+        "    ticker = asyncio.create_task(tick())\n"
+        "    await asyncio.sleep(0.05)\n"
+        "    pool = ParsePool(workers=1)\n"
+        "    start = time.monotonic()\n"
+        "    try:\n"
+        "        result = await pool(parse_feed, BODY, 'https://blog.example/feed.xml')\n"
+        "    finally:\n"
+        "        pool.close()\n"
+        "    took = time.monotonic() - start\n"
+        "    ticker.cancel()\n"
+        "    print(len(result.items), took, max(gaps))\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(go())\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    items, took, longest_stall = out.stdout.split()
+    assert items == "3"
+    assert float(longest_stall) < float(took) / 2, out.stdout  # the loop kept running while the workers started
+
+
 def test_the_system_clock_set_back_does_not_stop_polls_or_retries(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The clock of the whole process goes back an hour (an NTP step, a restored VM): polls go on at their
     interval, and a Retry-After or a message retry still ends when it would have, not an hour later."""
