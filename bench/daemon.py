@@ -47,6 +47,9 @@ from .run import (
 from .slack import FakeSlack
 
 LATENESS_TARGET = 5.0  # seconds, p99, for the feeds of every host but the slow one
+# Items each feed lists at the start. The daemon's steady state is 304s, whatever a feed's size; a short listing
+# keeps the (untimed) prime of 10,000 feeds to ~1/4 of the cold scenario's 200,000 parsed items.
+PRIME_ITEMS = 5
 SLOW_HOST = 0
 
 
@@ -77,6 +80,7 @@ class DaemonResult:
     stall_p99: float = 0.0  # the event loop's lateness (a bystander task's 50 ms sleeps), p99 and max
     stall_max: float = 0.0
     others: Lateness = field(default_factory=Lateness)
+    started: Lateness = field(default_factory=Lateness)  # the other hosts' feeds: timer → the dispatcher starts it
     slow_host: Lateness = field(default_factory=Lateness)
     slow_polls: int = 0
     published: int = 0
@@ -155,12 +159,15 @@ async def run_variant(n: int, slow: bool, *, primed: Path, farm: Farm, slack: Fa
         by_feed[feed].append(at)
     res.polls = sum(1 for _, at in requests if at <= out["t_end"])
     fires = {int(k): v for k, v in out["fires"].items()}
+    starts = {int(k): v for k, v in out.get("starts", {}).items()}
     for feed in range(n):
         slow_feed = slow and farm.host_of(feed) == SLOW_HOST
         into = res.slow_host if slow_feed else res.others
         if slow_feed:
             res.slow_polls += sum(1 for at in by_feed.get(feed, []) if at <= out["t_end"])
         lateness(sorted(fires.get(feed, [])), sorted(by_feed.get(feed, [])), out["t_stop"], into, feed)
+        if not slow_feed:
+            lateness(sorted(fires.get(feed, [])), sorted(starts.get(feed, [])), out["t_stop"], res.started, feed)
         if not fires.get(feed):
             res.problems.append(f"feed-{feed}: its timer never fired")
     if res.others.unserved:
@@ -208,9 +215,17 @@ async def prime(farm: Farm, work: Path, slack: FakeSlack, per_host: int) -> Path
     try:
         await w.call("open", config=text, db=str(db), env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": slack.api_url},
                      path=str(work / "prime.toml"))
-        out = await w.call("poll")
-        if out["errors"] or out["first_poll"] != farm.n:
-            raise RuntimeError(f"prime: {out['first_poll']}/{farm.n} first polls, {out['errors']} error(s)")
+        first = 0
+        for _ in range(3):  # (a machine busy enough to time requests out: the failed feeds get another go)
+            out = await w.call("poll")
+            first += out["first_poll"]
+            if not out["errors"]:
+                break
+            print(f"[daemon]   prime: {out['errors']} error(s), e.g. {out['error_samples'][:2]}; again",
+                  file=sys.stderr, flush=True)
+        if out["errors"] or first != farm.n:
+            raise RuntimeError(f"prime: {first}/{farm.n} first polls, {out['errors']} error(s), e.g. "
+                               f"{out['error_samples'][:2]}")
         await w.call("close")
     finally:
         await w.finish()
@@ -219,17 +234,19 @@ async def prime(farm: Farm, work: Path, slack: FakeSlack, per_host: int) -> Path
 
 def report(results: list[DaemonResult], *, slow_delay: float, per_host: int) -> tuple[str, bool]:
     lines = ["## Daemon: `feedrelay run`'s scheduling (APScheduler timers → the dispatcher)", "",
-             "| feeds | interval | slow host | polls/s | lateness p50 / p99 / max (other hosts) | coalesced | "
+             "| feeds | interval | slow host | polls/s | lateness p50 / p99 / max (other hosts) | of which timer → "
+             "poll started, p50 / p99 | coalesced | "
              "slow host: polls, lateness p50 / p99 | item → Slack p50 / p99 | event loop late p99 / max | CPU (tree) | "
              "PSS (RSS) | load | |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         o, s = r.others, r.slow_host
         slow = (f"{r.slow_polls}, {s.p(0.5):.1f}s / {s.p(0.99):.1f}s ({s.coalesced} coalesced, {s.unserved} "
                 "waiting at the end)" if r.slow else "—")
         lines.append(
             f"| {r.n:,} | {r.interval:g}s | {f'{slow_delay:g}s' if r.slow else 'none'} | {r.polls / r.seconds:,.1f} | "
-            f"{o.p(0.5):.3f}s / {o.p(0.99):.3f}s / {max(o.values, default=0):.2f}s | {o.coalesced} | {slow} | "
+            f"{o.p(0.5):.3f}s / {o.p(0.99):.3f}s / {max(o.values, default=0):.2f}s | "
+            f"{r.started.p(0.5):.3f}s / {r.started.p(0.99):.3f}s | {o.coalesced} | {slow} | "
             f"{percentile(r.delivery, 0.5):.1f}s / {percentile(r.delivery, 0.99):.1f}s ({r.delivered}/{r.published}) | "
             f"{r.stall_p99:.3f}s / {r.stall_max:.2f}s | "
             f"{r.cpu:.1f}s in {r.run_seconds:.0f}s ({100 * r.cpu / r.run_seconds:.0f}% of a core) | "
@@ -264,7 +281,7 @@ async def amain(feeds: list[int], *, interval: float, cycles: int, slow_delay: f
             for n in feeds:
                 farm = await Farm(n, hosts=min(hosts, n), delay=delay).start()
                 try:
-                    farm.reset(20, validators=True)
+                    farm.reset(PRIME_ITEMS, validators=True)
                     print(f"[daemon] N={n:,}: priming …", file=sys.stderr, flush=True)
                     primed = await prime(farm, work, slack, per_host)
                     as_primed = farm.snapshot()

@@ -138,6 +138,15 @@ class Worker:
                 await asyncio.sleep(0.05)
                 stalls.append(time.monotonic() - t - 0.05)
 
+        starts: dict[int, list[float]] = {}  # when the dispatcher started each poll (before any I/O)
+        poll = self.relay.poll
+
+        async def timed_poll(feed: Any) -> Any:
+            if recording[0] and feed.name.startswith("feed-"):
+                starts.setdefault(int(feed.name[5:]), []).append(time.time())
+            return await poll(feed)
+
+        self.relay.poll = timed_poll  # type: ignore[method-assign]  # (the dispatcher calls relay.poll)
         daemon.scheduler.add_listener(submitted, EVENT_JOB_SUBMITTED)
         t0 = time.time()
         run = asyncio.create_task(daemon.run())
@@ -149,9 +158,10 @@ class Worker:
         await asyncio.sleep(tail)
         daemon.stopping.set()
         await run
+        del self.relay.poll
         polls = {labels["result"]: v for labels, v in self.relay.counters.samples("feedrelay_polls_total")}
         stalls.sort()
-        return {"t0": t0, "t_end": t_end, "t_stop": time.time(), "fires": fires, "polls": polls,
+        return {"t0": t0, "t_end": t_end, "t_stop": time.time(), "fires": fires, "starts": starts, "polls": polls,
                 "fatal": daemon.fatal, "stall_max": stalls[-1] if stalls else 0.0,
                 "stall_p99": stalls[int(len(stalls) * 0.99)] if stalls else 0.0}
 
