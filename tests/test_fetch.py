@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trustme
 
-from feedrelay.ingest.fetch import Fetcher, FetchError, Response
+from feedrelay.ingest.fetch import Fetcher, FetchError, Response, origin
 from tests.feedgen import make_items, rss
 from tests.servers import FeedServer, redirect_to
 
@@ -421,3 +421,43 @@ def test_many_origins_in_parallel_each_limited_to_per_host(feed_server: FeedServ
 
     assert asyncio.run(go()) == [200] * 30
     assert peak == 3
+
+
+def test_origin_is_scheme_host_and_port_with_the_default_port_filled_in() -> None:
+    assert origin("https://Feeds.Example.com/a.xml") == origin("HTTPS://feeds.example.com:443/b.xml?x=1") == (
+        "https", "feeds.example.com", 443)
+    assert origin("http://feeds.example.com/") == ("http", "feeds.example.com", 80)
+    assert origin("http://feeds.example.com:8080/") != origin("http://feeds.example.com/")
+    assert origin("https://feeds.example.com/") != origin("http://feeds.example.com/")
+
+
+def test_per_host_counts_every_spelling_of_an_origin_as_one(feed_server: FeedServer,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two feeds on one host, one written with its default port: one origin, one per_host limit. (Through a
+    proxy on loopback, since the test cannot listen on port 80.)"""
+    active = peak = 0
+    lock = threading.Lock()
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.05)
+        with lock:
+            active -= 1
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(FEED)))
+        h.end_headers()
+        h.wfile.write(FEED)
+
+    feed_server.set_handler("/slow.xml", slow)  # the proxy: it sees the whole URL, and serves it
+    monkeypatch.setenv("HTTP_PROXY", feed_server.url("/"))
+    urls = ["http://feeds.feedrelay-test.invalid/slow.xml", "http://FEEDS.feedrelay-test.invalid:80/slow.xml"] * 3
+
+    async def go() -> list[int]:
+        async with Fetcher(per_host=1) as fetcher:
+            return [r.status for r in await asyncio.gather(*(fetcher.get(u) for u in urls))]
+
+    assert asyncio.run(go()) == [200] * 6
+    assert peak == 1

@@ -28,6 +28,8 @@ _REDIRECTS = {301, 302, 303, 307, 308}
 _PERMANENT = {301, 308}
 _CHUNK = 64 * 1024
 _PORTABLE_HEADERS = {"accept", "user-agent"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+Origin = tuple[str, str, int | None]  # (scheme, host, port): see origin()
 
 
 class FetchError(Exception):
@@ -134,14 +136,14 @@ class _PoolPerOrigin(httpx.AsyncBaseTransport):
         self._make = make
         self.keep_idle = keep_idle
         self._via_proxy = via_proxy
-        self._busy: dict[tuple[bytes, bytes, int | None], list] = {}  # origin -> [pool, requests in flight]
-        self._idle: OrderedDict[tuple[bytes, bytes, int | None], httpx.AsyncBaseTransport] = OrderedDict()
+        self._busy: dict[Origin, list] = {}  # origin -> [pool, requests in flight]
+        self._idle: OrderedDict[Origin, httpx.AsyncBaseTransport] = OrderedDict()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if (proxy := self._via_proxy(url)) is not None:
             return await proxy.handle_async_request(request)
-        key = (url.raw_scheme, url.raw_host, url.port)
+        key = origin(str(url))
         entry = self._busy.get(key)
         if entry is None:
             pool = self._idle.pop(key, None) or self._make()
@@ -155,7 +157,7 @@ class _PoolPerOrigin(httpx.AsyncBaseTransport):
         response.stream = _Released(response.stream, lambda: self._release(key))
         return response
 
-    async def _release(self, key: tuple[bytes, bytes, int | None]) -> None:
+    async def _release(self, key: Origin) -> None:
         entry = self._busy[key]
         entry[1] -= 1
         if entry[1]:
@@ -267,7 +269,7 @@ class Fetcher:
                                          follow_redirects=False, trust_env=False,
                                          headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"})
         self._client._cookies = _Cookies()  # httpx's setter would wrap it back into a plain Cookies
-        self._host_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(per_host))
+        self._host_slots: defaultdict[Origin, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(per_host))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -317,10 +319,8 @@ class Fetcher:
 
     async def _one(self, url: str, headers: dict[str, str]) -> Response | tuple[int, str]:
         """One request: a Response, or a redirect's (status, Location)."""
-        parts = urlsplit(url)
-        host = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
         client = self._client
-        async with self._host_slots[host]:
+        async with self._host_slots[origin(url)]:
             try:
                 # The total timeout starts once we hold a slot: waiting our turn is not the server's fault.
                 async with asyncio.timeout(self.timeout), client.stream("GET", url, headers=headers) as resp:
@@ -359,13 +359,14 @@ class Fetcher:
         return Response(url=url, status=200, body=decoder.result(), headers=lower)
 
 
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) with the scheme's default port filled in: what `per_host` limits and what a redirect
-    must keep for a feed's own headers to follow it. The one definition; the scheduler uses it too."""
+def origin(url: str) -> Origin:
+    """(scheme, host, port) with the scheme's default port filled in: what `per_host` limits, what gets a connection
+    pool of its own, and what a redirect must keep for a feed's own headers and credentials to follow it. The one
+    definition: the fetcher, its pools and the scheduler all use it."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     try:
-        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
     except ValueError:
         port = None
     return scheme, (parts.hostname or "").lower(), port
