@@ -76,7 +76,7 @@ class Relay:
         self._warn_unconfigured()
         d = self.config.defaults
         self.fetcher = Fetcher(timeout=d.timeout, max_body=d.max_body, max_redirects=d.max_redirects,
-                               per_host=d.per_host)
+                               per_host=d.per_host, environ=self.environ)
         await self._open_sinks()
 
     async def _open_sinks(self) -> None:
