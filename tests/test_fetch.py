@@ -14,6 +14,7 @@ import zlib
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+import httpx
 import pytest
 import trustme
 
@@ -431,6 +432,10 @@ def test_origin_is_scheme_host_and_port_with_the_default_port_filled_in() -> Non
     assert origin("http://feeds.example.com/") == ("http", "feeds.example.com", 80)
     assert origin("http://feeds.example.com:8080/") != origin("http://feeds.example.com/")
     assert origin("https://feeds.example.com/") != origin("http://feeds.example.com/")
+    # The pools key on the request's parsed httpx.URL: the same origin, however it is spelled.
+    for url in ("HTTPS://Feeds.Example.COM:443/x", "http://[::1]:8080/x", "https://bücher.example/feed",
+                "https://xn--bcher-kva.example/feed"):
+        assert origin(httpx.URL(url)) == origin(url)
 
 
 def test_per_host_counts_every_spelling_of_an_origin_as_one(feed_server: FeedServer,
