@@ -215,6 +215,8 @@ def check(state: State, require_slack: bool) -> None:
     # What the channels post with and the feeds' API keys: a bot token no channel uses is not missing.
     needed = set(config.delivery_env()) | {f.api_key_env for f in config.feeds if f.api_key_env}
     missing = sorted(n for n in needed if not os.environ.get(n, "").strip())
+    # A feed's header values and basic auth are not optional, as an NVD key is: its polls fail without them.
+    fetch_env = {var: feeds for var, feeds in config.feed_env().items() if var not in needed}
     click.echo(f"{config.path}: ok — {len(config.feeds)} feed(s), {len(config.channels)} channel(s)")
     for feed in config.feeds:
         routes = ", ".join(r.channel for r in feed.routes)
@@ -228,6 +230,9 @@ def check(state: State, require_slack: bool) -> None:
         click.echo(f"  metrics → {url(m.host, m.port)} (while `feedrelay run` runs)")
     for name in missing:
         click.echo(f"  note: ${name} is not set", err=True)
+    for name, feeds in sorted(fetch_env.items()):
+        if not os.environ.get(name, "").strip():
+            click.echo(f"  note: ${name} is not set: feed(s) {', '.join(map(repr, feeds))} fail until it is", err=True)
 
 
 

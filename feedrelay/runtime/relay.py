@@ -76,7 +76,7 @@ class Relay:
         self._warn_unconfigured()
         d = self.config.defaults
         self.fetcher = Fetcher(timeout=d.timeout, max_body=d.max_body, max_redirects=d.max_redirects,
-                               per_host=d.per_host)
+                               per_host=d.per_host, environ=self.environ)
         # The fetcher's per_host (read at start, as the fetch settings are) is the one the dispatcher keeps.
         self.polls = Dispatcher(lambda feed: self.poll(feed), limit=POLL_CONCURRENCY, per_host=self.fetcher.per_host)
         await self._open_sinks()
