@@ -153,6 +153,8 @@ class _Reference(HTMLParser):
         elif tag in _BLOCKS:
             self.parts.append("\n")
             self.pre += tag == "pre"
+        elif tag in ("td", "th"):
+            self.parts.append(" ")
 
     def handle_startendtag(self, tag: str, attrs: object) -> None:
         if tag in _BLOCKS:
@@ -164,6 +166,8 @@ class _Reference(HTMLParser):
         elif tag in _BLOCKS:
             self.parts.append("\n")
             self.pre = max(0, self.pre - (tag == "pre"))
+        elif tag in ("td", "th"):
+            self.parts.append(" ")
 
     def handle_data(self, data: str) -> None:
         if not self.skip:
@@ -236,3 +240,10 @@ def test_invisible_characters_are_dropped_and_joiners_kept() -> None:
     assert clean("pay\u2060pal \ufeffsupport\u00ad \u061cteam") == "paypal support team"
     joined = "👩\u200d💻 \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # a technologist; "I want" in Persian
     assert clean(joined) == joined
+
+
+def test_table_cells_are_apart() -> None:
+    # kernel.org's release feed and Reddit's link posts lay out their text in table cells.
+    html = "<table><tr><th>Version:</th><td><strong>5.7-rc4</strong> (mainline)</td></tr>" \
+           "<tr><td>a</td><td>b</td></tr></table>"
+    assert html_to_text(html) == "Version: 5.7-rc4 (mainline)\n\na b"

@@ -17,6 +17,8 @@ _BLOCK_TAGS = frozenset({
     "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "blockquote", "pre",
     "section", "article", "header", "footer", "hr", "dd", "dt", "figure", "figcaption",
 })
+# A table cell ends with a space: "<td>a</td><td>b</td>" reads "a b", not "ab" (Reddit's link posts, kernel.org).
+_CELL_TAGS = frozenset({"td", "th"})
 _SKIP_TAGS = frozenset({"script", "style", "head", "title", "noscript", "template", "svg", "math", "iframe", "object"})
 # Their content is raw text up to the matching end tag: "<b>" inside a script is not a tag.
 _RAW_TEXT = {tag: re.compile(rf"</{tag}[\t\n\f\r />]", re.IGNORECASE) for tag in ("script", "style")}
@@ -77,6 +79,8 @@ def _markup_to_parts(html: str) -> list[str]:
                 skip = max(0, skip - 1)
             elif not m.group(0).endswith("/>"):
                 skip += 1
+        elif tag in _CELL_TAGS:
+            parts.append(" ")
     return parts
 
 
