@@ -254,3 +254,19 @@ def test_an_aggregators_comments_link_is_no_summary() -> None:
     [item] = parse_feed(body, "https://news.ycombinator.com/rss").items
     assert item.summary == "" and item.link == "https://example.com/thing"
     assert "Comments" not in json.dumps(render(item, "Hacker News").to_json())
+
+
+@pytest.mark.parametrize("version", ["http://jsonfeed.org/version/1", "https://jsonfeed.org/version/1",
+                                     "http://jsonfeed.org/version/1.1"])
+def test_a_json_feed_1_0_with_an_http_version_url_is_a_json_feed(version: str) -> None:
+    # pxlnv.com's feed (in tests/fixtures/feeds/realworld) and other early 1.0 generators write the http:// form.
+    parsed = parse({"version": version, "title": "Pixel Envy", "items": [
+        {"id": "1", "url": "https://pxlnv.com/linklog/a/", "title": "A"}]})
+    assert parsed.error is None and [i.title for i in parsed.items] == ["A"]
+
+
+def test_a_json_feed_cut_short_is_malformed_whatever_its_version_url_looks_like() -> None:
+    # JSON may escape "/" as "\/" (PHP's json_encode does): the version URL is still recognised in the raw body.
+    for version in (rb'"http://jsonfeed.org/version/1"', rb'"https:\/\/jsonfeed.org\/version\/1"'):
+        body = b'{"version": ' + version + b', "items": [{"id": "1", "title": "A"}'
+        assert parse_feed(body, URL).error.startswith("malformed JSON Feed ("), version
