@@ -95,14 +95,30 @@ def clean(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", text).strip("\n")
 
 
+# A character reference still there after decoding was escaped twice by the publisher (ibash.org.ru's
+# "Filip&amp;#233;ndula" inside CDATA): nobody means the digits, decode it (clean() then drops controls it makes).
+_CHAR_REF = re.compile(r"&#(?:[0-9]{1,7}|[xX][0-9a-fA-F]{1,6});")
+
+
+def _char_refs(text: str) -> str:
+    return _CHAR_REF.sub(lambda m: unescape(m[0]), text) if "&#" in text else text
+
+
 def html_to_text(html: str | None) -> str:
     """Plain text of an HTML fragment; entities decoded, tags gone, whitespace tidied."""
     if not html:
         return ""
     html = html[:MAX_HTML_INPUT]
     if "<" not in html:
-        return clean(unescape(html) if "&" in html else html)
-    return clean("".join(_markup_to_parts(html)))
+        text = unescape(html) if "&" in html else html
+        # HTML escaped twice (Reddit self-posts as feed proxies and scrapers re-serve them: "&lt;!-- SC_OFF
+        # --&gt;&lt;div class="md"&gt;&lt;p&gt;I&amp;#39;ve…"): decoded once, the field starts with markup that closes.
+        # Prose that mentions a tag ("use &lt;b&gt; for bold") neither starts with one nor closes it: it stays text.
+        if text[:1] == "<" or text.lstrip()[:1] == "<":
+            if "</" in text or "-->" in text:
+                return clean(_char_refs("".join(_markup_to_parts(text))))
+        return clean(_char_refs(text))
+    return clean(_char_refs("".join(_markup_to_parts(html))))
 
 
 # What platforms append to every post: a theme's read-more link (WordPress: "… Continue reading →"), Yoast SEO's
