@@ -270,3 +270,12 @@ def test_a_json_feed_cut_short_is_malformed_whatever_its_version_url_looks_like(
     for version in (rb'"http://jsonfeed.org/version/1"', rb'"https:\/\/jsonfeed.org\/version\/1"'):
         body = b'{"version": ' + version + b', "items": [{"id": "1", "title": "A"}'
         assert parse_feed(body, URL).error.startswith("malformed JSON Feed ("), version
+
+
+def test_blank_lines_before_the_xml_declaration_are_no_malformed_feed() -> None:
+    # ebm-papst's Atom feed (tests/fixtures/feeds/realworld) starts with a newline, as stray output from WordPress
+    # themes makes many feeds do.
+    body = b'\n\n<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel><title>t</title><item>' \
+           b"<title>Caf\xc3\xa9</title><link>https://example.com/1</link></item></channel></rss>"
+    parsed = parse_feed(body, "https://example.com/feed")
+    assert parsed.warning is None and [i.title for i in parsed.items] == ["Café"]

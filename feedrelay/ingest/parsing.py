@@ -192,6 +192,10 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
                                                 "See defaults.max_body")
             return ParsedFeed("", [], None, f"not a feed ({exc}); check the URL")
         return ParsedFeed(title, items, TOO_MANY if listed > MAX_ENTRIES else None, None)
+    if body[:1].isspace():
+        # A blank line before "<?xml" (a WordPress theme's or plugin's stray newline) is not well-formed XML: expat
+        # stops, feedparser's loose parser reads on, and every poll said "malformed feed". The XML is fine without it.
+        body = body.lstrip()
     body = strip_doctype(body)
     body, capped = cap_entries(body)
     headers = {"content-type": content_type} if content_type else {}
