@@ -279,3 +279,13 @@ def test_blank_lines_before_the_xml_declaration_are_no_malformed_feed() -> None:
            b"<title>Caf\xc3\xa9</title><link>https://example.com/1</link></item></channel></rss>"
     parsed = parse_feed(body, "https://example.com/feed")
     assert parsed.warning is None and [i.title for i in parsed.items] == ["Café"]
+
+
+def test_an_entry_with_nothing_to_show_is_not_an_item() -> None:
+    # Le Cercle Psy's feed (tests/fixtures/feeds/realworld) lists an <item> whose title, link and description are
+    # all empty; it would have been posted as a bare "(untitled)".
+    body = b"<rss version='2.0'><channel><title>C</title><item><title>A</title><link>https://c.example/a</link>" \
+           b"</item><item><title></title><link></link><pubDate>Wed, 17 Oct 2018 10:30:00 GMT</pubDate>" \
+           b"<description></description></item><item><description>Only text</description></item></channel></rss>"
+    parsed = parse_feed(body, "https://c.example/rss")
+    assert [(i.title, i.summary) for i in parsed.items] == [("A", ""), ("", "Only text")]

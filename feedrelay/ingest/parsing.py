@@ -227,6 +227,8 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
                                                f"{', '.join(feeds)}); use one of those URLs")
         return ParsedFeed("", [], warning, "not a feed (an HTML page); check the URL")
     base = content_location or url
-    items = [_entry(e, base) for e in parsed.entries]
+    # An entry with no title, link or text (Le Cercle Psy's CMS lists one for a withdrawn article) has nothing to
+    # show: Slack would get a bare "(untitled)".
+    items = [i for e in parsed.entries if (i := _entry(e, base)).title or i.link or i.summary or i.content]
     title = clean(parsed.feed.get("title") or "")[:200]
     return ParsedFeed(title, items, warning, None)
