@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from feedrelay.ingest.parsing import ParsedFeed, parse_feed
-from feedrelay.render.messages import escape, fit, safe_url, render
+from feedrelay.render.messages import escape, fit, render, safe_url
 
 CORPUS = Path(__file__).parent / "fixtures" / "feeds" / "realworld"
 
@@ -57,7 +57,9 @@ FEEDS = [
      3, 'InfluxDB vs. Graphite for Time Series Data & Metrics Benchmark', 'https://www.influxdata.com/blog/influxdb-outperforms-graphite-in-time-series-data-metrics-benchmark',
      'This blog post has been updated on September 10,', None),
     ('rdf-biorxiv.xml', 'http://connect.biorxiv.org/biorxiv_xml/genomics',
-     1, 'Complete genome of the Medicago anthracnose fungus, Colletotrichum destructivum, reveals a mini-chromosome-like region within a core chromosome.', 'http://biorxiv.org/cgi/content/short/2023.12.16.571984v1?rss=1',
+     1, 'Complete genome of the Medicago anthracnose fungus, Colletotrichum destructivum, reveals a '
+     'mini-chromosome-like region within a core chromosome.',
+     'http://biorxiv.org/cgi/content/short/2023.12.16.571984v1?rss=1',
      'Colletotrichum destructivum (Cd) is a', None),
     ('rdf-debian-news.xml', 'https://www.debian.org/News/news',
      1, 'Updated Debian 11: 11.6 released', 'https://www.debian.org/News/2022/20221217',

@@ -256,7 +256,8 @@ def test_table_cells_are_apart() -> None:
      '&lt;/p&gt; &lt;p&gt;See &lt;a href="https://play.rust-lang.org"&gt;the playground&lt;/a&gt;.&lt;/p&gt;'
      '&lt;/div&gt;&lt;!-- SC_ON --&gt;',
      "I've been asked to read a RFC I authored once.\n\nSee the playground."),
-    ("  &lt;table&gt;&lt;tr&gt;&lt;td&gt;thumb&lt;/td&gt;&lt;td&gt;text&lt;/td&gt;&lt;/tr&gt;&lt;/table&gt;", "thumb text"),
+    ("  &lt;table&gt;&lt;tr&gt;&lt;td&gt;thumb&lt;/td&gt;&lt;td&gt;text&lt;/td&gt;&lt;/tr&gt;&lt;/table&gt;",
+     "thumb text"),
     # A character reference escaped twice inside real markup (ibash.org.ru's quotes, in CDATA).
     ("yyy: Лаба&amp;#769;зник (лат. Filip&amp;#233;ndula)<br />", "yyy: Лаба\u0301зник (лат. Filipéndula)"),
     ("caf&amp;#xE9;", "café"),

@@ -114,9 +114,8 @@ def html_to_text(html: str | None) -> str:
         # HTML escaped twice (Reddit self-posts as feed proxies and scrapers re-serve them: "&lt;!-- SC_OFF
         # --&gt;&lt;div class="md"&gt;&lt;p&gt;I&amp;#39;ve…"): decoded once, the field starts with markup that closes.
         # Prose that mentions a tag ("use &lt;b&gt; for bold") neither starts with one nor closes it: it stays text.
-        if text[:1] == "<" or text.lstrip()[:1] == "<":
-            if "</" in text or "-->" in text:
-                return clean(_char_refs("".join(_markup_to_parts(text))))
+        if text.lstrip()[:1] == "<" and ("</" in text or "-->" in text):
+            return clean(_char_refs("".join(_markup_to_parts(text))))
         return clean(_char_refs(text))
     return clean(_char_refs("".join(_markup_to_parts(html))))
 
