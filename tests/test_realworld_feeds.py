@@ -14,6 +14,13 @@ from feedrelay.render.messages import escape, fit, render, safe_url
 
 CORPUS = Path(__file__).parent / "fixtures" / "feeds" / "realworld"
 
+GOOGLE_NEWS_LINK = ('https://news.google.com/rss/articles/'
+                    'CBMibGh0dHBzOi8vd3d3LnRhZzI0LmRlL2NoZW1uaXR6L2xva2FsZXMvcHJlaXNzY2hvY2stYmVpLWVpbnMtZW5lcm'
+                    'dpZS1mZXJud2Flcm1lLXdpcmQtNzUtcHJvemVudC10ZXVyZXItMzAzMjA5MdIBcGh0dHBzOi8vd3d3LnRhZzI0LmRl'
+                    'L2FtcC9jaGVtbml0ei9sb2thbGVzL3ByZWlzc2Nob2NrLWJlaS1laW5zLWVuZXJnaWUtZmVybndhZXJtZS13aXJkLT'
+                    'c1LXByb3plbnQtdGV1cmVyLTMwMzIwOTE?oc=5'
+                    )
+
 # (file, the feed's URL, entries, first entry's title and link as the file has them, how its summary starts, the
 # warning the feed deserves). Titles were read from each file by hand (in its declared encoding), not by feedparser.
 FEEDS = [
@@ -35,9 +42,15 @@ FEEDS = [
     ('atom-reddit-homelab.xml', 'https://ud.reddit.com/r/homelab/new/.rss',
      3, 'Any reason to keep 1G connections to my servers?', 'https://ud.reddit.com/r/homelab/comments/157kyrd/any_reason_to_keep_1g_connections_to_my_servers/',
      'Hello all, I recently acquired a 40G switch and', None),
+    ('atom-reddit-kubernetes.xml', 'https://www.reddit.com/r/kubernetes.rss',
+     5, 'Monthly: Who is hiring?', 'https://www.reddit.com/r/kubernetes/comments/18895rv/monthly_who_is_hiring/',
+     'This monthly post can be used to share', None),
     ('atom-reddit-selfpost.xml', 'https://www.reddit.com/r/rust/.rss',
      1, 'Hey Rustaceans! Got an easy question? Ask here (21/2020)!', 'https://www.reddit.com/r/rust/comments/glvkc5/hey_rustaceans_got_an_easy_question_ask_here/',
      'Mystified about strings? Borrow checker have you', None),
+    ('atom-stackoverflow-tag.xml', 'https://stackoverflow.com/feeds/tag?tagnames=kubernetes&sort=newest',
+     2, 'Kubernetes Ingress behind Cloud Load Balancer', 'https://stackoverflow.com/questions/77635559/kubernetes-ingress-behind-cloud-load-balancer',
+     'When using an Ingress Controller in Kubernetes', None),
     ('atom-youtube.xml', 'https://www.youtube.com/feeds/videos.xml?channel_id=UC7_gcs09iThXybpVgjHZ_7g',
      1, 'Navigating with Quantum Entanglement', 'https://www.youtube.com/watch?v=0A1ouV7iD8o',
      'Check Out Weathered on PBS Terra', None),
@@ -109,6 +122,12 @@ FEEDS = [
     ('rss2-ghost-changelog.xml', 'https://ghost.org/changelog/rss/',
      1, 'Send emails without publishing', 'https://ghost.org/changelog/email-without-publishing/',
      'You can now choose whether or not to publish a', None),
+    ('rss2-google-news-search.xml', 'https://news.google.com/rss/search?q=Chemnitz&hl=de&gl=DE&ceid=DE:de',
+     2, 'Chemnitz: Preisschock bei "eins energie"! Fernwärme wird 75 Prozent teurer - TAG24', GOOGLE_NEWS_LINK,
+     'Chemnitz: Preisschock bei "eins energie"!', None),
+    ('rss2-gotime-podcast.xml', 'https://changelog.com/gotime/feed',
+     2, 'Event-driven systems &architecture', 'https://changelog.com/gotime/297',
+     'Event-driven systems may not be the go-to', None),
     ('rss2-ibash-windows-1251.xml', 'http://ibash.org.ru/rss.xml',
      2, 'Цитата #17703', 'http://ibash.org.ru/quote.php?id=17703',
      'xxx: есть у кого жаба программер\nxxx: кот немного', None),
@@ -118,6 +137,9 @@ FEEDS = [
     ('rss2-kernel-org.xml', 'https://www.kernel.org/feeds/kdist.xml',
      1, '5.7-rc4: mainline', 'http://www.kernel.org/',
      'Version: 5.7-rc4 (mainline)\n\nReleased:', None),
+    ('rss2-mastodon-tag-untitled.xml', 'https://hachyderm.io/tags/Kubernetes.rss',
+     4, '', 'https://ioc.exchange/@jon404/111544891736153138',
+     "Shameless blog series plug\n\nIf you're in to", None),
     ('rss2-medium-hodlhodl.xml', 'https://medium.com/feed/@hodlhodl',
      2, 'Hodl Hodl closes funding round', 'https://medium.com/@hodlhodl/hodl-hodl-closes-funding-round-417d97952d42',
      'For a long time Hodl Hodl remained self-funded.', None),
@@ -133,6 +155,9 @@ FEEDS = [
     ('rss2-substack-heated.xml', 'https://heated.world/feed',
      1, 'A conversation about Keystone XL', 'https://heated.world/p/a-conversation-about-keystone-xl',
      'This past weekend, I was interviewed by Walt', None),
+    ('rss2-tumblr-entity-escaped-twice.xml', 'https://todayontumblr.tumblr.com/rss',
+     4, 'NEIL WON BEST ACTOR AT THE GAME AWARDS!!!!!!', 'https://www.tumblr.com/todayontumblr/736339394445918208',
+     'argetcross :\n\nNEIL WON BEST ACTOR AT THE GAME', None),
     ('rss2-wirecutter.xml', 'https://www.nytimes.com/wirecutter/feed/',
      1, 'How to Teach Someone a Board Game (and Even Have Fun Doing It)', 'https://www.nytimes.com/wirecutter/blog/how-to-teach-someone-a-board-game/',
      'Modern board games can be wonderfully complex and', None),
@@ -205,4 +230,7 @@ def test_the_feed_quirks_the_corpus_showed() -> None:
     # Reddit's link posts: the thumbnail's table cell and the text no longer run together.
     homelab = read("atom-reddit-homelab.xml", "https://ud.reddit.com/r/homelab/new/.rss").items
     assert all("submitted by /u/" in i.summary or i.summary for i in homelab)
+    # Tumblr's titles escape their entities twice ("That &amp;rsquo;s"): read as the HTML they are.
+    tumblr = read("rss2-tumblr-entity-escaped-twice.xml", "https://todayontumblr.tumblr.com/rss").items
+    assert tumblr[1].title.startswith("That \u2019s why they were rushing everyone \u2019s speeches")
     assert escape("<") == "&lt;"  # (escape() is what keeps '<' in feed text from forming Slack markup)
