@@ -591,6 +591,28 @@ def status(state: State, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--max-age", default="60s", show_default=True,
+              help="Unhealthy when the daemon's last sign of life is older than this.")
+@pass_state
+def health(state: State, max_age: str) -> None:
+    """Exit 0 if `feedrelay run` is alive and its event loop answers, else 1: for Docker's HEALTHCHECK or a monitor.
+
+    Needs no network and no [metrics]: it reads the heartbeat `run` keeps beside its database.
+    """
+    from feedrelay.config import database_of, parse_duration
+    from feedrelay.runtime.health import check as check_health
+
+    try:
+        limit = parse_duration(max_age)
+    except ValueError as exc:
+        fail(f"--max-age: {exc}")
+    # The database as `status` finds it: a config with a bad edit (which the daemon ignores) is no reason to fail.
+    result = check_health(state.db or database_of(state.config_path), limit)
+    click.echo(result.message if result.ok else f"feedrelay: unhealthy: {result.message}", err=not result.ok)
+    sys.exit(0 if result.ok else 1)
+
+
+@cli.command()
 @click.argument("channel", required=False)
 @pass_state
 def retry(state: State, channel: str | None) -> None:
