@@ -121,10 +121,11 @@ class _Context:
                 return False
         return True
 
-    def key_names(self) -> list[str]:
+    def key_names(self) -> list[str] | None:
+        """The keys the loader accepts in this table; None for a table of names of the user's choosing."""
         found = _error(self.place({**self.bases[0], _PROBE_KEY: 1}))
         if not found or "valid keys here: " not in found[1]:
-            raise RuntimeError(f"the loader did not list the keys of {self.name or 'the top level'}: {found}")
+            return None
         return found[1].split("valid keys here: ", 1)[1].split(", ")
 
     def required(self) -> list[str]:
@@ -137,7 +138,11 @@ unknown: list[str] = []  # key paths whose type the loader's wording did not tel
 
 
 def _object(ctx: _Context) -> dict[str, Any]:
-    properties = {key: _key(ctx, key) for key in ctx.key_names()}
+    names = ctx.key_names()
+    if names is None:  # (e.g. a table of HTTP header names): any keys; the loader checks them
+        unknown.append(ctx.prefix.rstrip("."))
+        return {"type": "object"}
+    properties = {key: _key(ctx, key) for key in names}
     schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if required := ctx.required():
         schema["required"] = required
@@ -214,8 +219,8 @@ def render() -> str:
 def main() -> None:
     text = render()
     for path in unknown:
-        print(f"feedrelay.config.schema: warning: {path}: type not recognised from the loader's message; the "
-              "schema leaves it untyped (teach _PHRASES the loader's wording)", file=sys.stderr)
+        print(f"feedrelay.config.schema: warning: {path}: the loader's messages did not tell its type or keys; the "
+              "schema leaves it open (teach _PHRASES the loader's wording)", file=sys.stderr)
     sys.stdout.write(text)
 
 
