@@ -108,7 +108,7 @@ class Daemon:
         while not self.stopping.is_set():
             self._heartbeat()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), health.BEAT_EVERY)
+                await asyncio.wait_for(self.stopping.wait(), CONFIG_CHECK)
             now_wall, now_mono = time.time(), time.monotonic()
             back = (now_mono - mono) - (now_wall - wall)
             wall, mono = now_wall, now_mono

@@ -1,8 +1,8 @@
 """Whether `feedrelay run` is alive, for `feedrelay health` (Docker's HEALTHCHECK, a systemd timer, a monitor).
 
-The daemon touches its database's lock file every few seconds from its event loop, so a fresh modification time
-says the loop runs (a blocked loop, a hung start, a dead process all leave it stale), and the pid in the file
-says which process. No network: nothing here asks Slack, whose outages a restart would not fix anyway."""
+The daemon touches its database's lock file every 2 seconds from its event loop (its clock watcher), so a fresh
+modification time says the loop runs (a blocked loop, a hung start, a dead process all leave it stale), and the
+pid in the file says which process. No network: nothing here asks Slack, whose outages a restart would not fix."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-BEAT_EVERY = 2.0  # seconds between heartbeats (the daemon's clock watcher ticks this often)
 STALE_AFTER = 60.0  # default for `feedrelay health --max-age`: a loop late by a minute is stuck, not busy
 
 
