@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from feedrelay.config import Config, ConfigError, Feed, format_duration, load_config
-from feedrelay.runtime import metrics
+from feedrelay.runtime import health, metrics
 from feedrelay.runtime.alerts import config_rejected
 from feedrelay.runtime.pipeline import FeedReport
 from feedrelay.runtime.relay import Relay
@@ -114,6 +114,7 @@ class Daemon:
         and delayed deliveries for that hour. This loop runs on the monotonic clock and moves them back with it."""
         wall, mono = time.time(), time.monotonic()
         while not self.stopping.is_set():
+            self._heartbeat()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), CONFIG_CHECK)
             now_wall, now_mono = time.time(), time.monotonic()
@@ -121,6 +122,12 @@ class Daemon:
             wall, mono = now_wall, now_mono
             if back >= CLOCK_STEP:
                 self._clock_stepped_back(back, now_wall)
+
+    def _heartbeat(self) -> None:
+        """For `feedrelay health`: this loop ran just now (a blocked event loop stops it)."""
+        if self.relay.db_path != ":memory:":
+            with contextlib.suppress(OSError):  # (a full or read-only disk shows up in the polls' own errors)
+                health.beat(self.relay.db_path)
 
     def _clock_stepped_back(self, back: float, now: float) -> None:
         log.warning("the system clock went back by %s; polls, Retry-After waits and message retries are moved back "
