@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from feedrelay.ingest.parsing import ParsedFeed, parse_feed
-from feedrelay.render.messages import escape, fit, render, safe_url
+from feedrelay.render import render
+from feedrelay.render.mrkdwn import escape, fit, safe_url
 
 CORPUS = Path(__file__).parent / "fixtures" / "feeds" / "realworld"
 
