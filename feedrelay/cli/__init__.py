@@ -15,7 +15,6 @@ from typing import Any
 
 import click
 
-from feedrelay import __version__
 from feedrelay.config import Config, ConfigError, Defaults, Feed, Route, format_duration, load_config
 from feedrelay.store import DB_ERRORS, describe
 
@@ -107,7 +106,7 @@ require_slack_option = click.option(
 @click.option("--db", envvar="FEEDRELAY_DB", show_envvar=True,
               help="SQLite database file (default: `database` in the config, else feedrelay.db beside it).")
 @click.option("-v", "--verbose", count=True, help="-v: debug logs (filter decisions); -vv: libraries too.")
-@click.version_option(__version__, prog_name="feedrelay")
+@click.version_option(package_name="feedrelay", prog_name="feedrelay")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str, db: str | None, verbose: int) -> None:
     """Relay RSS/Atom/JSON feeds, NVD CVEs and CISA KEV into Slack channels: filtered, once each, never lost."""

@@ -111,7 +111,7 @@ class Relay:
             # Worker processes pay off only with many feeds; a small relay parses in a thread and
             # starts in a fraction of a second.
             parse = self.parse_pool if len(self.config.feeds) >= PARALLEL_PARSE_MIN_FEEDS else None
-            cached = (feed, make_source(feed, self.fetcher, parse))
+            cached = (feed, make_source(feed, self.fetcher, parse, environ=self.environ))
             self._sources[feed.name] = cached
         return cached[1]
 
