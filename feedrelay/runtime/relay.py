@@ -23,6 +23,8 @@ from feedrelay.ingest.fetch import Fetcher
 from feedrelay.ingest.workers import ParsePool
 from feedrelay.runtime.metrics import Counters
 from feedrelay.runtime.pipeline import FeedReport, poll_feed
+from feedrelay.runtime.preview import Preview, preview
+from feedrelay.runtime.status import Status, read_status, status_of
 from feedrelay.sources import Source, make_source
 from feedrelay.store import DatabaseLock, Store
 
@@ -54,6 +56,7 @@ class Relay:
         self._daemon = False
         self._poll_slots = asyncio.Semaphore(POLL_CONCURRENCY)
         self.counters = Counters()  # totals since start, for /metrics
+        self._started = False
 
     async def __aenter__(self) -> Relay:
         await self.start()
@@ -63,6 +66,7 @@ class Relay:
         await self.close()
 
     async def start(self) -> None:
+        """Take the database (one Relay per database: a second one, in any process, is refused), open the sinks."""
         self._lock = DatabaseLock(self.db_path)  # before opening: a second process must not even migrate it
         try:
             self.store = Store(self.db_path)
@@ -78,6 +82,7 @@ class Relay:
         self.fetcher = Fetcher(timeout=d.timeout, max_body=d.max_body, max_redirects=d.max_redirects,
                                per_host=d.per_host)
         await self._open_sinks()
+        self._started = True
 
     async def _open_sinks(self) -> None:
         self.sinks = Sinks(self.config, self.environ, self.stream)
@@ -96,6 +101,7 @@ class Relay:
                             channel, stats["pending"])
 
     async def close(self) -> None:
+        self._started = False
         await self.deliverer.stop()
         await self.sinks.close()
         await self.fetcher.aclose()
@@ -216,6 +222,25 @@ class Relay:
             sent = self.outbox.prune(keep=max(d.dedupe_window, 7 * 86400))
         if removed or sent:
             log.info("pruned %d remembered item(s) and %d delivered message(s)", removed, sent)
+
+    # --- looking without touching -------------------------------------------------------------
+
+    def status(self) -> Status:
+        """What `feedrelay status` shows, as data. A Relay need not be started for it: it then reads its database
+        read-only, safe while another process runs the daemon on it (and before the first poll, with no database,
+        lists the configured feeds as never polled)."""
+        if self._started:
+            return status_of(self.store, self.config)
+        return read_status(self.db_path, self.config)
+
+    async def preview(self, target: str, limit: int = 20) -> Preview:
+        """Fetch a feed now (a configured feed's name, or any URL) and say, for its newest ``limit`` entries, what a
+        poll would do in each channel and which rule decided: decided as a poll decides, with what the database
+        knows. Posts nothing, writes nothing; works on a Relay that is not started, read-only."""
+        if self._started:
+            return await preview(target, self.config, self.db_path, limit=limit, environ=self.environ,
+                                 fetcher=self.fetcher, store=self.store)
+        return await preview(target, self.config, self.db_path, limit=limit, environ=self.environ)
 
     # --- daemon -------------------------------------------------------------------------------
 
