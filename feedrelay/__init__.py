@@ -57,6 +57,7 @@ _EXPORTS = {
     "SourceError": "feedrelay.sources",
     "StoreError": "feedrelay.store",
     "FeedNotFound": "feedrelay.runtime.preview",
+    "FetchError": "feedrelay.ingest.fetch",
 }
 
 # (spelled out for readers and linters; a test keeps it equal to _EXPORTS)
@@ -71,6 +72,7 @@ __all__ = [
     "FeedNotFound",
     "FeedReport",
     "FeedStatus",
+    "FetchError",
     "Filter",
     "Item",
     "Outcome",
@@ -99,6 +101,7 @@ if TYPE_CHECKING:
     from feedrelay.config import Channel, Config, ConfigError, Defaults, Feed, Filter, Route, load_config, parse_config
     from feedrelay.delivery.deliverer import ChannelReport
     from feedrelay.delivery.sinks import Outcome, Sink
+    from feedrelay.ingest.fetch import FetchError
     from feedrelay.model import Item
     from feedrelay.registry import SinkContext, SourceContext, register_sink, register_source
     from feedrelay.runtime.pipeline import FeedReport

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,3 +116,39 @@ def test_the_nvd_source_reads_its_api_key_from_the_relays_environment(
     assert poll({"NVD_API_KEY": "key-given-to-the-relay"}) == ["key-given-to-the-relay"]
     assert poll({}) == [None]
     assert os.environ["NVD_API_KEY"] == "from-the-process-environment"  # (there, and never read)
+
+
+PUBLIC = {
+    "__version__", "load_config", "parse_config", "Config", "Feed", "Channel", "Route", "Filter", "Defaults",
+    "Relay", "FeedReport", "ChannelReport", "Status", "FeedStatus", "ChannelStatus", "read_status", "Preview",
+    "PreviewEntry", "PreviewVerdict", "Item", "Source", "PollResult", "Sink", "Outcome", "register_source",
+    "register_sink", "SourceContext", "SinkContext", "ConfigError", "SourceError", "StoreError", "FeedNotFound",
+    "FetchError",
+}
+
+
+def test_the_declared_api_is_what_import_feedrelay_gives() -> None:
+    # Removing or renaming one of these breaks library users: change this list only on purpose, and say so.
+    assert set(feedrelay.__all__) == PUBLIC and len(feedrelay.__all__) == len(PUBLIC)
+    assert set(feedrelay.__all__) == {"__version__", *feedrelay._EXPORTS}
+    for name in PUBLIC:
+        assert getattr(feedrelay, name) is not None, name
+    assert issubclass(feedrelay.ConfigError, Exception) and issubclass(feedrelay.SourceError, Exception)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        feedrelay.Nope  # noqa: B018
+
+
+def test_import_feedrelay_is_cheap_and_the_version_has_one_source(tmp_path: Path) -> None:
+    # The CLI starts with `import feedrelay`: the API's names load on first use, not with it.
+    heavy = "('sqlite_utils', 'httpx', 'aiohttp', 'slack_sdk', 'feedparser')"
+    probe = f"import sys, feedrelay, feedrelay.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.strip() == "[]"
+    from importlib.metadata import version
+
+    assert feedrelay.__version__ == version("feedrelay")
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert f'\nversion = "{feedrelay.__version__}"\n' in pyproject
+    package = Path(feedrelay.__file__).parent
+    literals = [p for p in package.rglob("*.py") if re.search(r"""__version__\s*=\s*["']""", p.read_text())]
+    assert literals == []  # pyproject.toml is the one place it is written
