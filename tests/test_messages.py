@@ -255,6 +255,7 @@ hostile_text = st.one_of(
 )
 
 
+@pytest.mark.e2e  # (at full scale: the slow tier)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(title=hostile_text, summary=hostile_text, link=urls, feed=hostile_text, author=hostile_text)
 def test_property_no_mentions_and_only_our_links(title: str, summary: str, link: str, feed: str,

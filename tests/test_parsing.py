@@ -106,6 +106,7 @@ def test_a_relative_content_location_header_is_resolved_not_taken_as_the_base(co
     assert [i.link for i in items] == ["https://blog.example.com/posts/1", "https://blog.example.com/feeds/posts/2"]
 
 
+@pytest.mark.e2e  # (at full scale: the slow tier)
 def test_a_feed_of_hundreds_of_thousands_of_tiny_entries_is_read_up_to_the_cap() -> None:
     # 10 MB of "<item>"s: 350,000 entries would be 17 s of parsing, 350 MB, and as many rows for the relay.
     body = (b'<rss version="2.0"><channel><title>t</title>'

@@ -342,6 +342,10 @@ def _check_regexes(c: _Checker, patterns: tuple[str, ...], keypath: str) -> None
             regex.compile(pattern)
         except regex.error as exc:
             raise c.fail(f"{keypath}[{i}]", f"invalid regular expression {pattern!r}: {exc}") from None
+        except RecursionError:
+            # (the regex module's parser recurses per group: thousands of nested groups exhaust the stack)
+            raise c.fail(f"{keypath}[{i}]", f"regular expression nested too deeply ({pattern[:40]!r}…); "
+                         "simplify the pattern") from None
 
 
 def _valid_url(url: str) -> bool:

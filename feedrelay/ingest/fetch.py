@@ -210,7 +210,7 @@ class _EnvironmentProxies:
         if not self._env:
             return None
         proxy = self._env.get(url.scheme) or self._env.get("all")
-        if not proxy or urllib.request.proxy_bypass_environment(url.host, self._env):
+        if not proxy or urllib.request.proxy_bypass_environment(url.host, self._env):  # type: ignore[attr-defined]
             return None
         if proxy not in self._transports:
             try:

@@ -50,7 +50,7 @@ def _when(entry: Any) -> tuple[datetime | None, str]:
         parsed = dict.get(entry, f"{key}_parsed")
         if parsed:
             try:
-                return datetime(*parsed[:6], tzinfo=UTC), entry.get(key, "")
+                return datetime(*parsed[:6], tzinfo=UTC), entry.get(key, "")  # type: ignore[misc]  # (a struct_time)
             except (TypeError, ValueError):
                 continue
     raw = entry.get("published") or entry.get("updated") or ""
@@ -203,9 +203,9 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
     parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False,
                               resolve_relative_uris=False)
     warning = None
-    exc = parsed.get("bozo_exception")
-    if parsed.get("bozo") and not _about_headers(exc):
-        warning = f"malformed feed, parsed what we could: {type(exc).__name__}: {str(exc)[:200]}"
+    problem = parsed.get("bozo_exception")
+    if parsed.get("bozo") and not _about_headers(problem):
+        warning = f"malformed feed, parsed what we could: {type(problem).__name__}: {str(problem)[:200]}"
     if capped:
         warning = TOO_MANY
     if not parsed.get("version") and not parsed.entries:
