@@ -104,3 +104,31 @@ def test_cross_posted_article_is_a_skip_in_preview_as_the_outbox_skips_it(tmp_pa
     assert "skip → readings: the same article went to readings from another feed within dedupe_window (30d)" \
         in shown.out
     assert relay("once").code == 0 and len(fake_slack.posts) == 1
+
+
+def test_preview_reads_a_feeds_row_as_the_relays_start_will_leave_it(tmp_path: Path) -> None:
+    # preview may not write, so it applies Store.sync_feeds' rule itself (as_synced): the two must agree for each
+    # edit a daemon has not seen yet (a new URL, a new type, a feed added back), or preview misjudges first polls.
+    from dataclasses import replace
+
+    from feedrelay.runtime.pipeline import as_synced
+    from feedrelay.store import Store
+
+    store = Store(tmp_path / "s.db")
+    base = feedrelay.Feed(name="F", url="https://a.example/feed", kind="rss", interval=900, backlog=0,
+                          routes=(feedrelay.Route("x"),))
+    edits = {"unchanged": base, "moved": replace(base, url="https://b.example/feed"),
+             "retyped": replace(base, kind="kev")}
+    for label, edited in edits.items():
+        for removed in (False, True):
+            store.sync_feeds([("F", base.url, base.kind)])
+            store.record_success("F", {"etag": "x"}, warning=None, listed=3, listing_gen=1)
+            if removed:
+                store.sync_feeds([])  # the feed was taken out of the config, and now comes back
+            before = store.feed("F")
+            store.sync_feeds([(edited.name, edited.url, edited.kind)])
+            assert as_synced(before, edited) == store.feed("F"), (label, removed)
+    new = replace(base, name="G")
+    store.sync_feeds([("G", new.url, new.kind)])
+    assert as_synced(None, new) == store.feed("G")  # a feed never seen before
+    store.close()
