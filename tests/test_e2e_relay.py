@@ -707,17 +707,29 @@ def test_sigterm_with_slack_hanging_exits_within_docker_stops_grace_and_loses_no
 
 def test_preview_explains_decisions_and_posts_nothing(relay: Relay, feed_server: FeedServer,
                                                       fake_slack: FakeSlack) -> None:
-    feed_server.set("/f.xml", rss([
-        {"guid": "1", "title": "Kubernetes 1.40 released", "link": "http://example.com/1"},
-        {"guid": "2", "title": "Our new webinar series", "link": "http://example.com/2"},
-    ]))
+    entries = [{"guid": "1", "title": "Kubernetes 1.40 released", "link": "http://example.com/1"},
+               {"guid": "2", "title": "Our new webinar series", "link": "http://example.com/2"}]
+    feed_server.set("/f.xml", rss(entries))
     relay.configure(feeds=[{"name": "Blog", "url": feed_server.url("/f.xml"), "routes": [
         {"channel": "readings", "include": ["kubernetes", "webinar"], "exclude": ["webinar series"]}]}])
+    # Not polled yet: its first poll posts none of them (preview says so), and shows which rule decides later.
+    result = relay("preview", "Blog")
+    assert result.code == 0, result.output
+    assert ('skip → readings: first poll: remembered, not posted (backlog = 0); included by keyword "kubernetes"'
+            in result.out)
+    assert 'skip → readings: excluded by keyword "webinar series"' in result.out
+    assert fake_slack.posts == [] and not relay.db.exists()  # a preview writes nothing
+
+    feed_server.set("/f.xml", rss([]))
+    assert relay("once").code == 0
+    feed_server.set("/f.xml", rss(entries))
+    before = relay.db.read_bytes()
     result = relay("preview", "Blog")
     assert result.code == 0, result.output
     assert 'post → readings: included by keyword "kubernetes"' in result.out
     assert 'skip → readings: excluded by keyword "webinar series"' in result.out
-    assert fake_slack.posts == [] and not relay.db.exists()  # a preview writes nothing
+    assert fake_slack.posts == [] and relay.db.read_bytes() == before
+    assert relay("once").code == 0 and titles(fake_slack.posts) == ["Kubernetes 1.40 released"]
 
     missing = relay("preview", "Nope")
     assert missing.code == 2 and "no feed named 'Nope'" in missing.err

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import time
 from datetime import UTC, datetime
@@ -16,9 +15,7 @@ from typing import Any
 
 import click
 
-from feedrelay import __version__
-from feedrelay.config import Config, ConfigError, Defaults, Feed, Route, format_duration, load_config
-from feedrelay.store import DB_ERRORS, describe
+from feedrelay.config import Config, ConfigError, format_duration, load_config
 
 log = logging.getLogger("feedrelay")
 
@@ -165,6 +162,73 @@ class State:
 
 pass_state = click.make_pass_decorator(State)
 
+
+def _db_errors() -> tuple[type[Exception], ...]:
+    """What a database failure raises. Imported when one happens (an `except` evaluates it only then): the
+    store pulls in sqlite-utils, which `--help`, `check` and shell completion do not need."""
+    from feedrelay.store import DB_ERRORS
+
+    return DB_ERRORS
+
+
+def describe(exc: Exception, db: str) -> str:
+    from feedrelay.store import describe
+
+    return describe(exc, db)
+
+
+CONFIG_PATH = click.Path(dir_okay=False, path_type=str)
+DB_PATH = click.Path(dir_okay=False, path_type=str)
+META_CONFIG, META_DB = "feedrelay.config", "feedrelay.db"
+
+
+def _after_command(key: str, attribute: str) -> Any:
+    """`feedrelay run -c FILE` as well as `feedrelay -c FILE run`: the value given after the command wins."""
+
+    def store(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value is None:
+            return
+        ctx.meta[key] = value  # (for shell completion, where the group's callback does not run)
+        if isinstance(ctx.obj, State):
+            setattr(ctx.obj, attribute, value)
+
+    return store
+
+
+def path_options(f: Any) -> Any:
+    """-c/--config and --db on a command, so they work after its name as well as before it."""
+    f = click.option("--db", type=DB_PATH, expose_value=False, callback=_after_command(META_DB, "db"),
+                     help="SQLite database file (as before the command; FEEDRELAY_DB).")(f)
+    return click.option("-c", "--config", type=CONFIG_PATH, expose_value=False,
+                        callback=_after_command(META_CONFIG, "config_path"),
+                        help="The feeds.toml to use (as before the command; FEEDRELAY_CONFIG).")(f)
+
+
+def _completion_config(ctx: click.Context) -> Config | None:
+    """The config the command line names, for completing feed and channel names; None if it does not load."""
+    root = ctx.find_root()
+    path = ctx.meta.get(META_CONFIG) or root.params.get("config_path") or os.environ.get("FEEDRELAY_CONFIG")
+    try:
+        return load_config(path or "feeds.toml")
+    except (ConfigError, OSError, ValueError):
+        return None  # completion offers nothing rather than an error in the middle of a command line
+
+
+def complete_feeds(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    from click.shell_completion import CompletionItem
+
+    config = _completion_config(ctx)
+    return [CompletionItem(f.name, help=f"{f.kind} feed") for f in (config.feeds if config else ())
+            if f.name.casefold().startswith(incomplete.casefold())]
+
+
+def complete_channels(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    from click.shell_completion import CompletionItem
+
+    config = _completion_config(ctx)
+    return [CompletionItem(name, help=ch.target or ch.kind) for name, ch in (config.channels.items() if config else ())
+            if name.casefold().startswith(incomplete.casefold())]
+
 REQUIRE_SLACK_ENV = "FEEDRELAY_REQUIRE_SLACK"
 # Without credentials a channel prints to the terminal and its messages count as delivered: right for trying
 # feedrelay out, silent loss in production (a variable dropped from a unit file or `docker run`).
@@ -175,18 +239,23 @@ require_slack_option = click.option(
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-c", "--config", "config_path", default="feeds.toml", envvar="FEEDRELAY_CONFIG", show_default=True,
-              show_envvar=True, help="The feeds.toml to use.")
-@click.option("--db", envvar="FEEDRELAY_DB", show_envvar=True,
-              help="SQLite database file (default: `database` in the config, else feedrelay.db beside it).")
+@click.option("-c", "--config", "config_path", type=CONFIG_PATH, default="feeds.toml", envvar="FEEDRELAY_CONFIG",
+              show_default=True, show_envvar=True, help="The feeds.toml to use (also accepted after the command).")
+@click.option("--db", type=DB_PATH, envvar="FEEDRELAY_DB", show_envvar=True,
+              help="SQLite database file (default: `database` in the config, else feedrelay.db beside it). Also "
+                   "accepted after the command.")
 @click.option("-v", "--verbose", count=True, help="-v: debug logs (filter decisions); -vv: libraries too.")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", envvar="FEEDRELAY_LOG_FORMAT",
               show_default=True, show_envvar=True,
               help="json: one JSON object per line (time, level, logger, message, exception), for log shippers.")
-@click.version_option(__version__, prog_name="feedrelay")
+@click.version_option(package_name="feedrelay", prog_name="feedrelay")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str, db: str | None, verbose: int, log_format: str) -> None:
-    """Relay RSS/Atom/JSON feeds, NVD CVEs and CISA KEV into Slack channels: filtered, once each, never lost."""
+    """Relay RSS/Atom/JSON feeds, NVD CVEs and CISA KEV into Slack channels: filtered, once each, never lost.
+
+    Shell completion (commands, options, feed and channel names): see "Shell completion" in the README, e.g.
+    eval "$(_FEEDRELAY_COMPLETE=bash_source feedrelay)" in ~/.bashrc.
+    """
     from feedrelay.cli.credentials import CredentialError, apply_credentials
 
     ctx.obj = State(config_path, db, verbose, log_format)
@@ -203,11 +272,14 @@ def cli(ctx: click.Context, config_path: str, db: str | None, verbose: int, log_
 def _run(coro: Any, db: str) -> Any:
     try:
         return asyncio.run(coro)
-    except DB_ERRORS as exc:
+    except _db_errors() as exc:
         fail(describe(exc, db), 1)
 
 
-@cli.command()
+@cli.command(short_help="Run the daemon: poll and deliver until stopped.",
+             epilog=("Exit status: 0 when stopped (Ctrl-C, SIGTERM); 1 if the database cannot be used or another "
+                     "feedrelay uses it; 2 if the config or the command line is wrong."))
+@path_options
 @require_slack_option
 @pass_state
 def run(state: State, require_slack: bool) -> None:
@@ -241,7 +313,11 @@ def run(state: State, require_slack: bool) -> None:
     _run(main(), state.db_path(config))
 
 
-@cli.command()
+@cli.command(short_help="Poll every feed once, deliver, exit (for cron).",
+             epilog=("Exit status: 0 when every feed was polled and every message delivered; 1 if a feed failed, a"
+                     " message is still queued or the database cannot be used; 2 if the config or the command line"
+                     " is wrong."))
+@path_options
 @click.option("--max-wait", default="120s", show_default=True,
               help="How long to keep retrying deliveries (rate limits, outages) before giving up for this run.")
 @require_slack_option
@@ -289,7 +365,10 @@ def once(state: State, max_wait: str, require_slack: bool) -> None:
     sys.exit(_run(main(), state.db_path(config)))
 
 
-@cli.command()
+@cli.command(short_help="Validate the config file.",
+             epilog=("Exit status: 0 when the config is valid; 2 when it is not (or, with --require-slack, a "
+                     "channel's variable is unset)."))
+@path_options
 @require_slack_option
 @pass_state
 def check(state: State, require_slack: bool) -> None:
@@ -321,9 +400,12 @@ def check(state: State, require_slack: bool) -> None:
 
 
 
-@cli.command("import-opml")
+@cli.command("import-opml", short_help="Subscribe to the feeds an OPML file lists.",
+             epilog=("Exit status: 0 when the feeds were added (or there was nothing to add, or --dry-run); 1 if "
+                     "the config file cannot be written; 2 if the OPML file, a --channel or the config is wrong."))
+@path_options
 @click.argument("file", type=click.File("rb"))
-@click.option("--channel", "channels", multiple=True, required=True, metavar="NAME",
+@click.option("--channel", "channels", multiple=True, required=True, metavar="NAME", shell_complete=complete_channels,
               help="A channel from the config for every imported feed (repeat for several).")
 @click.option("--interval", default="", help="Poll interval for these feeds, e.g. 1h (default: [defaults] interval).")
 @click.option("--dry-run", is_flag=True, help="Print the [[feeds]] tables instead of adding them to the config.")
@@ -401,7 +483,9 @@ def _replace(path: Path, text: str) -> None:
         fail(f"{path}: cannot write: {exc.strerror}; use --dry-run and add the output to the file yourself", 1)
 
 
-@cli.command("export-opml")
+@cli.command("export-opml", short_help="Print the configured feeds as OPML.",
+             epilog=("Exit status: 0 on success; 2 if the config is wrong."))
+@path_options
 @pass_state
 def export_opml(state: State) -> None:
     """Print the configured RSS/Atom/JSON feeds as an OPML file, for a feed reader or another feedrelay."""
@@ -410,8 +494,12 @@ def export_opml(state: State) -> None:
     sys.stdout.buffer.write(write_opml(state.config()))
 
 
-@cli.command()
-@click.argument("target")
+@cli.command(short_help="Show what a feed would post where, now.",
+             epilog=("Exit status: 0 when the feed was fetched and shown; 1 if the fetch failed or the database "
+                     "cannot be read; 2 if TARGET is not a feed of the config nor a URL, or the config or the "
+                     "command line is wrong."))
+@path_options
+@click.argument("target", shell_complete=complete_feeds)
 # At least 1: the limit slices the item list, where -1 would mean "all but the last".
 @click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(min=1),
               help="Show at most this many items.")
@@ -421,94 +509,48 @@ def preview(state: State, target: str, limit: int) -> None:
 
     TARGET is a feed name from the config, or any URL.
     """
-    from feedrelay.decide.decider import oldest_first, route
-    from feedrelay.ingest.fetch import Fetcher
-    from feedrelay.sources import SourceError, make_source
+    from feedrelay.runtime.preview import FeedNotFound
+    from feedrelay.runtime.preview import preview as preview_feed
+    from feedrelay.sources import SourceError
 
     config: Config | None = None
     if Path(state.config_path).exists() or not target.startswith(("http://", "https://")):
         config = state.config()
-    feed = config.feed(target) if config else None
-    if feed is None:
-        if not target.startswith(("http://", "https://")):
-            names = ", ".join(f.name for f in config.feeds) if config else ""
-            fail(f"no feed named {target!r} in {state.config_path} (feeds: {names or 'none'}); or give a URL")
-        feed = Feed(name=target, url=target, kind="rss", interval=900, backlog=0, routes=(Route("(any)"),))
-    defaults = config.defaults if config else Defaults()
-    configured = config is not None and config.feed(feed.name) is not None
-    known = _known_keys(state.db_path(config), feed.name) if configured else None
-    not_polled = configured and _not_polled_yet(state.db_path(config), feed)
-
-    async def main() -> list[Any]:
-        async with Fetcher(timeout=defaults.timeout, max_body=defaults.max_body) as fetcher:
-            return (await make_source(feed, fetcher).poll({})).items
-
+    db = state.db_path(config)
     try:
-        items = asyncio.run(main())
+        shown = asyncio.run(preview_feed(target, config, db, limit=limit, environ=os.environ))
+    except FeedNotFound as exc:
+        fail(str(exc))
     except SourceError as exc:
-        fail(f"feed {feed.name!r}: {exc}", 1)
-    items = list(reversed(oldest_first(items)))[:limit]
-    click.echo(f"{feed.name}: {len(items)} item(s) shown, newest first\n")
-    if not_polled and items:
-        # "post" below is what the filters say; the first poll itself is silent, which surprises otherwise.
+        fail(f"feed {target!r}: {exc}", 1)
+    except _db_errors() as exc:
+        fail(describe(exc, db), 1)
+    feed = shown.feed
+    click.echo(f"{feed.name}: {len(shown.entries)} item(s) shown, newest first\n")
+    if shown.first_poll and shown.entries:
         posted = "none of them" if feed.backlog == 0 else f"only the newest {feed.backlog}"
         click.echo(f"not polled yet: its first poll remembers these entries and posts {posted} (backlog = "
-                   f"{feed.backlog}); entries published after it are posted as shown\n")
-    _, verdicts = route(feed, items)
-    by_item: dict[str, list[Any]] = {}
-    for v in verdicts:
-        by_item.setdefault(v.item.key, []).append(v)
-    for item in items:
-        seen = "" if known is None else (" (already seen)" if item.key in known else " (new)")
+                   f"{feed.backlog}); entries published after it are posted as their filters decide\n")
+    for entry in shown.entries:
+        item = entry.item
+        seen = "" if entry.seen is None else (" (already seen)" if entry.seen else " (new)")
         date = item.published.strftime("%Y-%m-%d %H:%M") if item.published else "no date"
         click.echo(f"• {item.title or '(untitled)'}{seen}\n  {date}  {item.link or '(no link)'}")
-        for v in by_item.get(item.key, []) if configured else []:
-            if known is not None and item.key in known:
-                click.echo(f"  seen → {v.channel}: already remembered, never posted twice ({v.decision.reason})")
-            else:
-                click.echo(f"  {'post' if v.decision.passed else 'skip'} → {v.channel}: {v.decision.reason}")
+        for v in entry.verdicts:
+            click.echo(f"  {v.action} → {v.channel}: {v.reason}")
         click.echo()
 
 
-def _not_polled_yet(db: str, feed: Feed) -> bool:
-    """Whether the feed's next poll is a silent first poll (a new feed, or one renamed or retyped)."""
-    if not Path(db).exists():
-        return True
-    from feedrelay.store import Store
-
-    try:
-        store = Store(db, readonly=True)
-        row = store.feed(feed.name)
-        store.close()
-    except DB_ERRORS:
-        return False
-    # (a moved feed, url_changed, may post what its new URL lists above the old entries: not claimed here)
-    return row is None or not row.active or (not row.initialized and not row.url_changed) or row.kind != feed.kind
-
-
-def _known_keys(db: str, feed: str) -> set[str] | None:
-    if not Path(db).exists():
-        return None
-    from feedrelay.store import Store
-
-    try:
-        store = Store(db, readonly=True)
-        rows = store.db.execute("SELECT key FROM items WHERE feed = ?", [feed]).fetchall()
-        store.close()
-        return {r[0] for r in rows}
-    except DB_ERRORS:
-        return None
-
-
-@cli.command()
+@cli.command(short_help="Show each feed's and channel's state.",
+             epilog=("Exit status: 0 when shown (also before the first poll, and with a warning while the config "
+                     "is broken); 1 if the database cannot be read, or there is neither a database nor a config."))
+@path_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_state
 def status(state: State, as_json: bool) -> None:
     """Per feed: last poll, last error, items remembered, deliveries pending or failed. Safe while running."""
     from feedrelay.config import database_of
-    from feedrelay.delivery.outbox import Outbox
-    from feedrelay.ingest.fetch import public_url
-    from feedrelay.store import Store
+    from feedrelay.runtime.status import ago, read_status
 
     config: Config | None = None
     db = state.db
@@ -521,81 +563,34 @@ def status(state: State, as_json: bool) -> None:
                        "what the database holds)", err=True)
             db = db or database_of(state.config_path)
     db = db or state.db_path(config)
-    if not Path(db).exists():
-        fail(f"{db}: no database yet; run `feedrelay once` or `feedrelay run` first", 1)
     try:
-        store = Store(db, readonly=True)
-        # status is where people look when something is off: check the file's structure too.
-        if (check := store.db.execute("PRAGMA quick_check(1)").fetchone()[0]) != "ok":
-            raise sqlite3.DatabaseError(f"database disk image is malformed: {' '.join(check.split())}")
-        feeds = store.feeds()
-        items = store.count_items()
-        outbox = Outbox(store)
-        per_feed = outbox.feed_stats()
-        per_channel = outbox.channel_stats()
-        store.close()
-    except DB_ERRORS as exc:
+        report = read_status(db, config)
+    except _db_errors() as exc:
         fail(describe(exc, db), 1)
-    configured = {f.name for f in config.feeds} if config else {f.name for f in feeds if f.active}
-    rows: list[dict[str, Any]] = []
-    for f in feeds:
-        if f.name not in configured and not per_feed.get(f.name):
-            continue
-        d = per_feed.get(f.name, {})
-        rows.append({
-            "feed": f.name, "url": public_url(f.url), "configured": f.name in configured,
-            "last_poll": f.last_poll, "last_success": f.last_success, "error": f.last_error,
-            "failing_since": f.error_since, "consecutive_errors": f.errors, "warning": f.warning,
-            "items": items.get(f.name, 0), "pending": d.get("pending", 0), "failed": d.get("failed", 0),
-            "waiting_until": f.not_before if f.not_before and f.not_before > time.time() else None,
-        })
-    for name in sorted(configured - {f.name for f in feeds}):
-        rows.append({"feed": name, "url": "", "configured": True, "last_poll": None, "last_success": None,
-                     "error": None, "failing_since": None, "consecutive_errors": 0, "warning": None,
-                     "items": 0, "pending": 0, "failed": 0, "waiting_until": None})
-    if config:
-        for name, c in per_channel.items():
-            c["configured"] = name in config.channels
-        for name in config.channels.keys() - per_channel.keys():  # (a new channel is there too, with nothing yet)
-            per_channel[name] = {"pending": 0, "failed": 0, "sent": 0, "oldest_pending": None, "failing": None,
-                                 "last_error": None, "configured": True}
+    for note in report.notes:
+        click.echo(f"feedrelay: {note}", err=True)
     if as_json:
-        click.echo(json.dumps({"feeds": rows, "channels": per_channel}, indent=2))
+        click.echo(json.dumps(report.to_json(), indent=2))
         return
     now = time.time()
     click.echo(f"{'FEED':<28} {'LAST POLL':>10} {'ITEMS':>6} {'PENDING':>7} {'FAILED':>6}  STATE")
-    for r in rows:
-        health = "never polled" if r["last_poll"] is None else "ok"
-        if r["error"]:
-            health = f"ERROR ({r['consecutive_errors']}×): {r['error']}"
-        elif r["warning"]:
-            health = f"ok, warning: {r['warning']}"
-        if r["waiting_until"]:
-            until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(r["waiting_until"]))
-            health += f"; not polled until {until}, as the server asked (Retry-After)"
-        if not r["configured"]:
-            health = "removed from config; " + health
-        click.echo(f"{r['feed'][:28]:<28} {_ago(r['last_poll'], now):>10} {r['items']:>6} {r['pending']:>7} "
-                   f"{r['failed']:>6}  {health}")
-    if per_channel:
+    for f in report.feeds:
+        click.echo(f"{f.feed[:28]:<28} {ago(f.last_poll, now):>10} {f.items:>6} {f.pending:>7} {f.failed:>6}  "
+                   f"{f.state}")
+    if report.channels:
         click.echo(f"\n{'CHANNEL':<28} {'SENT':>6} {'PENDING':>7} {'FAILED':>6}  STATE")
-        for name, c in sorted(per_channel.items()):
-            health = f"FAILING: {c['failing']}" if c.get("failing") else "ok" if c.get("sent") else "nothing sent yet"
-            if c.get("pending") and c.get("last_error") and not c.get("failing"):
-                health = f"retrying: {c['last_error']} (oldest waiting {_ago(c['oldest_pending'], now)})"
-            if c.get("configured") is False:
-                # Nothing sends these: a last error or "ok" would say otherwise.
-                health = ("removed from config; " + (f"{c['pending']} message(s) wait until it is added back"
-                                                     if c.get("pending") else "nothing waits"))
-            click.echo(f"{name[:28]:<28} {c.get('sent', 0):>6} {c.get('pending', 0):>7} {c.get('failed', 0):>6}  "
-                       f"{health}")
-    if any(r["error"] for r in rows) or any(c.get("failing") or c.get("failed") for c in per_channel.values()):
+        for name, c in sorted(report.channels.items()):
+            click.echo(f"{name[:28]:<28} {c.sent:>6} {c.pending:>7} {c.failed:>6}  {c.state(now)}")
+    if report.needs_attention:
         from feedrelay.runtime.alerts import RUNBOOKS
 
         click.echo(f"\nWhat to do: {RUNBOOKS} (a feed keeps failing, a channel is failing, rejected messages)")
 
 
-@cli.command()
+@cli.command(short_help="Exit 0 if the running daemon is alive (for Docker's HEALTHCHECK).",
+             epilog="Exit status: 0 when `feedrelay run` is alive and answering; 1 when it is not; 2 if the command "
+                    "line is wrong.")
+@path_options
 @click.option("--max-age", default="60s", show_default=True,
               help="Unhealthy when the daemon's last sign of life is older than this.")
 @pass_state
@@ -617,8 +612,11 @@ def health(state: State, max_age: str) -> None:
     sys.exit(0 if result.ok else 1)
 
 
-@cli.command()
-@click.argument("channel", required=False)
+@cli.command(short_help="Queue the messages Slack rejected again.",
+             epilog=("Exit status: 0 when done; 1 if there is no database, no message for CHANNEL, or the database"
+                     " cannot be used; 2 if the config or the command line is wrong."))
+@path_options
+@click.argument("channel", required=False, shell_complete=complete_channels)
 @pass_state
 def retry(state: State, channel: str | None) -> None:
     """Queue messages Slack rejected (status FAILED) again, for all channels or one."""
@@ -637,23 +635,9 @@ def retry(state: State, channel: str | None) -> None:
             fail(f"no messages for channel {channel!r} in {db} (channels: {', '.join(sorted(known)) or 'none'})", 1)
         n = outbox.retry_failed(channel)
         store.close()
-    except DB_ERRORS as exc:
+    except _db_errors() as exc:
         fail(describe(exc, db), 1)
     click.echo(f"{n} rejected message(s) queued again; failing channels will be retried at once")
-
-
-def _ago(ts: float | None, now: float) -> str:
-    if ts is None:
-        return "never"
-    return _rough_duration(max(0.0, now - ts)) + " ago"
-
-
-def _rough_duration(seconds: float) -> str:
-    """Rounded to one unit: right for an age ("2h ago"), wrong for a configured value (see format_duration)."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 def main() -> None:

@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from feedrelay import registry
+
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_TOKEN_ENV = "SLACK_BOT_TOKEN"
-DEFAULT_URLS = {
-    "nvd": "https://services.nvd.nist.gov/rest/json/cves/2.0",
-    "kev": "https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json",
-}
 FILTER_FIELDS = ("title", "summary", "content", "categories", "author")
 DEFAULT_FILTER_FIELDS = ("title", "summary", "categories")
 
@@ -154,7 +152,7 @@ class HttpOptions:
 class Feed:
     name: str
     url: str
-    kind: str  # rss | nvd | kev
+    kind: str  # rss | nvd | kev, or a kind registered with feedrelay.register_source
     interval: float
     backlog: int
     routes: tuple[Route, ...]
@@ -550,9 +548,10 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
     if not name:
         raise c.fail(f"{keypath}.name", "every feed needs a name (used in messages, logs and `status`)")
     kind = c.get(t, "type", keypath, str, "rss")
-    if kind not in ("rss", "nvd", "kev"):
-        raise c.fail(f"{keypath}.type", f"expected rss, nvd or kev; got {kind!r}")
-    url = c.get(t, "url", keypath, str, "").strip() or DEFAULT_URLS.get(kind, "")
+    if (source_kind := registry.source_kind(kind)) is None:
+        *others, last = registry.source_kinds()
+        raise c.fail(f"{keypath}.type", f"expected {', '.join(others)} or {last}; got {kind!r}")
+    url = c.get(t, "url", keypath, str, "").strip() or source_kind.default_url
     if not url:
         raise c.fail(f"{keypath}.url", f"feed {name!r} needs a url")
     if url and not _valid_url(url):

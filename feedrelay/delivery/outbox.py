@@ -37,9 +37,20 @@ class Outbox:
         alert goes once per incident. Rows of ``except_feed`` do not count: a feed's own entries are told
         apart by the decider (two podcast episodes may share a link and a title)."""
         now = time.time() if now is None else now
+        queued = self.admit(deliveries, window=window, now=now, except_feed=except_feed)
+        self.db.conn.executemany(
+            "INSERT INTO outbox (channel, feed, item_key, dedupe_key, message, created) VALUES (?, ?, ?, ?, ?, ?)",
+            [(d.channel, d.feed, d.item_key, d.dedupe_key, json.dumps(d.message), now) for d in queued],
+        )
+        return queued
+
+    def admit(self, deliveries: Iterable[Delivery], *, window: float, now: float | None = None,
+              except_feed: str | None = None) -> list[Delivery]:
+        """The deliveries :meth:`enqueue` would queue, without writing (`preview` asks this on a read-only store)."""
+        now = time.time() if now is None else now
         deliveries = list(deliveries)
         taken = self._recent(deliveries, since=now - window, except_feed=except_feed)
-        queued: list[Delivery] = []
+        admitted: list[Delivery] = []
         batch: set[tuple[str, str]] = set()
         for d in deliveries:
             if (d.channel, d.dedupe_key) in taken or (d.channel, d.legacy_dedupe_key) in taken:
@@ -47,12 +58,8 @@ class Outbox:
             if (d.channel, d.item_key) in batch:
                 continue  # one item routed to a channel twice goes once (entries alike are the decider's call)
             batch.add((d.channel, d.item_key))
-            queued.append(d)
-        self.db.conn.executemany(
-            "INSERT INTO outbox (channel, feed, item_key, dedupe_key, message, created) VALUES (?, ?, ?, ?, ?, ?)",
-            [(d.channel, d.feed, d.item_key, d.dedupe_key, json.dumps(d.message), now) for d in queued],
-        )
-        return queued
+            admitted.append(d)
+        return admitted
 
     def _recent(self, deliveries: list[Delivery], *, since: float, except_feed: str | None) -> set[tuple[str, str]]:
         """(channel, dedupe_key) pairs among these deliveries that a channel already got since ``since``:

@@ -77,6 +77,10 @@ class Outcome:
 
 
 class Sink(Protocol):
+    """Where a channel's messages go. ``send`` answers with an :class:`Outcome` (sent, retry, permanent, reject)
+    and never raises for a delivery problem. Register a factory for it by kind with
+    :func:`feedrelay.register_sink`."""
+
     pause_key: str  # sinks sharing a key share Slack's rate limit (one workspace)
     description: str
 
@@ -205,36 +209,23 @@ class Sinks:
     async def open(self) -> dict[str, Sink]:
         import aiohttp
 
+        from feedrelay.registry import SinkContext, build_sink
+
         # One shared session: without it slack-sdk opens a new aiohttp session for every call.
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        context = SinkContext(self.config, self.environ, self.stream, self.timeout, session=self._session,
+                              notices=self.notices)
         token = self.environ.get(self.config.slack.token_env, "").strip()
-        web = None
         if token:
             from slack_sdk.web.async_client import AsyncWebClient
 
             # retry_handlers=[]: the outbox owns retries, so each attempt is visible and paced.
-            web = AsyncWebClient(token=token, base_url=self.config.slack.api_url, session=self._session,
-                                 timeout=int(self.timeout), retry_handlers=[])
+            context.slack = AsyncWebClient(token=token, base_url=self.config.slack.api_url, session=self._session,
+                                           timeout=int(self.timeout), retry_handlers=[])
+        # Each channel's sink comes from the factory registered for its kind (feedrelay.registry).
         for name, ch in self.config.channels.items():
-            self.by_channel[name] = self._build(ch, web)
+            self.by_channel[name] = build_sink(ch, context)
         return self.by_channel
-
-    def _build(self, ch: Channel, web: Any) -> Sink:
-        if ch.kind == "slack":
-            if web is not None:
-                return SlackBotSink(ch, web, workspace="slack-bot")
-            self.notices.append(f"${self.config.slack.token_env} is not set: messages for channel "
-                                f"{ch.name!r} are printed to the terminal instead of posted to {ch.target}")
-        elif ch.kind == "webhook":
-            url = self.environ.get(ch.webhook_env, "").strip()
-            if url:
-                from slack_sdk.webhook.async_client import AsyncWebhookClient
-
-                return WebhookSink(ch, AsyncWebhookClient(url, session=self._session, timeout=int(self.timeout),
-                                                          retry_handlers=[]))
-            self.notices.append(f"${ch.webhook_env} is not set: messages for channel {ch.name!r} are printed "
-                                "to the terminal instead")
-        return ConsoleSink(ch, self.stream)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from feedrelay import render
 from feedrelay.config import Alerts, Feed
-from feedrelay.decide.decider import decide_poll
+from feedrelay.decide.decider import Plan, decide_poll
 from feedrelay.delivery.outbox import Outbox
-from feedrelay.model import Delivery
+from feedrelay.model import Delivery, Item
 from feedrelay.runtime.alerts import feed_failing, feed_incident, feed_recovered
 from feedrelay.sources import Source, SourceError
 from feedrelay.store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
@@ -79,16 +79,7 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
                 recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
             return FeedReport(feed.name, unchanged=True, channels=frozenset(d.channel for d in recovered),
                               queued_to=Counter(d.channel for d in recovered))
-        first = not row.initialized
-        known = store.known_keys(feed.name, [i.key for i in result.items])
-        fresh = [i for i in result.items if i.key not in known]
-        posts = [i for i in fresh if i.kind == "post"]  # (a CVE's identity is its id: no lookalikes to find)
-        lookalikes = store.lookalikes(feed.name, posts, row.listing_gen) if posts and (row.url_changed or not first) \
-            else {}
-        # The first parsed poll after an upgrade from schema 1: entries remembered under their old keys are known.
-        upgraded = store.remembered_before_upgrade(feed.name, fresh) if fresh and row.keys_version < 2 else set()
-        plan = decide_poll(feed, result.items, known, first_poll=first, url_changed=bool(row.url_changed),
-                           lookalikes=lookalikes, upgraded=upgraded)
+        plan, known = plan_poll(feed, row, result.items, store)
         first = plan.first_poll
         gen = row.listing_gen + 1
         with store.transaction():
@@ -126,6 +117,39 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
                       channels=frozenset(d.channel for d in queued + recovered), first_poll=first,
                       warning=result.warning, queued_to=Counter(d.channel for d in queued + recovered),
                       more=result.more)
+
+
+def plan_poll(feed: Feed, row: FeedRow, items: list[Item], store: Store | None) -> tuple[Plan, set[str]]:
+    """What a poll of these items decides, from what the store knows of the feed (``store`` None: nothing yet),
+    and the keys it already knew. A real poll and `preview` both decide here, so they cannot disagree."""
+    if store is None:
+        return decide_poll(feed, items, set(), first_poll=not row.initialized), set()
+    first = not row.initialized
+    known = store.known_keys(feed.name, [i.key for i in items])
+    fresh = [i for i in items if i.key not in known]
+    posts = [i for i in fresh if i.kind == "post"]  # (a CVE's identity is its id: no lookalikes to find)
+    lookalikes = store.lookalikes(feed.name, posts, row.listing_gen) if posts and (row.url_changed or not first) \
+        else {}
+    # The first parsed poll after an upgrade from schema 1: entries remembered under their old keys are known.
+    upgraded = store.remembered_before_upgrade(feed.name, fresh) if fresh and row.keys_version < 2 else set()
+    plan = decide_poll(feed, items, known, first_poll=first, url_changed=bool(row.url_changed),
+                       lookalikes=lookalikes, upgraded=upgraded)
+    return plan, known
+
+
+def as_synced(row: FeedRow | None, feed: Feed) -> FeedRow:
+    """The feed's row as Store.sync_feeds leaves it when the Relay starts with this feed configured (keep the two
+    in step): `preview` reads a database it must not write, perhaps before the daemon has seen a config edit."""
+    if row is None:
+        return FeedRow(name=feed.name, url=feed.url, kind=feed.kind, active=True, initialized=False, state={},
+                       last_poll=None, last_success=None, last_error=None, error_since=None, errors=0, warning=None,
+                       listed=0, not_before=None)
+    fresh_start = not row.active or row.kind != feed.kind or row.url != feed.url
+    return replace(
+        row, url=feed.url, kind=feed.kind, active=True,
+        initialized=False if fresh_start else row.initialized, state={} if fresh_start else row.state,
+        url_changed=0 if (not row.active or row.kind != feed.kind) else 1 if row.url != feed.url else row.url_changed,
+        not_before=None if (row.url != feed.url or row.kind != feed.kind) else row.not_before)
 
 
 def _moved_on(store: Store, feed: Feed) -> bool:

@@ -21,7 +21,9 @@ from feedrelay.ingest.fetch import Fetcher
 from feedrelay.ingest.workers import ParsePool
 from feedrelay.runtime.metrics import Counters
 from feedrelay.runtime.pipeline import FeedReport, poll_feed
+from feedrelay.runtime.preview import Preview, preview
 from feedrelay.runtime.scheduler import Dispatcher
+from feedrelay.runtime.status import Status, read_status, status_of
 from feedrelay.sources import Source, make_source
 from feedrelay.store import DatabaseLock, Store
 
@@ -54,6 +56,7 @@ class Relay:
         self._daemon = False
         self._feeds = {f.name: f for f in config.feeds}
         self.counters = Counters()  # totals since start, for /metrics
+        self._started = False
 
     async def __aenter__(self) -> Relay:
         await self.start()
@@ -63,6 +66,7 @@ class Relay:
         await self.close()
 
     async def start(self) -> None:
+        """Take the database (one Relay per database: a second one, in any process, is refused), open the sinks."""
         self._lock = DatabaseLock(self.db_path)  # before opening: a second process must not even migrate it
         try:
             self.store = Store(self.db_path)
@@ -80,6 +84,7 @@ class Relay:
         # The fetcher's per_host (read at start, as the fetch settings are) is the one the dispatcher keeps.
         self.polls = Dispatcher(lambda feed: self.poll(feed), limit=POLL_CONCURRENCY, per_host=self.fetcher.per_host)
         await self._open_sinks()
+        self._started = True
 
     async def _open_sinks(self) -> None:
         self.sinks = Sinks(self.config, self.environ, self.stream)
@@ -98,6 +103,7 @@ class Relay:
                             channel, stats["pending"])
 
     async def close(self) -> None:
+        self._started = False
         await self.polls.stop(grace=0)
         await self.deliverer.stop()
         await self.sinks.close()
@@ -114,7 +120,7 @@ class Relay:
             # Worker processes pay off only with many feeds; a small relay parses in a thread and
             # starts in a fraction of a second.
             parse = self.parse_pool if len(self.config.feeds) >= PARALLEL_PARSE_MIN_FEEDS else None
-            cached = (feed, make_source(feed, self.fetcher, parse))
+            cached = (feed, make_source(feed, self.fetcher, parse, environ=self.environ))
             self._sources[feed.name] = cached
         return cached[1]
 
@@ -188,6 +194,25 @@ class Relay:
             sent = self.outbox.prune(keep=max(d.dedupe_window, 7 * 86400))
         if removed or sent:
             log.info("pruned %d remembered item(s) and %d delivered message(s)", removed, sent)
+
+    # --- looking without touching -------------------------------------------------------------
+
+    def status(self) -> Status:
+        """What `feedrelay status` shows, as data. A Relay need not be started for it: it then reads its database
+        read-only, safe while another process runs the daemon on it (and before the first poll, with no database,
+        lists the configured feeds as never polled)."""
+        if self._started:
+            return status_of(self.store, self.config)
+        return read_status(self.db_path, self.config)
+
+    async def preview(self, target: str, limit: int = 20) -> Preview:
+        """Fetch a feed now (a configured feed's name, or any URL) and say, for its newest ``limit`` entries, what a
+        poll would do in each channel and which rule decided: decided as a poll decides, with what the database
+        knows. Posts nothing, writes nothing; works on a Relay that is not started, read-only."""
+        if self._started:
+            return await preview(target, self.config, self.db_path, limit=limit, environ=self.environ,
+                                 fetcher=self.fetcher, store=self.store)
+        return await preview(target, self.config, self.db_path, limit=limit, environ=self.environ)
 
     # --- daemon -------------------------------------------------------------------------------
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from feedrelay.config import Feed
 from feedrelay.ingest.fetch import Fetcher
 from feedrelay.model import Item
+from feedrelay.registry import SourceContext, build_source
 
 
 @dataclass
@@ -33,21 +35,16 @@ class SourceError(Exception):
 
 
 class Source(Protocol):
+    """What a feed type provides: ``poll(state)`` returns the current items and the state to keep until the next
+    poll (validators, a watermark), or raises :class:`SourceError`. Register a factory for it by kind with
+    :func:`feedrelay.register_source`."""
+
     async def poll(self, state: dict[str, Any]) -> PollResult: ...
 
 
-def make_source(feed: Feed, fetcher: Fetcher, parse: Any = None) -> Source:
-    """The source for a configured feed. ``parse`` runs feed parsing (e.g. in a worker pool)."""
-    if feed.kind == "rss":
-        from feedrelay.sources.rss import RSSSource
-
-        return RSSSource(feed, fetcher, parse)
-    if feed.kind == "nvd":
-        from feedrelay.sources.nvd import NVDSource
-
-        return NVDSource(feed, fetcher)
-    if feed.kind == "kev":
-        from feedrelay.sources.kev import KEVSource
-
-        return KEVSource(feed, fetcher)
-    raise ValueError(f"unknown feed type {feed.kind!r}")
+def make_source(feed: Feed, fetcher: Fetcher, parse: Any = None, *, environ: Mapping[str, str] | None = None
+                ) -> Source:
+    """The source for a configured feed, from the factory registered for its type (see feedrelay.registry).
+    ``parse`` runs feed parsing (e.g. in a worker pool); ``environ`` is where the source reads its secrets
+    (the Relay's environment: never the process's unless the Relay was given it)."""
+    return build_source(feed, SourceContext(fetcher, {} if environ is None else environ, parse))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from collections import deque
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -199,12 +199,12 @@ def cve_item(cve: dict[str, Any]) -> Item | None:
 
 
 class NVDSource:
-    def __init__(self, feed: Feed, fetcher: Fetcher, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, feed: Feed, fetcher: Fetcher, *, environ: Mapping[str, str]) -> None:
         self.feed = feed
         self.fetcher = fetcher
         self.url = feed.url  # config fills in the public endpoint
-        env = os.environ if environ is None else environ
-        self.api_key = env.get(feed.api_key_env, "").strip() if feed.api_key_env else ""
+        # The Relay's environment, not os.environ: a library user's Relay(environ=...) decides what a source sees.
+        self.api_key = environ.get(feed.api_key_env, "").strip() if feed.api_key_env else ""
         # Public limits: 5 requests per rolling 30 s without a key, 50 with one.
         self.limiter = RateLimiter(50 if self.api_key else 5, 30.0)
         self.retry_delays = (2.0, 6.0)
