@@ -21,7 +21,7 @@ def relay(tmp_path: Path) -> Relay:
     return Relay(tmp_path, None)
 
 
-COMMANDS = ("run", "once", "check", "import-opml", "export-opml", "preview", "status", "retry")
+COMMANDS = ("run", "once", "check", "import-opml", "export-opml", "preview", "status", "health", "retry")
 
 
 def feedrelay(relay: Relay, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

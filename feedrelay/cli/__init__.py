@@ -587,7 +587,7 @@ def status(state: State, as_json: bool) -> None:
         click.echo(f"\nWhat to do: {RUNBOOKS} (a feed keeps failing, a channel is failing, rejected messages)")
 
 
-@cli.command(short_help="Exit 0 if the running daemon is alive (for Docker's HEALTHCHECK).",
+@cli.command(short_help="Tell whether the running daemon is alive.",
              epilog="Exit status: 0 when `feedrelay run` is alive and answering; 1 when it is not; 2 if the command "
                     "line is wrong.")
 @path_options
