@@ -214,7 +214,8 @@ def test_the_first_parse_does_not_block_the_event_loop_while_the_workers_start(t
     """The first parse of a daemon starts the fork server, which imports feedparser before it can fork a worker:
     0.5 s, seconds on a busy machine. That used to happen on the event loop, so every poll and post waited (the
     daemon bench saw every feed's timer ~5 s late after the first new entry). In a fresh interpreter, since the
-    fork server is started once per process."""
+    fork server is started once per process. Parses that arrive meanwhile, and just after, wait for the start
+    and all complete (an earlier version of the fix spun the loop forever on one arriving just after)."""
     script = tmp_path / "first_parse.py"
     script.write_text(
         "import asyncio, time\n"
@@ -234,11 +235,19 @@ def test_the_first_parse_does_not_block_the_event_loop_while_the_workers_start(t
         "    await asyncio.sleep(0.05)\n"
         "    pool = ParsePool(workers=1)\n"
         "    start = time.monotonic()\n"
+        "    async def more():\n"  # parses that arrive while the workers start, and just after
+        "        parsed = []\n"
+        "        while len(parsed) < 40:\n"
+        "            parsed.append(asyncio.ensure_future(pool(parse_feed, BODY, 'https://blog.example/f.xml')))\n"
+        "            await asyncio.sleep(0.002 if parsed[0].done() else 0.001)\n"
+        "        return await asyncio.gather(*parsed)\n"
         "    try:\n"
+        "        others = asyncio.ensure_future(more())\n"
         "        result = await pool(parse_feed, BODY, 'https://blog.example/feed.xml')\n"
+        "        took = time.monotonic() - start\n"
+        "        assert all(len(r.items) == 3 for r in await asyncio.wait_for(others, 30))\n"
         "    finally:\n"
         "        pool.close()\n"
-        "    took = time.monotonic() - start\n"
         "    ticker.cancel()\n"
         "    print(len(result.items), took, max(gaps))\n"
         "if __name__ == '__main__':\n"

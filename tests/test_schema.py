@@ -89,6 +89,10 @@ MISTAKES = [
     ("a score out of range", '[[feeds]]\nname = "n"\ntype = "nvd"\nchannels = ["c"]\nmin_score = 11\n'),
     ("a feed URL that is not http(s)", '[[feeds]]\nname = "x"\nurl = "ftp://e.com/f"\nchannels = ["c"]\n'),
     ("alerts without a channel", '[alerts]\nfeed_failing_after = "1h"\n'),
+    ("a header value pasted in", '[[feeds]]\nname = "x"\nurl = "https://e.com/f"\nchannels = ["c"]\n'
+                                 'headers = { "X-Token" = "s3cr3t" }\n'),
+    ("basic auth misspelt", '[[feeds]]\nname = "x"\nurl = "https://e.com/f"\nchannels = ["c"]\n'
+                            'auth = { user_env = "U", password_env = "P" }\n'),
     ("a route key misspelt", '[[feeds]]\nname = "x"\nurl = "https://e.com/f"\n[[feeds.routes]]\nchanel = "c"\n'),
 ]
 

@@ -35,6 +35,8 @@ _BASES: dict[str, list[dict[str, Any]]] = {
     "feeds[].routes[]": [{"channel": _CHANNEL}],
     "alerts": [{"channel": _CHANNEL}],
     "metrics": [{"listen": "127.0.0.1:9464"}],
+    "feeds[].auth": [{"username_env": "U", "password_env": "P"}],
+    "feeds[].headers.*": [{"env": "V"}],
 }
 
 _ENV_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"
@@ -156,6 +158,13 @@ def _key(ctx: _Context, key: str) -> dict[str, Any]:
         unknown.append(ctx.prefix + key)
         return {}
     what = re.split(r"[;,] got ", phrase.removeprefix("expected "), maxsplit=1)[0]
+    if _TABLE.match(what) or not any(re.fullmatch(p, what) for p, _ in _PHRASES):
+        # A table, or a phrase of its own (`auth = { … }`): if the loader lists the keys of a table there, or of
+        # each table in it (header name → { env = … }), that is what it takes.
+        if ctx.child(key, "table").key_names() is not None:
+            return _object(ctx.child(key, "table"))
+        if ctx.child(key, "map").key_names() is not None:
+            return {"type": "object", "additionalProperties": _object(ctx.child(key, "map"))}
     if _TABLE.match(what):
         return _object(ctx.child(key, "table"))
     if _MAP.match(what):

@@ -9,6 +9,7 @@ every worker is forked from it, so the workers share those pages instead of each
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -67,8 +68,12 @@ class ParsePool:
             # New workers start only once the retired ones have exited, so the two sets never add up in memory.
             await asyncio.shield(self._retiring)
             self._retiring = None
-        while self._starting is not None:
-            await asyncio.shield(self._starting)
+        starting = self._starting
+        if starting is not None and not starting.done():
+            # (Wait once, and never on a future already done: awaiting one does not yield to the loop, so a loop
+            # over it spun forever before the task that started the pool could run.)
+            with contextlib.suppress(Exception):  # its own caller reports it; this one tries for itself
+                await asyncio.shield(starting)
         pool = self._executor()
         try:
             self._tasks += 1
@@ -76,11 +81,8 @@ class ParsePool:
                 # A new pool's first submit forks its first worker, and the very first one starts the fork server
                 # and waits while it imports feedparser: 0.5 s, and seconds on a busy machine, that blocked the
                 # event loop (every poll and post of the daemon) at its first parse. Off the loop instead.
-                self._starting = asyncio.ensure_future(asyncio.to_thread(self._submit, pool, fn, *args))
-                try:
-                    submitted = await asyncio.shield(self._starting)
-                finally:
-                    self._starting = None
+                starting = self._starting = asyncio.ensure_future(asyncio.to_thread(self._submit, pool, fn, *args))
+                submitted = await asyncio.shield(starting)
             else:
                 submitted = self._submit(pool, fn, *args)
             future = asyncio.wrap_future(submitted)
