@@ -376,7 +376,8 @@ def preview(state: State, target: str, limit: int) -> None:
             if known is not None and item.key in known:
                 click.echo(f"  seen → {v.channel}: already remembered, never posted twice ({v.decision.reason})")
             else:
-                click.echo(f"  {'post' if v.decision.passed else 'skip'} → {v.channel}: {v.decision.reason}")
+                verb = "post" if v.decision.passed else "hold" if v.decision.held else "skip"
+                click.echo(f"  {verb} → {v.channel}: {v.decision.reason}")
         click.echo()
 
 
