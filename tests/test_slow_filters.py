@@ -66,9 +66,9 @@ def test_a_catastrophic_regex_holds_its_entries_while_other_feeds_keep_flowing(
             published = time.monotonic()
             fake_slack.wait_for_posts(n, timeout=8, channel="#readings")
             assert time.monotonic() - published < 8
-        wait_until(lambda: "new entry(ies) held" in daemon.log(), timeout=20)
+        wait_until(lambda: "new entry(ies) held" in daemon.log(), timeout=45)
         # Bad is polled again and again (fetched in full: its held entries are judged again each time) ...
-        wait_until(lambda: feed_server.hits("/bad.xml") >= bad_hits + 2, timeout=20)
+        wait_until(lambda: feed_server.hits("/bad.xml") >= bad_hits + 2, timeout=45)
         assert not any(r.headers.get("if-none-match") for r in feed_server.requests
                        if r.path == "/bad.xml" and r.time > published - 1)
         # ... and none of its entries is posted unfiltered, or remembered as if judged.
