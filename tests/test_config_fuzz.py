@@ -53,15 +53,23 @@ def test_random_text(text: str) -> None:
     config_or_config_error(text)
 
 
-@pytest.mark.parametrize(("name", "text"), [
-    ("deeply nested array", DEEP_ARRAY),
-    ("deeply nested inline table", DEEP_TABLE),
-    ("size too large to represent", HUGE_SIZE),
-    ("deeply nested regex group", NESTED_REGEX),
+def rejection(text: str) -> str:
+    """The ConfigError message for ``text``, which must be refused."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "feeds.toml", environ=ENV)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(("name", "text", "says"), [
+    ("deeply nested array", DEEP_ARRAY, "feeds.toml: not valid TOML: nested too deeply"),
+    ("deeply nested inline table", DEEP_TABLE, "feeds.toml: not valid TOML: nested too deeply"),
+    ("size too large to represent", HUGE_SIZE, "feeds.toml:2: defaults.max_body: a size must be between"),
+    ("deeply nested regex group", NESTED_REGEX, "feeds.toml:7: feeds[0].include_regex[0]: regular expression nested "
+                                                "too deeply"),
 ])
-def test_hard_inputs_give_a_config_error(name: str, text: str) -> None:
+def test_hard_inputs_give_a_config_error(name: str, text: str, says: str) -> None:
     """Kept out of the @given tests: an explicit example that fails stops Hypothesis from exploring."""
-    config_or_config_error(text)
+    assert rejection(text).startswith(says)
 
 
 @FUZZ
@@ -172,6 +180,7 @@ def _valid_toml(doc: dict[str, Any]) -> str | None:
     return text
 
 
+@pytest.mark.e2e  # (150 whole documents: the slow tier)
 @FUZZ
 @given(st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), values, max_size=6))
 def test_random_toml_documents(doc: dict[str, Any]) -> None:
@@ -304,16 +313,17 @@ def test_accepted_configs_are_usable(doc: dict[str, Any]) -> None:
 BASE = '[channels.r]\nslack = "#r"\n\n[[feeds]]\nname = "x"\nchannels = ["r"]\n'
 
 
-@pytest.mark.parametrize(("name", "text"), [
-    ("port out of range", BASE + 'url = "http://example.com:99999/feed"\n'),
-    ("malformed IPv6 host", BASE + 'url = "http://[::1/feed"\n'),
-    ("NUL in the database path", 'database = "a\\u0000b.db"\n' + BASE + 'url = "http://example.com/"\n'),
-    ("interval beyond the scheduler", BASE + 'url = "http://example.com/"\ninterval = "100000000d"\n'),
+@pytest.mark.parametrize(("name", "text", "says"), [
+    ("port out of range", BASE + 'url = "http://example.com:99999/feed"\n', "feeds.toml:7: feeds[0].url: expected"),
+    ("malformed IPv6 host", BASE + 'url = "http://[::1/feed"\n', "feeds.toml:7: feeds[0].url: expected"),
+    ("NUL in the database path", 'database = "a\\u0000b.db"\n' + BASE + 'url = "http://example.com/"\n',
+     "feeds.toml:1: database: expected a file path"),
+    ("interval beyond the scheduler", BASE + 'url = "http://example.com/"\ninterval = "100000000d"\n',
+     "feeds.toml:8: feeds[0].interval: a duration must be between"),
 ])
-def test_config_check_rejects_what_run_cannot_use(name: str, text: str) -> None:
-    config = config_or_config_error(text)
-    if config is not None:
-        _usable(config)
+def test_config_check_rejects_what_run_cannot_use(name: str, text: str, says: str) -> None:
+    # Each of these once passed `check` and then crashed `run` (a port, a host, a path, a timer it cannot use).
+    assert rejection(text).startswith(says)
 
 
 # --- 5. through the CLI: `check` ----------------------------------------------------------------------

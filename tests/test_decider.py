@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from feedrelay import render
 from feedrelay.config import Feed, Filter, Route
 from feedrelay.decide.decider import decide, decide_poll, moved_news, reissued
 from feedrelay.model import Item, Lookalike
@@ -30,13 +31,13 @@ def keys(plan_items: list[Item]) -> list[str]:
 
 
 def queued(plan) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    return [(d.channel, d.item_key) for d in plan.deliveries]
+    return [(i.channel, i.item.key) for i in plan.intents]
 
 
 def test_first_poll_remembers_everything_and_posts_nothing() -> None:
     plan = decide(feed(), posts(4, 3, 2, 1, 0), set(), first_poll=True)
     assert sorted(keys(plan.remember)) == [f"post-{i}" for i in range(5)]
-    assert plan.deliveries == []
+    assert plan.intents == []
 
 
 def test_first_poll_with_backlog_posts_newest_n_oldest_first() -> None:
@@ -70,7 +71,7 @@ def test_later_poll_queues_only_new_keys_oldest_first() -> None:
 
 def test_later_poll_with_nothing_new() -> None:
     plan = decide(feed(), posts(1, 0), {"post-0", "post-1"}, first_poll=False)
-    assert plan.deliveries == [] and plan.remember == []
+    assert plan.intents == [] and plan.remember == []
 
 
 def test_backlog_ignored_after_first_poll() -> None:
@@ -109,11 +110,14 @@ def test_each_route_filters_separately() -> None:
     assert rejected == [("pg", "a"), ("no-pg", "b")]
 
 
-def test_deliveries_carry_the_rendered_message_and_dedupe_key() -> None:
+def test_a_plan_is_data_and_its_deliveries_carry_the_rendered_message_and_dedupe_key() -> None:
     plan = decide(feed(), posts(1), set(), first_poll=False)
-    [d] = plan.deliveries
+    [intent] = plan.intents
+    assert (intent.channel, intent.feed, intent.item.title) == ("readings", "Blog", "Post 1")
+    [d] = render.deliveries(plan.intents)
     assert d.feed == "Blog" and d.dedupe_key == "//example.com/posts/1\tpost 1"
     assert "Post 1" in d.message["text"] and d.message["blocks"]
+    assert "Post 1 <https://example.com/posts/1>" in d.message["plain"]  # the terminal shows the link, unescaped
 
 
 def was(item: Item, *, previous: bool = True, dated: bool = True) -> Lookalike:
@@ -175,7 +179,7 @@ def test_entries_remembered_under_their_old_keys_are_not_new_after_an_upgrade() 
 def test_filtered_out_items_are_still_remembered() -> None:
     routes = (Route("pg", Filter(include=("postgres",))),)
     plan = decide(feed(routes=routes), posts(1, 0), set(), first_poll=False)
-    assert plan.deliveries == []
+    assert plan.intents == []
     assert sorted(keys(plan.remember)) == ["post-0", "post-1"]
 
 

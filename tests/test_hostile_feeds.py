@@ -424,6 +424,7 @@ def test_recoverable_feed_relays_plain_text_or_fails_clearly(hostile: Run, name:
         assert "Readable marker" in posts[0].text
 
 
+@pytest.mark.e2e  # (at full scale: the slow tier)
 def test_quadratic_entity_blowup_stays_bounded(tmp_path: Path) -> None:
     """60 KB on the wire, 200 MB once an entity is expanded 10,000 times; measured on its own, parsed in
     the relay process (few feeds). At the 1 MB max_body a body could expand to tens of GB."""

@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from feedrelay.model import MAX_KEY, Item, keys, make_key, normalize_link
+from feedrelay.ingest.identity import MAX_KEY, keys, make_key, normalize_link
+from feedrelay.model import Item
 
 
 @pytest.mark.parametrize(

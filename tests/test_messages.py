@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feedrelay.model import Item
-from feedrelay.render.messages import SECTION_LIMIT, Message, escape, fit, render, safe_url
+from feedrelay.render import Message, render
+from feedrelay.render.mrkdwn import SECTION_LIMIT, escape, fit, safe_url
 
 HOSTILE = [
     "<!channel>",
@@ -61,7 +62,7 @@ def assert_only_our_links(text: str, targets: set[str]) -> None:
 
 
 def assert_safe(message: Message, it: Item) -> None:
-    raw = json.dumps(message.to_json())
+    raw = json.dumps(message.slack())
     for token in ("<!", "<@", "<#"):
         assert token not in raw
     for text in mrkdwn_texts(message):
@@ -85,7 +86,7 @@ def test_hostile_text_cannot_mention_or_link(hostile: str, where: str) -> None:
     msg = render(it, feed)
     assert_safe(msg, it)
     # The text is still there for people to read, escaped.
-    assert escape(hostile) in json.dumps(msg.to_json(), ensure_ascii=False) or escape(hostile) in msg.text
+    assert escape(hostile) in json.dumps(msg.slack(), ensure_ascii=False) or escape(hostile) in msg.text
 
 
 def test_hostile_title_without_link() -> None:
@@ -126,7 +127,7 @@ def test_link_is_built_with_the_title_as_label() -> None:
 ])
 def test_non_http_links_are_never_linked(link: str) -> None:
     msg = render(item(title="Click me", link=link), "Feed")
-    raw = json.dumps(msg.to_json())
+    raw = json.dumps(msg.slack())
     assert "<" not in raw
     assert "Click me" in mrkdwn_texts(msg)[0]
     assert link.split(":")[0].lower() + ":" not in msg.text.lower()
@@ -254,13 +255,14 @@ hostile_text = st.one_of(
 )
 
 
+@pytest.mark.e2e  # (at full scale: the slow tier)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(title=hostile_text, summary=hostile_text, link=urls, feed=hostile_text, author=hostile_text)
 def test_property_no_mentions_and_only_our_links(title: str, summary: str, link: str, feed: str,
                                                  author: str) -> None:
     it = Item(key="k", title=title, link=link, summary=summary, author=author)
     msg = render(it, feed)
-    raw = json.dumps(msg.to_json())
+    raw = json.dumps(msg.slack())
     for token in ("<!", "<@", "<#"):
         assert token not in raw
     for text in [*mrkdwn_texts(msg), msg.text]:
@@ -274,7 +276,7 @@ def test_property_no_mentions_and_only_our_links(title: str, summary: str, link:
 def test_hostless_http_url_is_not_linked(link: str) -> None:
     # "http:" is a scheme, not a place to go: no link to nowhere, and no host to show.
     msg = render(item(title="Title", link=link), "Feed")
-    assert "<" not in json.dumps(msg.to_json())
+    assert "<" not in json.dumps(msg.slack())
 
 
 # --- links feedrelay adds, and security items ------------------------------------------------------
@@ -316,7 +318,7 @@ def test_hostile_nvd_record_cannot_mention() -> None:
     it = cve_item(record)
     assert it is not None
     msg = render(it, f"NVD {H}")
-    raw = json.dumps(msg.to_json())
+    raw = json.dumps(msg.slack())
     for token in ("<!", "<@", "<#"):
         assert token not in raw, msg.text
     assert "javascript" not in raw
@@ -329,7 +331,7 @@ def test_hostile_kev_entry_cannot_mention() -> None:
     it = Item(key="CVE-2024-0002", title=H, link="https://nvd.nist.gov/vuln/detail/CVE-2024-0002", summary=H,
               kind="kev", extra=extra)
     msg = render(it, H)
-    raw = json.dumps(msg.to_json())
+    raw = json.dumps(msg.slack())
     for token in ("<!", "<@", "<#"):
         assert token not in raw
     assert "data:text" not in raw
@@ -340,7 +342,7 @@ def test_hostile_kev_entry_cannot_mention() -> None:
 def test_console_shows_the_text_of_every_block_type_slack_shows() -> None:
     from feedrelay.delivery.sinks import format_console
 
-    message = {"text": "fallback only", "blocks": [
+    message = Message(text="fallback only", blocks=[
         {"type": "header", "text": {"type": "plain_text", "text": "Patch Tuesday & more"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": "See <https://example.com/a|the advisory> &amp; act"},
          "fields": [{"type": "mrkdwn", "text": "*Due date*\n2025-08-20"}, {"type": "plain_text", "text": "free"}],
@@ -350,7 +352,7 @@ def test_console_shows_the_text_of_every_block_type_slack_shows() -> None:
         {"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": [
             {"type": "text", "text": "Read "}, {"type": "link", "url": "https://example.com/b", "text": "this"}]}]},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": "*Feed*"}, {"type": "mrkdwn", "text": "host"}]},
-    ]}
+    ]).to_json()
     out = format_console("sec", message)
     assert out.rstrip("\n").splitlines()[1:] == [
         "Patch Tuesday & more",
@@ -364,7 +366,9 @@ def test_console_shows_the_text_of_every_block_type_slack_shows() -> None:
         "*Feed* host",
     ]
     assert "fallback only" not in out  # Slack shows the blocks; the text is only the notification
-    assert format_console("sec", {"text": "just text", "blocks": []}).splitlines()[1] == "just text"
+    assert format_console("sec", Message("just text", []).to_json()).splitlines()[1] == "just text"
+    # A row queued before messages carried their terminal text still shows its text.
+    assert format_console("sec", {"text": "old row", "blocks": []}).splitlines()[1] == "old row"
 
 
 @pytest.mark.parametrize("title", [b"<title>\n    Patch Tuesday: a long title\n    that wraps in the source\n</title>",

@@ -11,7 +11,7 @@ import pytest
 from feedrelay.config import Filter
 from feedrelay.decide.filters import evaluate
 from feedrelay.ingest.fetch import FetchError
-from feedrelay.render.messages import render
+from feedrelay.render import render
 from feedrelay.sources.nvd import _json as nvd_json
 from feedrelay.sources.nvd import cve_item, pick_metric
 from tests.cli import Relay

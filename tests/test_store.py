@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from feedrelay.delivery.outbox import Delivery, Outbox
-from feedrelay.model import Item, Lookalike
+from feedrelay.delivery.outbox import Outbox
+from feedrelay.model import Delivery, Item, Lookalike
 from feedrelay.store import Store, StoreError
 
 DAY = 86400.0

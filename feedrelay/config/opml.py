@@ -17,9 +17,9 @@ import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException, EntitiesForbidden
 
 from feedrelay.config import Config, _valid_url
-from feedrelay.ingest.text import clean
-from feedrelay.model import comparable_link, normalize_link
-from feedrelay.render.messages import one_line
+from feedrelay.ingest.identity import normalize_link
+from feedrelay.ingest.text import clean, one_line
+from feedrelay.model import comparable_link
 
 MAX_OPML = 10 * 1024 * 1024  # the largest published lists are a few hundred KB
 MAX_NAME = 100

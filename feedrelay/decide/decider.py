@@ -1,7 +1,8 @@
 """What is new, what passes each route, and what gets queued: pure decisions over data.
 
 The pipeline hands in what a source returned and which keys the store already knows; this module
-returns the plan, with no I/O, so every rule here is testable without sockets or files.
+returns the plan, with no I/O, so every rule here is testable without sockets or files. A plan says
+*which* item goes to *which* channel (intents); what the message looks like is the render stage's.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from feedrelay.config import Feed
-from feedrelay.decide.filters import Decision, evaluate
-from feedrelay.delivery.outbox import Delivery
-from feedrelay.model import Item, Lookalike
-from feedrelay.render.messages import render
+from feedrelay.decide.filters import evaluate
+from feedrelay.model import Decision, Intent, Item, Lookalike
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class Verdict:
 @dataclass
 class Plan:
     remember: list[Item] = field(default_factory=list)  # items not seen before
-    deliveries: list[Delivery] = field(default_factory=list)  # oldest first
+    intents: list[Intent] = field(default_factory=list)  # what goes to which channel, oldest first
     verdicts: list[Verdict] = field(default_factory=list)  # every route decision, for preview and debug logs
     first_poll: bool = False  # remembered silently, as a new feed's first listing is
     moved: bool = False  # a new URL that lists what the feed had: the same feed, moved
@@ -51,20 +50,17 @@ def oldest_first(items: list[Item]) -> list[Item]:
     return list(reversed(items))
 
 
-def route(feed: Feed, items: list[Item]) -> tuple[list[Delivery], list[Verdict]]:
-    """Each item × each route: a delivery where the route's filter passes."""
-    deliveries: list[Delivery] = []
+def route(feed: Feed, items: list[Item]) -> tuple[list[Intent], list[Verdict]]:
+    """Each item × each route: an intent where the route's filter passes, and every verdict."""
+    intents: list[Intent] = []
     verdicts: list[Verdict] = []
     for item in items:
-        message = None
         for r in feed.routes:
             decision = evaluate(r.filter, item)
             verdicts.append(Verdict(item, r.channel, decision))
             if decision.passed:
-                message = message or render(item, feed.name).to_json()
-                deliveries.append(Delivery(r.channel, feed.name, item.key, item.dedupe_key, message,
-                                           item.legacy_dedupe_key))
-    return deliveries, verdicts
+                intents.append(Intent(r.channel, feed.name, item))
+    return intents, verdicts
 
 
 def reissued(items: list[Item], known: Collection[str], lookalikes: Mapping[str, Sequence[Lookalike]],
@@ -122,8 +118,8 @@ def decide(feed: Feed, items: list[Item], known: set[str], *, first_poll: bool,
         candidates = [i for i in oldest_first(new) if i.key in newest]
     else:
         candidates = [i for i in oldest_first(new) if i.key not in reissues]
-    deliveries, verdicts = route(feed, candidates)
-    return Plan(remember=new, deliveries=deliveries, verdicts=verdicts)
+    intents, verdicts = route(feed, candidates)
+    return Plan(remember=new, intents=intents, verdicts=verdicts)
 
 
 def decide_poll(feed: Feed, items: list[Item], known: set[str], *, first_poll: bool, url_changed: bool = False,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import regex
 
 from feedrelay.config import Filter
-from feedrelay.model import Item
+from feedrelay.model import Decision, Item
 
 MAX_FILTER_TEXT = 20_000  # characters of item text a rule looks at; bounds regex work on hostile input
 REGEX_TIMEOUT = 0.05  # seconds per regex search; a pathological pattern cannot stall the relay
@@ -24,15 +24,6 @@ REGEX_TIMEOUT = 0.05  # seconds per regex search; a pathological pattern cannot 
 # take 250 s (each search stopped at REGEX_TIMEOUT).
 FILTER_BUDGET = 2.0
 SEVERITY_RANK = {"none": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
-
-
-@dataclass(frozen=True)
-class Decision:
-    passed: bool
-    reason: str
-    # Not decided: a search timed out, or the poll's filter budget was spent. The entry is neither posted nor
-    # dropped: the caller keeps it to be judged again at a later poll.
-    held: bool = False
 
 
 @dataclass

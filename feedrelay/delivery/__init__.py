@@ -1,0 +1,1 @@
+"""Delivery: the outbox (SQLite), the deliverer that drains it per channel, and the sinks that post."""

@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from feedrelay.config import Alerts, format_duration
-from feedrelay.delivery.outbox import Delivery, Outbox, Pending
+from feedrelay.delivery.outbox import Outbox, Pending
 from feedrelay.delivery.sinks import RATE_LIMITED, Outcome, Sink
+from feedrelay.model import Delivery
 from feedrelay.runtime.alerts import (
     CHANNEL_FAILING,
     RUNBOOKS,

@@ -9,17 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from feedrelay.model import Delivery
 from feedrelay.store import Store, in_chunks
-
-
-@dataclass(frozen=True)
-class Delivery:
-    channel: str
-    feed: str
-    item_key: str
-    dedupe_key: str
-    message: dict[str, Any]  # {"text": ..., "blocks": [...]}
-    legacy_dedupe_key: str = ""  # what rows written before schema 2 hold for the same article (the bare link)
 
 
 @dataclass(frozen=True)

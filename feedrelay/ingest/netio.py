@@ -66,7 +66,8 @@ class _Stream(httpcore.AsyncNetworkStream):
         if info == "is_readable":
             # httpcore asks before reusing an idle connection: data or EOF from the server means it is not
             # reusable. asyncio reads sockets eagerly, so look at what the reader already holds.
-            return self._reader.at_eof() or bool(self._reader._buffer) or self._writer.is_closing()
+            buffered = self._reader._buffer  # type: ignore[attr-defined]  # (private: see the contract test)
+            return self._reader.at_eof() or bool(buffered) or self._writer.is_closing()
         key = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername",
                "socket": "socket"}.get(info)
         return self._writer.get_extra_info(key) if key else None

@@ -14,9 +14,10 @@ from urllib.parse import urljoin
 
 import feedparser
 
+from feedrelay.ingest.identity import keys, normalize_link, untracked
 from feedrelay.ingest.jsonfeed import NotJSONFeed, looks_like_json, parse_json_feed
 from feedrelay.ingest.text import clean, html_to_text, strip_footer
-from feedrelay.model import Item, keys, normalize_link, untracked
+from feedrelay.model import Item
 
 TITLE_MAX = 1000
 SUMMARY_MAX = 5000
@@ -49,7 +50,7 @@ def _when(entry: Any) -> tuple[datetime | None, str]:
         parsed = dict.get(entry, f"{key}_parsed")
         if parsed:
             try:
-                return datetime(*parsed[:6], tzinfo=UTC), entry.get(key, "")
+                return datetime(*parsed[:6], tzinfo=UTC), entry.get(key, "")  # type: ignore[misc]  # (a struct_time)
             except (TypeError, ValueError):
                 continue
     raw = entry.get("published") or entry.get("updated") or ""
@@ -192,6 +193,10 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
                                                 "See defaults.max_body")
             return ParsedFeed("", [], None, f"not a feed ({exc}); check the URL")
         return ParsedFeed(title, items, TOO_MANY if listed > MAX_ENTRIES else None, None)
+    if body[:1].isspace():
+        # A blank line before "<?xml" (a WordPress theme's or plugin's stray newline) is not well-formed XML: expat
+        # stops, feedparser's loose parser reads on, and every poll said "malformed feed". The XML is fine without it.
+        body = body.lstrip()
     body = strip_doctype(body)
     body, capped = cap_entries(body)
     headers = {"content-type": content_type} if content_type else {}
@@ -202,9 +207,9 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
     parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False,
                               resolve_relative_uris=False)
     warning = None
-    exc = parsed.get("bozo_exception")
-    if parsed.get("bozo") and not _about_headers(exc):
-        warning = f"malformed feed, parsed what we could: {type(exc).__name__}: {str(exc)[:200]}"
+    problem = parsed.get("bozo_exception")
+    if parsed.get("bozo") and not _about_headers(problem):
+        warning = f"malformed feed, parsed what we could: {type(problem).__name__}: {str(problem)[:200]}"
     if capped:
         warning = TOO_MANY
     if not parsed.get("version") and not parsed.entries:
@@ -223,6 +228,8 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
                                                f"{', '.join(feeds)}); use one of those URLs")
         return ParsedFeed("", [], warning, "not a feed (an HTML page); check the URL")
     base = content_location or url
-    items = [_entry(e, base) for e in parsed.entries]
+    # An entry with no title, link or text (Le Cercle Psy's CMS lists one for a withdrawn article) has nothing to
+    # show: Slack would get a bare "(untitled)".
+    items = [i for e in parsed.entries if (i := _entry(e, base)).title or i.link or i.summary or i.content]
     title = clean(parsed.feed.get("title") or "")[:200]
     return ParsedFeed(title, items, warning, None)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from feedrelay.model import Item
-from feedrelay.render.messages import Message, context, escape, fit, host_of, link, safe_url, section
+from feedrelay.render.message import Message
+from feedrelay.render.mrkdwn import context, escape, fit, host_of, link, safe_url, section
 
 SEVERITY_EMOJI = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "🟢", "none": "⚪"}
 DESCRIPTION_LIMIT = 1200

@@ -1,0 +1,1 @@
+"""Running the relay: the pipeline of one poll, the Relay that wires the stages, the daemon, alerts, metrics."""

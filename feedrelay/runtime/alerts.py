@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from feedrelay.config import Alerts
-from feedrelay.delivery.outbox import Delivery
-from feedrelay.render.messages import fit, link, section
+from feedrelay.model import Delivery
+from feedrelay.render.message import Message
+from feedrelay.render.mrkdwn import fit, link, section
 
 RUNBOOKS = "docs/runbooks.md"
 # Sections of RUNBOOKS, as GitHub anchors its headings (a test checks each one exists).
@@ -52,7 +53,7 @@ def channel_incident(channel: str, since: float) -> str:
 
 
 def _message(text: str, lines: list[str]) -> dict[str, Any]:
-    return {"text": text, "blocks": [section("\n".join(lines))]}
+    return Message(text, [section("\n".join(lines))]).to_json()
 
 
 def _delivery(alerts: Alerts, key: str, message: dict[str, Any]) -> Delivery:

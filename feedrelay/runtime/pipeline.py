@@ -1,5 +1,6 @@
-"""One poll of one feed, stage by stage: source → store (what is new) → decider (filters, routing)
-→ outbox, in one transaction. Every stage's I/O happens here; every decision is in `decider`."""
+"""One poll of one feed, stage by stage: source → store (what is new) → decider (filters, routing) → render
+→ outbox, in one transaction. Every stage's I/O happens here; every decision is in `decide`, every message in
+`render`."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from feedrelay import render
 from feedrelay.config import Alerts, Feed
 from feedrelay.decide import filters
 from feedrelay.decide.decider import Plan, decide_poll
-from feedrelay.delivery.outbox import Delivery, Outbox
-from feedrelay.model import Item, Lookalike
+from feedrelay.delivery.outbox import Outbox
+from feedrelay.model import Delivery, Item, Lookalike
 from feedrelay.runtime.alerts import feed_failing, feed_incident, feed_recovered
 from feedrelay.sources import PollResult, Source, SourceError
 from feedrelay.store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
@@ -118,7 +120,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
             if known:
                 # (NVD returns what changed, not a listing: a CVE it keeps modifying is seen again, too)
                 store.still_listed(feed.name, known, now, gen)
-            queued = outbox.enqueue(plan.deliveries, window=dedupe_window, now=now, except_feed=feed.name)
+            queued = outbox.enqueue(render.deliveries(plan.intents), window=dedupe_window, now=now,
+                                    except_feed=feed.name)
             store.record_success(feed.name, state, warning=warning,
                                  listed=len(result.items) if result.listing else None, listing_gen=gen, now=now)
             recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
@@ -175,7 +178,7 @@ def _hold(plan: Plan) -> set[str]:
     held = {v.item.key for v in plan.verdicts if v.decision.held}
     if held:
         plan.remember = [i for i in plan.remember if i.key not in held]
-        plan.deliveries = [d for d in plan.deliveries if d.item_key not in held]
+        plan.intents = [i for i in plan.intents if i.item.key not in held]
     return held
 
 
