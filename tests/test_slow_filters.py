@@ -90,3 +90,19 @@ def test_a_catastrophic_regex_holds_its_entries_while_other_feeds_keep_flowing(
     assert [p.text for p in fake_slack.messages("#security")] and len(fake_slack.messages("#security")) == 1
     assert "Entry 7" in fake_slack.messages("#security")[0].text
     assert "Traceback" not in result.err
+
+
+def test_held_entries_are_read_again_at_the_next_poll_whatever_the_source() -> None:
+    """A listing (RSS, KEV) is fetched again in full: no validator may turn the next poll into a 304 or a
+    same-bytes skip. A window of changes (NVD) is read again from where this poll started, or the held CVEs
+    would fall behind the watermark."""
+    from feedrelay.runtime.pipeline import _replay_state
+    from feedrelay.sources import PollResult
+
+    old = {"url": "https://x.example/f", "etag": '"1"', "body_hash": "a"}
+    listing = PollResult([], {"url": "https://x.example/f", "etag": '"2"', "last_modified": "Tue", "body_hash": "b",
+                              "parse_warning": None})
+    assert _replay_state(old, listing) == {"url": "https://x.example/f", "parse_warning": None}
+    window = PollResult([], {"watermark": "2026-12-02T10:00:00+00:00"}, listing=False)
+    assert _replay_state({"watermark": "2026-12-01T10:00:00+00:00"}, window) == {
+        "watermark": "2026-12-01T10:00:00+00:00"}
