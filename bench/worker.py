@@ -159,7 +159,8 @@ class Worker:
         daemon.stopping.set()
         await run
         del self.relay.poll
-        polls = {labels["result"]: v for labels, v in self.relay.counters.samples("feedrelay_polls_total")}
+        polls = {s.labels["result"]: s.value for m in self.relay.metrics.polls.collect() for s in m.samples
+                 if s.name == "feedrelay_polls_total"}
         stalls.sort()
         return {"t0": t0, "t_end": t_end, "t_stop": time.time(), "fires": fires, "starts": starts, "polls": polls,
                 "fatal": daemon.fatal, "stall_max": stalls[-1] if stalls else 0.0,

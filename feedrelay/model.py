@@ -80,6 +80,9 @@ class Decision:
 
     passed: bool
     reason: str
+    # Not decided: a search timed out, or the poll's filter budget was spent. The entry is neither posted nor
+    # dropped: the pipeline keeps it to be judged again at a later poll (decide/filters.py).
+    held: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from feedrelay.config import Filter
-from feedrelay.decide.filters import evaluate
+from feedrelay.decide.filters import budget, evaluate
 from feedrelay.model import Item
 
 
@@ -126,14 +126,15 @@ def test_reasons_name_the_rule() -> None:
     assert "no include rule matched" in evaluate(Filter(include=("postgres",)), post("MySQL")).reason
 
 
-def test_catastrophic_exclude_regex_is_bounded_and_conservative() -> None:
+def test_catastrophic_exclude_regex_is_bounded_and_holds_the_entry() -> None:
+    """A search that cannot finish decides nothing: the entry is neither posted nor skipped, but held."""
     flt = Filter(exclude_regex=(r"(a+)+$",))
     item = post("a" * 5000 + "b")
     start = time.monotonic()
     decision = evaluate(flt, item)
     assert time.monotonic() - start < 1.0
-    assert not decision.passed
-    assert "timed out" in decision.reason
+    assert not decision.passed and decision.held
+    assert decision.reason.startswith("held: regex /(a+)+$/ timed out (50 ms)")
 
 
 def test_catastrophic_include_regex_is_bounded_and_does_not_include() -> None:
@@ -142,7 +143,28 @@ def test_catastrophic_include_regex_is_bounded_and_does_not_include() -> None:
     start = time.monotonic()
     decision = evaluate(flt, item)
     assert time.monotonic() - start < 1.0
-    assert not decision.passed
+    assert not decision.passed and decision.held
+
+
+def test_a_rule_that_matches_decides_even_when_another_timed_out() -> None:
+    slow = "a" * 5000 + "b"
+    assert evaluate(Filter(include_regex=(r"(a+)+$", r"b$")), post(slow)).reason == "included by regex /b$/"
+    assert evaluate(Filter(exclude_regex=(r"(a+)+$", r"b$")), post(slow)).reason == "excluded by regex /b$/"
+    # An exclude that could not be told holds the entry, whatever the include rules say.
+    assert evaluate(Filter(include=("b",), exclude_regex=(r"(a+)+$",)), post(slow + " b")).held
+
+
+def test_past_the_poll_budget_entries_are_held_without_searching() -> None:
+    now = [0.0]
+    flt = Filter(include=("postgres",))
+    with budget(1.0, clock=lambda: now[0]) as spent:
+        assert evaluate(flt, post("postgres 17")).passed
+        now[0] = 1.5  # the poll's filter time is spent
+        late = evaluate(flt, post("postgres 18"))
+        assert evaluate(Filter(), post("no rules")).passed  # a route without rules needs no time
+    assert late.held and not late.passed and "filter time (1 s) was spent" in late.reason
+    assert spent.exhausted and spent.culprit() == (flt, 'keyword "postgres"')
+    assert not evaluate(flt, post("postgres 19")).held  # outside the budget: searched as usual
 
 
 def test_huge_item_text_is_still_quick() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from feedrelay.runtime.metrics import render
+from feedrelay.runtime.metrics import Metrics
 from feedrelay.store import Store
 from tests.cli import TOKEN, Relay, wait_until
 from tests.feedgen import make_items, rss
@@ -78,6 +78,21 @@ def test_metrics_tell_what_status_tells_and_no_secret(relay: Relay, feed_server:
             assert got['feedrelay_send_attempts_total{channel="readings",outcome="rate_limited"}'] == 1
             assert got['feedrelay_send_attempts_total{channel="readings",outcome="refused"}'] == 0
             assert "# TYPE feedrelay_send_attempts_total counter" in m.text
+            # Histograms: how long polls take, and how long a message waits from queued to sent.
+            assert got['feedrelay_delivery_latency_seconds_count{channel="readings"}'] == 2
+            assert got['feedrelay_delivery_latency_seconds_bucket{channel="readings",le="+Inf"}'] == 2
+            assert 0 < got['feedrelay_delivery_latency_seconds_sum{channel="readings"}'] < 30
+            assert got['feedrelay_poll_duration_seconds_count{result="changed"}'] >= 1
+            assert got['feedrelay_poll_duration_seconds_count{result="failed"}'] >= 1
+            assert "# TYPE feedrelay_poll_duration_seconds histogram" in m.text
+            # The standard process metrics, as every exporter has them.
+            assert got["process_cpu_seconds_total"] > 0 and got["process_open_fds"] > 0
+            assert got["process_start_time_seconds"] <= time.time()
+            # What Prometheus itself sends: OpenMetrics if it asks, gzip if it accepts it.
+            om = client.get(f"{base}/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0",
+                                                         "Accept-Encoding": "gzip"})
+            assert om.headers["content-type"].startswith("application/openmetrics-text")
+            assert om.headers["content-encoding"] == "gzip" and om.text.rstrip().endswith("# EOF")
             for secret in (TOKEN, "feed-secret", "/ok.xml", "#readings", "Service Unavailable"):
                 assert secret not in m.text
 
@@ -121,8 +136,12 @@ def test_names_are_escaped_as_the_exposition_format_requires(tmp_path: Path) -> 
     store = Store(tmp_path / "m.db")
     name = 'Team "core" \\ blog\nsecond line'
     store.ensure_feed(name, "https://example.com/feed", "rss")
-    text = render(store, [name], ["readings"], started=0.0)
     store.close()
+    metrics = Metrics()
+    metrics.watch(str(tmp_path / "m.db"), lambda: ([name], ["readings"]))
+    status, body, _ = metrics.exposition()
+    text = body.decode()
+    assert status == "200 OK"
     assert 'feedrelay_feed_up{feed="Team \\"core\\" \\\\ blog\\nsecond line"} 1' in text
     assert sum(line.startswith("feedrelay_feed_up{") for line in text.splitlines()) == 1  # one sample, one line
 
@@ -134,3 +153,15 @@ def test_a_bad_listen_address_is_a_config_error(relay: Relay, listen: str) -> No
     result = relay("check")
     assert result.code == 2 and "Traceback" not in result.output
     assert "metrics.listen" in result.err and "HOST:PORT" in result.err
+
+
+def test_each_relay_counts_on_a_registry_of_its_own(tmp_path: Path) -> None:
+    """Two relays in one process (tests, library users) do not share or collide on metrics."""
+    a, b = Metrics(), Metrics()
+    a.poll("changed", 0.2, new=3)
+    a.send_attempt("readings", "sent")
+    got_a, got_b = (samples(m.exposition()[1].decode()) for m in (a, b))
+    assert got_a['feedrelay_polls_total{result="changed"}'] == 1 and got_a["feedrelay_items_new_total"] == 3
+    assert got_b['feedrelay_polls_total{result="changed"}'] == 0 and got_b["feedrelay_items_new_total"] == 0
+    assert got_a['feedrelay_poll_duration_seconds_bucket{le="0.25",result="changed"}'] == 1
+    assert 'feedrelay_send_attempts_total{channel="readings",outcome="sent"}' not in got_b

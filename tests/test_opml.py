@@ -71,8 +71,12 @@ def test_entities_declared_by_the_file_are_never_expanded() -> None:
             + b"".join(b'<!ENTITY %c "&%c;&%c;&%c;&%c;&%c;&%c;&%c;&%c;&%c;&%c;">' % ((c,) + (c - 1,) * 10)
                        for c in range(ord("b"), ord("k")))
             + b']><opml version="2.0"><body><outline text="&j;" xmlUrl="https://x.example/f"/></body></opml>')
-    with pytest.raises(OPMLError, match="undefined entity"):  # the DOCTYPE that declared it is gone
+    with pytest.raises(OPMLError, match=r"declares an entity \(<!ENTITY a …>\).*remove the <!DOCTYPE"):
         read_opml(bomb)
+    # Nor an external one: no file of this machine, no URL is read.
+    with pytest.raises(OPMLError, match="declares an entity"):
+        read_opml(b'<!DOCTYPE opml [<!ENTITY x SYSTEM "file:///etc/passwd">]><opml version="2.0"><body>'
+                  b'<outline text="&x;" xmlUrl="https://x.example/f"/></body></opml>')
     # A DOCTYPE without entities (some exporters write one) is no obstacle.
     subs, _ = read_opml(b'<?xml version="1.0"?><!DOCTYPE opml SYSTEM "opml.dtd">' + opml(
         '<outline text="x" xmlUrl="https://x.example/f"/>').split(b"?>", 1)[1])

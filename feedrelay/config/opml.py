@@ -6,13 +6,15 @@ Pure functions of data; the CLI reads and writes the files.
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from urllib.parse import urlsplit
+
+import defusedxml.ElementTree as DET
+from defusedxml import DefusedXmlException, EntitiesForbidden
 
 from feedrelay.config import Config, _valid_url
 from feedrelay.ingest.identity import normalize_link
@@ -21,7 +23,6 @@ from feedrelay.model import comparable_link
 
 MAX_OPML = 10 * 1024 * 1024  # the largest published lists are a few hundred KB
 MAX_NAME = 100
-_DOCTYPE = re.compile(rb"<!DOCTYPE\b[^\[>]*(?:\[.*?\])?\s*>", re.IGNORECASE | re.DOTALL)
 
 
 class OPMLError(Exception):
@@ -55,12 +56,19 @@ def read_opml(data: bytes) -> tuple[list[Subscription], list[str]]:
     cannot use (not http or https). Raises :class:`OPMLError` for a file that is not OPML."""
     if len(data) > MAX_OPML:
         raise OPMLError(f"larger than {MAX_OPML // 1024 // 1024} MB; is it really an OPML subscription list?")
-    # A subscription list needs no entities of its own; dropping the DOCTYPE means none can be expanded.
-    data = _DOCTYPE.sub(b"", data, count=1)
+    # defusedxml refuses any entity the file declares (billion laughs, external files or URLs); a DOCTYPE
+    # without entities, which some exporters write, is accepted.
     try:
-        root = ET.fromstring(data)
+        root = DET.fromstring(data)
     except ET.ParseError as exc:
         raise OPMLError(f"not well-formed XML ({exc})") from None
+    except EntitiesForbidden as exc:
+        raise OPMLError(f"the file declares an entity (<!ENTITY {(exc.name or '')[:40]} …>), which a subscription "
+                        "list never needs and which is not expanded; remove the <!DOCTYPE …> block and try again"
+                        ) from None
+    except DefusedXmlException as exc:  # (an external reference or DTD: not expected with these settings)
+        raise OPMLError(f"the file uses an XML feature a subscription list never needs ({type(exc).__name__})"
+                        ) from None
     if root.tag.lower() != "opml" or root.find("body") is None:
         raise OPMLError(f"not OPML: the document is <{root.tag[:40]}>, not <opml> with a <body>")
     found: list[Subscription] = []

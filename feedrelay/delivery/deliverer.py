@@ -23,7 +23,7 @@ from feedrelay.runtime.alerts import (
     channel_recovered,
     duration,
 )
-from feedrelay.runtime.metrics import Counters
+from feedrelay.runtime.metrics import Metrics
 from feedrelay.store import DB_ERRORS, describe
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,9 @@ def backoff(attempts: int) -> float:
 class Deliverer:
     def __init__(self, outbox: Outbox, sinks: Mapping[str, Sink], min_interval: Mapping[str, float], *,
                  alerts: Alerts | None = None, dedupe_window: float = 30 * 86400.0,
-                 counters: Counters | None = None) -> None:
+                 metrics: Metrics | None = None) -> None:
         self.outbox = outbox
-        self.counters = counters or Counters()
+        self.metrics = metrics or Metrics()
         self.sinks = sinks
         self.min_interval = min_interval
         self.alerts = alerts
@@ -209,7 +209,7 @@ class Deliverer:
         with self.outbox.store.transaction():
             queued = self.outbox.enqueue([alert], window=self.dedupe_window, now=now)
         if queued:
-            self.counters.add("feedrelay_messages_queued_total", channel=alert.channel)
+            self.metrics.messages_queued(alert.channel)
             log.info("alert queued for channel %s: %s", alert.channel, alert.message["text"])
             self.wake([alert.channel])
 
@@ -256,9 +256,10 @@ class Deliverer:
         now = time.time()
         result = {"retry": "rate_limited" if outcome.retry_after is not None else "retry",
                   "permanent": "refused", "reject": "rejected"}.get(outcome.kind, outcome.kind)
-        self.counters.add("feedrelay_send_attempts_total", channel=channel, outcome=result)
+        self.metrics.send_attempt(channel, result)
         if outcome.kind == "sent":
             self.outbox.mark_sent(row.id, outcome.ts, now)
+            self.metrics.delivered(channel, now - row.created)
             if row.attempts:
                 since = self.outbox.failing_since(channel)
                 self.outbox.set_channel_failing(channel, None)

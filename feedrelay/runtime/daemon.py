@@ -230,13 +230,13 @@ class Daemon:
                                next_run_time=datetime.now().astimezone() + timedelta(seconds=60))
         self.scheduler.start()
         clock = asyncio.create_task(self._watch_clock())
-        server = await self._serve_metrics()
+        endpoint = self._serve_metrics()
         log.info("feedrelay running: %d feed(s), %d channel(s), database %s; Ctrl-C to stop",
                  len(self.relay.config.feeds), len(self.relay.config.channels), self.relay.db_path)
         await self.stopping.wait()
         await clock
-        if server is not None:
-            server.close()
+        if endpoint is not None:
+            await asyncio.to_thread(endpoint.close)
         log.info("stopping: finishing polls and the messages in flight")
         self.scheduler.pause()
         # Deliveries get the same grace, at the same time: a Slack that hangs must not hold up the stop either.
@@ -248,26 +248,20 @@ class Daemon:
         async with self._reloading:
             pass  # a reload in progress (its channels stopped above) ends before the relay is closed under it
 
-    async def _serve_metrics(self) -> asyncio.Server | None:
+    def _serve_metrics(self) -> metrics.Endpoint | None:
         settings = self.relay.config.metrics
         if settings is None:
             return None
-        started = time.time()
-
-        def body() -> str:
-            config = self.relay.config  # the current one: feeds come and go with live reloads
-            return metrics.render(self.relay.store, (f.name for f in config.feeds), config.channels, started=started,
-                                  counters=self.relay.counters)
-
+        self.relay.metrics.started.set(time.time())
         try:
-            server = await metrics.serve(settings.host, settings.port, body)
+            endpoint = metrics.serve(settings.host, settings.port, self.relay.metrics)
         except OSError as exc:
             # The relay's real work does not depend on it: say so loudly and carry on.
             log.error("metrics: cannot listen for %s (%s); check [metrics] listen in the config",
                       metrics.url(settings.host, settings.port), exc.strerror or exc)
             return None
         log.info("metrics at %s", metrics.url(settings.host, settings.port))
-        return server
+        return endpoint
 
     async def _prune(self) -> None:
         try:

@@ -4,24 +4,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from feedrelay import render
 from feedrelay.config import Alerts, Feed
+from feedrelay.decide import filters
 from feedrelay.decide.decider import Plan, decide_poll
 from feedrelay.delivery.outbox import Outbox
-from feedrelay.model import Delivery, Item
+from feedrelay.model import Delivery, Item, Lookalike
 from feedrelay.runtime.alerts import feed_failing, feed_incident, feed_recovered
-from feedrelay.sources import Source, SourceError
+from feedrelay.sources import PollResult, Source, SourceError
 from feedrelay.store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
 
 log = logging.getLogger(__name__)
 
 # A server's Retry-After is honoured up to this: a misconfigured "come back in a week" must not silence a feed.
 MAX_RETRY_AFTER = 24 * 3600.0
+# Feeds with regex rules are filtered in these threads, not on the event loop: a pattern that backtracks for a
+# poll's whole filter budget must not hold up other feeds' polls or deliveries (`regex` releases the GIL while
+# it searches). Two, so that one feed's bad pattern does not queue every other feed's filtering behind it.
+_FILTER_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="feedrelay-filter")
+VALIDATORS = ("etag", "last_modified", "body_hash")
 
 
 @dataclass
@@ -38,6 +48,7 @@ class FeedReport:
     error: str | None = None
     warning: str | None = None
     more: bool = False  # the source has more to give at once (an NVD catch-up read in parts)
+    held: int = 0  # new entries the filters could not judge in time: kept for a later poll
 
 
 async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *, dedupe_window: float,
@@ -79,7 +90,21 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
                 recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
             return FeedReport(feed.name, unchanged=True, channels=frozenset(d.channel for d in recovered),
                               queued_to=Counter(d.channel for d in recovered))
-        plan, known = plan_poll(feed, row, result.items, store)
+        known, lookalikes, upgraded = _inputs(feed, row, result.items, store)
+    except DB_ERRORS as exc:
+        if damaged(exc):
+            raise StoreError(describe(exc, store.path)) from None
+        log.error("feed %r: %s", feed.name, describe(exc, store.path))
+        return FeedReport(feed.name, error=describe(exc, store.path))
+    plan, spent = await _decide(feed, row, result.items, known, lookalikes, upgraded)
+    if _threaded(feed) and _moved_on(store, feed):  # (a live edit while the filters ran in their thread)
+        return FeedReport(feed.name, stale=True)
+    held = _hold(plan)
+    state, warning = result.state, result.warning
+    if held:
+        warning = "; ".join(w for w in (warning, _held_warning(feed, spent, held)) if w)
+        state = _replay_state(row.state, result)
+    try:
         first = plan.first_poll
         gen = row.listing_gen + 1
         with store.transaction():
@@ -89,7 +114,7 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
                 store.still_listed(feed.name, known, now, gen)
             queued = outbox.enqueue(render.deliveries(plan.intents), window=dedupe_window, now=now,
                                     except_feed=feed.name)
-            store.record_success(feed.name, result.state, warning=result.warning,
+            store.record_success(feed.name, state, warning=warning,
                                  listed=len(result.items) if result.listing else None, listing_gen=gen, now=now)
             recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
     except DB_ERRORS as exc:
@@ -106,8 +131,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
     if plan.reissued:
         log.info("feed %r: %d entry(ies) came back under a new id; remembered, not posted again", feed.name,
                  plan.reissued)
-    if result.warning:
-        log.warning("feed %r: %s", feed.name, result.warning)
+    if warning:
+        log.warning("feed %r: %s", feed.name, warning)
     if first:
         log.info("feed %r: first poll, remembered %d item(s), queued %d (backlog = %d)",
                  feed.name, len(plan.remember), len(queued), feed.backlog)
@@ -115,15 +140,58 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
         log.info("feed %r: %d new item(s), %d message(s) queued", feed.name, len(plan.remember), len(queued))
     return FeedReport(feed.name, new=len(plan.remember), queued=len(queued),
                       channels=frozenset(d.channel for d in queued + recovered), first_poll=first,
-                      warning=result.warning, queued_to=Counter(d.channel for d in queued + recovered),
-                      more=result.more)
+                      warning=warning, queued_to=Counter(d.channel for d in queued + recovered),
+                      more=result.more and not held, held=len(held))
 
 
-def plan_poll(feed: Feed, row: FeedRow, items: list[Item], store: Store | None) -> tuple[Plan, set[str]]:
-    """What a poll of these items decides, from what the store knows of the feed (``store`` None: nothing yet),
-    and the keys it already knew. A real poll and `preview` both decide here, so they cannot disagree."""
-    if store is None:
-        return decide_poll(feed, items, set(), first_poll=not row.initialized), set()
+async def _decide(feed: Feed, row: FeedRow, items: list[Item], known: set[str],
+                  lookalikes: Mapping[str, Sequence[Lookalike]], upgraded: Collection[str]
+                  ) -> tuple[Plan, filters.Budget]:
+    """The poll's decision; in a filter thread when the feed has regex rules (see _FILTER_THREADS)."""
+    if _threaded(feed):
+        return await asyncio.get_running_loop().run_in_executor(
+            _FILTER_THREADS, _decide_now, feed, row, items, known, lookalikes, upgraded)
+    return _decide_now(feed, row, items, known, lookalikes, upgraded)
+
+
+def _threaded(feed: Feed) -> bool:
+    # Keywords are escaped words (linear time): only user patterns can backtrack, and the thread hop is not free.
+    return any(r.filter.include_regex or r.filter.exclude_regex for r in feed.routes)
+
+
+def _hold(plan: Plan) -> set[str]:
+    """Keys of entries a route could not judge in time, taken out of the plan whole (every route of the entry):
+    not remembered, so the next poll judges them again, and not posted anywhere yet."""
+    held = {v.item.key for v in plan.verdicts if v.decision.held}
+    if held:
+        plan.remember = [i for i in plan.remember if i.key not in held]
+        plan.intents = [i for i in plan.intents if i.item.key not in held]
+    return held
+
+
+def _replay_state(old: dict[str, Any], result: PollResult) -> dict[str, Any]:
+    """The source state that makes the next poll see the held entries again: a listing is fetched in full (no
+    validators, so no 304 and no "same bytes" skip); a window of changes (NVD) is read again from where it was."""
+    base = result.state if result.listing else old
+    return {k: v for k, v in base.items() if k not in VALIDATORS}
+
+
+def _held_warning(feed: Feed, spent: filters.Budget, held: Collection[str]) -> str:
+    culprit = spent.culprit()
+    rule = ""
+    if culprit:
+        flt, label = culprit
+        channels = ", ".join(dict.fromkeys(r.channel for r in feed.routes if r.filter == flt))
+        rule = f" by {label} of the route → {channels}"
+    why = (f"this poll's filtering reached its {spent.seconds:g} s budget" if spent.exhausted else
+           f"a search took over {filters.REGEX_TIMEOUT * 1000:.0f} ms")
+    return (f"{len(held)} new entry(ies) held{rule}: {why}; they are neither posted nor skipped, and are judged "
+            "again at the next poll. Simplify the pattern (docs/configuration.md#regular-expressions)")
+
+
+def _inputs(feed: Feed, row: FeedRow, items: list[Item], store: Store
+            ) -> tuple[set[str], Mapping[str, Sequence[Lookalike]], Collection[str]]:
+    """What the store knows that the decision needs: known keys, lookalikes of new entries, upgraded keys."""
     first = not row.initialized
     known = store.known_keys(feed.name, [i.key for i in items])
     fresh = [i for i in items if i.key not in known]
@@ -132,8 +200,23 @@ def plan_poll(feed: Feed, row: FeedRow, items: list[Item], store: Store | None) 
         else {}
     # The first parsed poll after an upgrade from schema 1: entries remembered under their old keys are known.
     upgraded = store.remembered_before_upgrade(feed.name, fresh) if fresh and row.keys_version < 2 else set()
-    plan = decide_poll(feed, items, known, first_poll=first, url_changed=bool(row.url_changed),
-                       lookalikes=lookalikes, upgraded=upgraded)
+    return known, lookalikes, upgraded
+
+
+def _decide_now(feed: Feed, row: FeedRow, items: list[Item], known: set[str],
+                lookalikes: Mapping[str, Sequence[Lookalike]], upgraded: Collection[str]
+                ) -> tuple[Plan, filters.Budget]:
+    """decide_poll under one filter budget (pure: no store, so it may run in a filter thread)."""
+    with filters.budget() as spent:
+        return decide_poll(feed, items, known, first_poll=not row.initialized, url_changed=bool(row.url_changed),
+                           lookalikes=lookalikes, upgraded=upgraded), spent
+
+
+def plan_poll(feed: Feed, row: FeedRow, items: list[Item], store: Store | None) -> tuple[Plan, set[str]]:
+    """What a poll of these items decides, from what the store knows of the feed (``store`` None: nothing yet),
+    and the keys it already knew. A real poll and `preview` both decide here, so they cannot disagree."""
+    known, lookalikes, upgraded = _inputs(feed, row, items, store) if store is not None else (set(), {}, set())
+    plan, _ = _decide_now(feed, row, items, known, lookalikes, upgraded)
     return plan, known
 
 

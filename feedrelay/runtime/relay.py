@@ -19,7 +19,7 @@ from feedrelay.delivery.outbox import Outbox
 from feedrelay.delivery.sinks import Sinks
 from feedrelay.ingest.fetch import Fetcher
 from feedrelay.ingest.workers import ParsePool
-from feedrelay.runtime.metrics import Counters
+from feedrelay.runtime.metrics import Metrics
 from feedrelay.runtime.pipeline import FeedReport, poll_feed
 from feedrelay.runtime.preview import Preview, preview
 from feedrelay.runtime.scheduler import Dispatcher
@@ -55,7 +55,8 @@ class Relay:
         self.parse_pool = ParsePool()
         self._daemon = False
         self._feeds = {f.name: f for f in config.feeds}
-        self.counters = Counters()  # totals since start, for /metrics
+        self.metrics = Metrics()  # counters and histograms since start, and the database's gauges, for /metrics
+        self.metrics.watch(self.db_path, lambda: ((f.name for f in self.config.feeds), self.config.channels))
         self._started = False
 
     async def __aenter__(self) -> Relay:
@@ -93,7 +94,8 @@ class Relay:
             log.warning("%s", notice)
         intervals = {name: ch.min_interval for name, ch in self.config.channels.items()}
         self.deliverer = Deliverer(self.outbox, by_channel, intervals, alerts=self.config.alerts,
-                                   dedupe_window=self.config.defaults.dedupe_window, counters=self.counters)
+                                   dedupe_window=self.config.defaults.dedupe_window, metrics=self.metrics)
+        self.metrics.channels(self.config.channels)
 
     def _warn_unconfigured(self) -> None:
         """Messages queued for a channel since removed from the config wait for it silently: say so."""
@@ -143,22 +145,22 @@ class Relay:
         return total
 
     async def _poll_part(self, feed: Feed) -> FeedReport:
+        started = time.monotonic()
         report = await poll_feed(feed, self.source(feed), self.store, self.outbox,
                                  dedupe_window=self.config.defaults.dedupe_window, alerts=self.config.alerts)
         if report.channels:
             self.deliverer.wake(report.channels)
-        self._count(report)
+        self._count(report, time.monotonic() - started)
         return report
 
-    def _count(self, report: FeedReport) -> None:
+    def _count(self, report: FeedReport, seconds: float) -> None:
         if report.stale:
             return  # dropped, and polled again at once
         result = ("failed" if report.error else "deferred" if report.skipped else
                   "unchanged" if report.unchanged else "changed")
-        self.counters.add("feedrelay_polls_total", result=result)
-        self.counters.add("feedrelay_items_new_total", report.new)
+        self.metrics.poll(result, seconds, report.new)
         for channel, n in report.queued_to.items():
-            self.counters.add("feedrelay_messages_queued_total", n, channel=channel)
+            self.metrics.messages_queued(channel, n)
 
     def submit(self, name: str) -> asyncio.Future[FeedReport] | None:
         """Queue a poll of the feed of that name in the *current* configuration (None if it has none).
