@@ -443,6 +443,9 @@ def status(state: State, as_json: bool) -> None:
         outbox = Outbox(store)
         per_feed = outbox.feed_stats()
         per_channel = outbox.channel_stats()
+        from feedrelay.store.stories import Stories
+
+        held = Stories(store).held() if store.db["holds"].exists() else {}  # (none before schema 3)
         store.close()
     except DB_ERRORS as exc:
         fail(describe(exc, db), 1)
@@ -458,11 +461,12 @@ def status(state: State, as_json: bool) -> None:
             "failing_since": f.error_since, "consecutive_errors": f.errors, "warning": f.warning,
             "items": items.get(f.name, 0), "pending": d.get("pending", 0), "failed": d.get("failed", 0),
             "waiting_until": f.not_before if f.not_before and f.not_before > time.time() else None,
+            "held": held.get(f.name, {}).get("held", 0), "held_since": held.get(f.name, {}).get("oldest"),
         })
     for name in sorted(configured - {f.name for f in feeds}):
         rows.append({"feed": name, "url": "", "configured": True, "last_poll": None, "last_success": None,
                      "error": None, "failing_since": None, "consecutive_errors": 0, "warning": None,
-                     "items": 0, "pending": 0, "failed": 0, "waiting_until": None})
+                     "items": 0, "pending": 0, "failed": 0, "waiting_until": None, "held": 0, "held_since": None})
     if config:
         for name, c in per_channel.items():
             c["configured"] = name in config.channels
@@ -487,6 +491,10 @@ def status(state: State, as_json: bool) -> None:
             health = "removed from config; " + health
         click.echo(f"{r['feed'][:28]:<28} {_ago(r['last_poll'], now):>10} {r['items']:>6} {r['pending']:>7} "
                    f"{r['failed']:>6}  {health}")
+    for r in rows:
+        if r["held"]:
+            click.echo(f"  {r['feed']}: {r['held']} unscored CVE(s) on hold, waiting for a score "
+                       f"(the oldest since {_ago(r['held_since'], now)}; include_unscored = \"after …\")")
     if per_channel:
         click.echo(f"\n{'CHANNEL':<28} {'SENT':>6} {'PENDING':>7} {'FAILED':>6}  STATE")
         for name, c in sorted(per_channel.items()):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import regex
 
-from feedrelay.config import Filter
+from feedrelay.config import Filter, format_duration
 from feedrelay.model import Decision, Item
 
 MAX_FILTER_TEXT = 20_000  # characters of item text a rule looks at; bounds regex work on hostile input
@@ -69,10 +69,14 @@ def _search(rule: _Rule, text: str) -> bool | None:
 def _security(flt: Filter, item: Item) -> Decision | None:
     """Severity, score, vendor/product, CWE and KEV rules; None when none of them rejects."""
     extra = item.extra
+    if extra.get("rejected"):
+        return Decision(False, "excluded: Rejected (the CVE ID was withdrawn)")
     severity = extra.get("severity")  # None = unscored
     if flt.min_severity is not None or flt.min_score is not None:
         if severity is None:
-            if not flt.include_unscored:
+            if flt.unscored_hold:
+                pass  # held, if the other rules pass: see evaluate
+            elif not flt.include_unscored:
                 return Decision(False, "excluded: unscored and include_unscored = false")
         else:
             if flt.min_severity and SEVERITY_RANK.get(severity, 0) < SEVERITY_RANK[flt.min_severity.lower()]:
@@ -100,7 +104,17 @@ def _security(flt: Filter, item: Item) -> Decision | None:
 
 
 def evaluate(flt: Filter, item: Item) -> Decision:
-    """Exclude wins; then, if there are include rules, one of them must match."""
+    """Exclude wins; then, if there are include rules, one of them must match. An unscored item that a route
+    with a hold (include_unscored = "after 72h") would pass is held instead: the lifecycle posts it later."""
+    decision = _evaluate(flt, item)
+    if decision.passed and flt.unscored_hold and item.extra.get("severity") is None and item.kind in ("cve", "kev") \
+            and (flt.min_severity is not None or flt.min_score is not None):
+        return Decision(False, f"held: unscored; posted when a score passes, or unscored after "
+                               f"{format_duration(flt.unscored_hold)}", held=True)
+    return decision
+
+
+def _evaluate(flt: Filter, item: Item) -> Decision:
     if (rejected := _security(flt, item)) is not None:
         return rejected
     compiled = _compile(flt)
