@@ -162,3 +162,28 @@ def test_an_unscored_cve_is_held_until_the_hold_runs_out(relay: Relay, feed_serv
     assert "Unscored" in text(post) and CVE in text(post)
     once(relay)
     assert len(fake_slack.messages("#security")) == 1
+
+
+def test_an_rss_route_with_updates_threads_a_revised_advisory(relay: Relay, feed_server: FeedServer,
+                                                              fake_slack: FakeSlack) -> None:
+    from tests.feedgen import rss
+
+    advisory = {"guid": "/node/25374", "link": "https://www.cisa.gov/news-events/ics-advisories/icsa-26-239-01",
+                "title": "Siemens SIMATIC S7", "description": "Siemens SIMATIC is affected by CVE-2026-12345."}
+    feed_server.set("/ics.xml", rss([]))
+    relay.configure(channels=SECURITY, feeds=[
+        {"name": "CISA ICS", "url": feed_server.url("/ics.xml"), "routes": [{"channel": "security",
+                                                                              "updates": "thread"}]},
+        {"name": "Blog", "url": feed_server.url("/ics.xml"), "channels": ["hook"]}])  # default: off
+    once(relay)
+    feed_server.set("/ics.xml", rss([advisory]))
+    once(relay)
+    [first] = fake_slack.messages("#security")
+    assert len(fake_slack.messages("webhook:hook")) == 1
+    feed_server.set("/ics.xml", rss([{**advisory, "title": "Update: Siemens SIMATIC S7 <!channel>"}]))
+    once(relay)
+    [reply] = fake_slack.messages("#security")[1:]
+    assert reply.thread_ts == first.ts
+    assert "Title: Siemens SIMATIC S7 → Update: Siemens SIMATIC S7 &lt;!channel&gt;" in text(reply)
+    assert "<!channel>" not in text(reply)  # feed text never pings anyone
+    assert len(fake_slack.messages("webhook:hook")) == 1  # updates are off by default for RSS
