@@ -187,3 +187,52 @@ def test_an_rss_route_with_updates_threads_a_revised_advisory(relay: Relay, feed
     assert "Title: Siemens SIMATIC S7 → Update: Siemens SIMATIC S7 &lt;!channel&gt;" in text(reply)
     assert "<!channel>" not in text(reply)  # feed text never pings anyone
     assert len(fake_slack.messages("webhook:hook")) == 1  # updates are off by default for RSS
+
+
+# --- the pure decisions behind the above (no sockets, no files) ---------------------------------------------------
+
+def _feed(kind: str, **route: Any) -> Any:
+    from feedrelay.config import Feed, Filter, Route
+
+    updates = route.pop("updates", "thread")
+    return Feed("F", "https://x.example/", kind, 3600, 0, (Route("security", Filter(**route), updates),))
+
+
+def _cve(**extra: Any) -> Any:
+    from feedrelay.model import Item
+
+    base = {"cve": CVE, "severity": "critical", "score": 9.8, "score_source": "Secondary", "kev": False,
+            "references": ["https://a.example/1"]}
+    return Item(CVE, CVE, f"https://nvd.nist.gov/vuln/detail/{CVE}", "A flaw.", kind="cve", extra=base | extra)
+
+
+def test_a_cosmetic_change_sends_nothing_and_updates_off_keeps_quiet() -> None:
+    from feedrelay.decide.decider import Plan
+    from feedrelay.decide.lifecycle import Story, compact, judge
+
+    feed = _feed("nvd")
+    posted = {("security", CVE): Story(compact(_cve(), feed.routes[0]) | {"root": "cve"}, 0.0)}
+    reference_added = _cve(references=["https://a.example/1", "https://b.example/2"])
+    out = judge(feed, [reference_added], Plan(), posted, {}, {CVE: 1.0}, now=10.0, since=0.0)
+    assert out.intents == [] and [w.new for w in out.stories] == [False]
+    rescored = _cve(score=7.5, severity="high")
+    out = judge(feed, [rescored], Plan(), posted, {}, {CVE: 1.0}, now=10.0, since=0.0)
+    assert [(i.action, i.changes) for i in out.intents] == [
+        ("reply", ("Score: 9.8 Critical (CNA) → 7.5 High (CNA)",)), ("update", ())]
+    quiet = _feed("nvd", updates="off")
+    assert judge(quiet, [rescored], Plan(), posted, {}, {CVE: 1.0}, now=10.0, since=0.0).intents == []
+
+
+def test_a_hold_on_a_kev_listing_runs_out_although_the_catalog_lists_the_entry_every_time() -> None:
+    from feedrelay.decide.decider import Plan
+    from feedrelay.decide.lifecycle import Hold, judge
+    from feedrelay.model import Item
+
+    feed = _feed("kev", min_severity="high", unscored_hold=3600.0)
+    entry = Item(CVE, CVE, "https://nvd.nist.gov/vuln/detail/" + CVE, kind="kev",
+                 extra={"cve": CVE, "kev": True, "severity": None})
+    holds = {("security", CVE): Hold("security", CVE, 0.0, entry)}
+    early = judge(feed, [entry], Plan(), {}, holds, {}, now=1800.0, since=0.0, changed=False)
+    assert early.intents == [] and early.released == []
+    late = judge(feed, [entry], Plan(), {}, holds, {}, now=3600.0, since=0.0, changed=False)
+    assert [(i.action, i.item.key) for i in late.intents] == [("post", CVE)] and late.released == [("security", CVE)]

@@ -168,8 +168,8 @@ def _follow_up(feed: Feed, route: Route, item: Item, story: str, found: Story, s
     if lines and not redraw:
         merged["redraw"] = True
     redraw_due = redraw and bool(merged.pop("redraw", False))
-    if merged != found.state:
-        out.stories.append(StoryWrite(route.channel, story, merged, new=False))
+    # (written even when unchanged: a story lasts `retention` from the last time a source returned it)
+    out.stories.append(StoryWrite(route.channel, story, merged, new=False))
     if route.updates == "off" or not (lines or redraw_due):
         return
     if route.updates == "post":
@@ -206,9 +206,8 @@ def judge(feed: Feed, items: Iterable[Item], plan: Plan, stories: Mapping[tuple[
     held = {(v.channel, v.item.key) for v in plan.verdicts if v.decision.held}
     posted: set[tuple[str, str]] = set()  # (channel, story) pairs this poll has spoken of
     security = feed.kind in ("nvd", "kev")
-    returned = set()
+    judged: set[tuple[str, str]] = set()  # (channel, key) pairs judged again here: their holds are settled
     for item in oldest_first(unique(list(items))):
-        returned.add(item.key)
         story = story_key(feed.name, item)
         for route in feed.routes:
             if (route.channel, story) in posted:
@@ -235,6 +234,7 @@ def judge(feed: Feed, items: Iterable[Item], plan: Plan, stories: Mapping[tuple[
             if not security or not changed or first_seen.get(item.key, 0.0) < since:
                 continue
             hold = holds.get((route.channel, item.key))
+            judged.add((route.channel, item.key))
             decision = evaluate(route.filter, item)
             out.verdicts.append(Verdict(item, route.channel, decision))
             start = hold.since if hold else first_seen.get(item.key, now)
@@ -247,10 +247,11 @@ def judge(feed: Feed, items: Iterable[Item], plan: Plan, stories: Mapping[tuple[
                 out.holds.append(Hold(route.channel, item.key, start, item))
             elif hold:
                 out.released.append((route.channel, item.key))  # scored below the bar (or filtered out now)
-    # Holds the source did not return this time: a hold runs out at a poll of the feed, not at NVD's pleasure.
+    # Holds not settled above (NVD did not return the CVE; a KEV listing is not judged again): a hold runs out at
+    # a poll of the feed, not at the source's pleasure.
     routes = {r.channel: r for r in feed.routes}
     for (channel, key), hold in holds.items():
-        if key in returned:
+        if (channel, key) in judged or any(h.channel == channel and h.key == key for h in out.holds):
             continue
         route = routes.get(channel)
         story = story_key(feed.name, hold.item)

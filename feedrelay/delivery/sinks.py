@@ -246,8 +246,8 @@ def format_console(channel: str, message: dict[str, Any], *, reply: bool = False
     parent = str(message.get("parent") or "its first message")
     if reply:
         text = f"↳ reply in thread of {parent}\n" + "\n".join("  " + line for line in text.splitlines())
-    elif edit:
-        text = f"✎ {parent} edited; it now reads:\n" + "\n".join("  " + line for line in text.splitlines())
+    elif edit:  # (the reply before it said what changed: the first line of the new badge is enough here)
+        text = f"✎ {parent}: first message edited to: {(text.splitlines() or [''])[0]}"
     return f"── #{channel} " + "─" * max(0, 60 - len(channel)) + "\n" + text + "\n\n"
 
 
