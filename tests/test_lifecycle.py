@@ -111,7 +111,8 @@ def test_a_cve_is_posted_once_and_each_change_is_threaded_under_it(relay: Relay,
     nvd.records = [stage("analysed")]
     fake_slack.outage(503)
     daemon = relay.start()
-    wait_until(lambda: any(a.endpoint == "chat.postMessage" and a.outcome == "outage" for a in fake_slack.attempts))
+    wait_until(lambda: any(a.endpoint == "chat.postMessage" and a.outcome == "outage" for a in fake_slack.attempts),
+               timeout=60)
     daemon.kill()
     fake_slack.outage(None)
     once(relay)
