@@ -80,9 +80,10 @@ class Decision:
 
     passed: bool
     reason: str
+    held: bool = False  # unscored, and the route waits a while for a score (include_unscored = "after 72h")
     # Not decided: a search timed out, or the poll's filter budget was spent. The entry is neither posted nor
     # dropped: the pipeline keeps it to be judged again at a later poll (decide/filters.py).
-    held: bool = False
+    undecided: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ class Intent:
     channel: str
     feed: str
     item: Item
+    action: str = "post"  # post (a new message) | reply (in the story's thread) | update (edit its first message)
+    story: str = ""  # the story the message belongs to (see feedrelay.decide.lifecycle), "" for none
+    changes: tuple[str, ...] = ()  # for a reply, or a post in place of one: what changed, one line each
+    broadcast: bool = False  # a reply also shown in the channel (updates = "broadcast")
 
 
 @dataclass(frozen=True)
@@ -105,3 +110,5 @@ class Delivery:
     dedupe_key: str
     message: dict[str, Any]  # {"text": fallback, "blocks": [...], "plain": terminal text}
     legacy_dedupe_key: str = ""  # what rows written before schema 2 hold for the same article (the bare link)
+    action: str = "post"  # post | reply | update: see Intent
+    story: str = ""

@@ -333,6 +333,27 @@ class Post:
     ts: str
     time: float  # time.monotonic() on arrival
 
+    @property
+    def thread_ts(self) -> str | None:
+        """The parent's ts for a reply in a thread; None for a message in the channel."""
+        value = self.payload.get("thread_ts")
+        return str(value) if value else None
+
+    @property
+    def broadcast(self) -> bool:
+        return str(self.payload.get("reply_broadcast", "")).lower() in ("true", "1")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A chat.update that Slack accepted: the message ``ts`` in channel ``channel_id`` now reads so."""
+
+    channel_id: str
+    ts: str
+    text: str | None
+    blocks: list[Any] | None
+    time: float
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -381,7 +402,9 @@ class _Call:
 
 
 class FakeSlack(_App):
-    """Slack Web API (chat.postMessage, auth.test) and incoming webhooks, with scripted faults.
+    """Slack Web API (chat.postMessage with threads, chat.update, auth.test) and incoming webhooks, with scripted
+    faults. chat.postMessage answers with the channel's ID (``channel_id(name)``), which chat.update requires, as
+    Slack's does; a reply's ``thread_ts`` must be a message of that channel.
 
     Web API errors are HTTP 200 {"ok": false, "error": ...}, as Slack does. Webhook errors are
     plain-text bodies with a 4xx status (e.g. 404 "no_service"); a scripted ("429", n) on a webhook
@@ -397,6 +420,8 @@ class FakeSlack(_App):
         self._outage: int | None = None
         self._scripts: dict[str | None, deque[ScriptItem]] = {}
         self._posts: list[Post] = []
+        self._edits: list[Edit] = []
+        self.uneditable: set[str] = set()  # ts of messages chat.update refuses with cant_update_message
         self._attempts: list[Attempt] = []
         self._ts = 1_700_000_000_000_000  # microseconds
 
@@ -433,6 +458,18 @@ class FakeSlack(_App):
         with self._lock:
             return list(self._attempts)
 
+    @property
+    def edits(self) -> list[Edit]:
+        with self._lock:
+            return list(self._edits)
+
+    @staticmethod
+    def channel_id(name: str) -> str:
+        """The ID this fake Slack gives a channel posted to by name (an ID stays itself)."""
+        if not name.startswith("#"):
+            return name
+        return "C" + hashlib.sha256(name.encode()).hexdigest()[:8].upper()
+
     def messages(self, channel: str) -> list[Post]:
         return [p for p in self.posts if p.channel == channel]
 
@@ -456,6 +493,7 @@ class FakeSlack(_App):
         """Forget posts, attempts and pending scripts (settings are kept)."""
         with self._lock:
             self._posts.clear()
+            self._edits.clear()
             self._attempts.clear()
             self._scripts.clear()
 
@@ -528,7 +566,7 @@ class FakeSlack(_App):
         return call
 
     def _next_script_item(self, call: _Call) -> ScriptItem | None:
-        if call.endpoint not in ("chat.postMessage", "webhook"):
+        if call.endpoint not in ("chat.postMessage", "chat.update", "webhook"):
             return None
         with self._lock:
             for key in (call.channel, None) if call.channel is not None else (None,):
@@ -585,6 +623,8 @@ class FakeSlack(_App):
         elif call.endpoint == "auth.test":
             self._record(call, 200, "ok", scripted=scripted)
             _send_json(h, _AUTH_TEST)
+        elif call.endpoint == "chat.update":
+            self._answer_update(h, call, scripted)
         elif call.endpoint != "chat.postMessage":
             self._fail(h, call, "unknown_method", scripted)
         elif call.error is not None:
@@ -595,13 +635,37 @@ class FakeSlack(_App):
             self._fail(h, call, "invalid_blocks", scripted)
         elif not call.payload.get("text") and not call.payload.get("blocks"):
             self._fail(h, call, "no_text", scripted)
+        elif call.payload.get("thread_ts") and not self._find(call.channel, str(call.payload["thread_ts"])):
+            self._fail(h, call, "thread_not_found", scripted)
         else:
             post = self._store_post(call, scripted, 200)
             message: dict[str, Any] = {"type": "message", "text": post.text or "", "user": "U0TEST"}
             if post.blocks is not None:
                 message["blocks"] = post.blocks
             message |= {"bot_id": "B0TEST", "ts": post.ts}
-            _send_json(h, {"ok": True, "channel": post.channel, "ts": post.ts, "message": message})
+            _send_json(h, {"ok": True, "channel": self.channel_id(post.channel), "ts": post.ts, "message": message})
+
+    def _find(self, channel: str | None, ts: str) -> Post | None:
+        """The message ``ts`` posted to ``channel`` (by name or by the ID this fake gave it)."""
+        with self._lock:
+            return next((p for p in self._posts if p.ts == ts and channel is not None
+                         and channel in (p.channel, self.channel_id(p.channel))), None)
+
+    def _answer_update(self, h: BaseHTTPRequestHandler, call: _Call, scripted: bool) -> None:
+        ts = str(call.payload.get("ts") or "")
+        if call.channel is None or call.channel.startswith("#"):
+            self._fail(h, call, "channel_not_found", scripted)  # chat.update takes an ID, not a #name
+        elif not self._find(call.channel, ts) or ts in self.uneditable:
+            self._fail(h, call, "message_not_found" if ts not in self.uneditable else "cant_update_message", scripted)
+        elif not call.payload.get("text") and not call.payload.get("blocks"):
+            self._fail(h, call, "no_text", scripted)
+        else:
+            blocks, text = call.payload.get("blocks"), call.payload.get("text")
+            with self._lock:
+                self._edits.append(Edit(call.channel, ts, text if isinstance(text, str) else None,
+                                        blocks if isinstance(blocks, list) else None, call.arrived))
+            self._record(call, 200, "ok", scripted=scripted)
+            _send_json(h, {"ok": True, "channel": call.channel, "ts": ts, "text": text or ""})
 
     def _store_post(self, call: _Call, scripted: bool, status: int) -> Post:
         blocks = call.payload.get("blocks")

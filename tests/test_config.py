@@ -533,3 +533,41 @@ def test_routes_that_are_not_tables_are_a_config_error(routes: str) -> None:
            f"routes = {routes}\n"
     with pytest.raises(ConfigError, match=r"feeds\[0\]\.routes: expected \[\[feeds\.routes\]\] tables"):
         parse_config(text)
+
+
+NVD_ROUTES = """
+[channels.security]
+slack = "#security"
+[channels.hook]
+webhook_env = "HOOK_URL"
+[[feeds]]
+name = "NVD"
+type = "nvd"
+  [[feeds.routes]]
+  channel = "security"
+  min_severity = "high"
+  {security}
+  [[feeds.routes]]
+  channel = "hook"
+  {hook}
+"""
+
+
+def test_updates_default_per_channel_kind_and_the_unscored_hold() -> None:
+    config = parse_config(NVD_ROUTES.format(security='include_unscored = "after 72h"', hook=""), environ={})
+    security, hook = config.feeds[0].routes
+    assert (security.updates, hook.updates) == ("thread", "post")  # a webhook cannot thread or edit
+    assert security.filter.include_unscored and security.filter.unscored_hold == 72 * 3600
+    assert parse_config(feed_toml(), environ={}).feeds[0].routes[0].updates == "off"  # RSS: opt in
+    assert parse_config(feed_toml('updates = "thread"'), environ={}).feeds[0].routes[0].updates == "thread"
+
+
+@pytest.mark.parametrize(("security", "hook", "message"), [
+    ("", 'updates = "thread"', "feeds[0].routes[1].updates: channel 'hook' is a webhook, which cannot reply in a "
+                               'thread or edit a message; use updates = "post" (a new message) or "off"'),
+    ('updates = "reply"', "", "feeds[0].routes[0].updates: expected one of thread, broadcast, post, off; got 'reply'"),
+    ('include_unscored = "72h"', "", 'feeds[0].routes[0].include_unscored: expected true, false or "after '
+                                     "DURATION\", such as \"after 72h\"; got '72h'"),
+])
+def test_bad_updates_and_holds_name_the_key(security: str, hook: str, message: str) -> None:
+    assert message in error(NVD_ROUTES.format(security=security, hook=hook))

@@ -74,4 +74,4 @@ def test_an_old_database_is_upgraded_without_reposting_and_finds_what_the_old_ve
     assert "note 3" in posted[0] and "#v1.0|v1.0" in posted[1] and "#v1.2|v1.2" in posted[2]
     assert relay("once").code == 0 and len(fake_slack.posts) == 3  # and nothing more, ever
     assert json.loads(relay("status", "--json").out)["feeds"][0]["error"] is None
-    assert sqlite3.connect(relay.db).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert sqlite3.connect(relay.db).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)

@@ -577,6 +577,10 @@ def status(state: State, as_json: bool) -> None:
     for f in report.feeds:
         click.echo(f"{f.feed[:28]:<28} {ago(f.last_poll, now):>10} {f.items:>6} {f.pending:>7} {f.failed:>6}  "
                    f"{f.state}")
+    for f in report.feeds:
+        if f.held:
+            click.echo(f"  {f.feed}: {f.held} unscored CVE(s) on hold, waiting for a score (the oldest since "
+                       f"{ago(f.held_since, now)}; include_unscored = \"after …\")")
     if report.channels:
         click.echo(f"\n{'CHANNEL':<28} {'SENT':>6} {'PENDING':>7} {'FAILED':>6}  STATE")
         for name, c in sorted(report.channels.items()):

@@ -106,6 +106,7 @@ class Filter:
     min_severity: str | None = None
     min_score: float | None = None
     include_unscored: bool = True
+    unscored_hold: float = 0.0  # include_unscored = "after 72h": hold an unscored item this long for a score
     vendors: tuple[str, ...] = ()
     products: tuple[str, ...] = ()
     cwes: tuple[str, ...] = ()
@@ -120,6 +121,8 @@ class Filter:
 class Route:
     channel: str
     filter: Filter = field(default_factory=Filter)
+    # What a change to an item already posted here sends: thread | broadcast | post | off (see docs/configuration.md)
+    updates: str = "off"
 
 
 @dataclass(frozen=True)
@@ -366,7 +369,8 @@ def _suggest(key: str, allowed: tuple[str, ...]) -> str:
 _SECURITY_KEYS = ("min_severity", "min_score", "include_unscored", "vendors", "products", "cwes", "kev_only")
 _FILTER_KEYS = ("include", "exclude", "include_regex", "exclude_regex", "fields", *_SECURITY_KEYS)
 _FEED_KEYS = ("name", "url", "type", "interval", "backlog", "channel", "channels", "routes", "api_key_env",
-              "headers", "auth", "user_agent", *_FILTER_KEYS)
+              "headers", "auth", "user_agent", "updates", *_FILTER_KEYS)
+_UPDATES = ("thread", "broadcast", "post", "off")
 _SEVERITIES = ("none", "low", "medium", "high", "critical")
 
 
@@ -397,6 +401,7 @@ def _valid_url(url: str) -> bool:
 
 def _filter(c: _Checker, raw: dict[str, Any], keypath: str) -> Filter:
     fields = c.strings(raw, "fields", keypath) or DEFAULT_FILTER_FIELDS
+    hold = c.convert(raw, "include_unscored", keypath, _unscored, None)  # None: true; 0: false; else a hold
     for name in fields:
         if name not in FILTER_FIELDS and name not in ("description", "vendor", "product"):
             raise c.fail(f"{keypath}.fields", f"unknown field {name!r}; choose from {', '.join(FILTER_FIELDS)}")
@@ -408,7 +413,8 @@ def _filter(c: _Checker, raw: dict[str, Any], keypath: str) -> Filter:
         fields=fields,
         min_severity=c.get(raw, "min_severity", keypath, str, None),
         min_score=c.convert(raw, "min_score", keypath, _score, None),
-        include_unscored=c.get(raw, "include_unscored", keypath, bool, True),
+        include_unscored=hold is None or hold > 0,
+        unscored_hold=hold or 0.0,
         vendors=tuple(v.lower() for v in c.strings(raw, "vendors", keypath)),
         products=tuple(v.lower() for v in c.strings(raw, "products", keypath)),
         cwes=tuple(v.upper() for v in c.strings(raw, "cwes", keypath)),
@@ -423,6 +429,35 @@ def _filter(c: _Checker, raw: dict[str, Any], keypath: str) -> Filter:
     _check_regexes(c, flt.include_regex, f"{keypath}.include_regex")
     _check_regexes(c, flt.exclude_regex, f"{keypath}.exclude_regex")
     return flt
+
+
+def _unscored(value: object) -> float | None:
+    """include_unscored: true (None), false (0) or "after DURATION" (the hold, in seconds)."""
+    if isinstance(value, bool):
+        return None if value else 0.0
+    if isinstance(value, str) and (m := re.fullmatch(r"\s*after\s+(\S.*?)\s*", value)):
+        try:
+            hold = parse_duration(m.group(1))
+        except ValueError:
+            pass
+        else:
+            if hold > 0:
+                return hold
+    raise ValueError('expected true, false or "after DURATION", such as "after 72h"')
+
+
+def _updates(c: _Checker, raw: dict[str, Any], keypath: str, kind: str, channel: Channel | None) -> str:
+    """A route's `updates`: thread by default for CVEs in a bot channel, post in a webhook channel (it cannot
+    thread or edit), off for RSS (blogs touch their posts)."""
+    webhook = channel is not None and channel.kind == "webhook"
+    default = "off" if kind == "rss" else "post" if webhook else "thread"
+    value = c.get(raw, "updates", keypath, str, default)
+    if value not in _UPDATES:
+        raise c.fail(f"{keypath}.updates", f"expected one of {', '.join(_UPDATES)}; got {value!r}")
+    if webhook and channel is not None and value in ("thread", "broadcast"):
+        raise c.fail(f"{keypath}.updates", f"channel {channel.name!r} is a webhook, which cannot reply in a thread "
+                                           'or edit a message; use updates = "post" (a new message) or "off"')
+    return value
 
 
 def _score(value: object) -> float:
@@ -586,17 +621,18 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
                                                 "for RSS use include/exclude keywords or regexes")
     if shorthand:
         feed_filter = _filter(c, {k: v for k, v in t.items() if k in _FILTER_KEYS}, keypath)
-        routes += [Route(ch, feed_filter) for ch in shorthand]
-    elif any(k in t for k in _FILTER_KEYS):
+        routes += [Route(ch, feed_filter, _updates(c, t, keypath, kind, channels.get(ch))) for ch in shorthand]
+    elif any(k in t for k in (*_FILTER_KEYS, "updates")):
         raise c.fail(keypath, "filter keys at feed level apply to `channels`; put them in a [[feeds.routes]] "
                               "table instead, or list the channels with channels = [...]")
     for j, raw_route in enumerate(raw_routes):
         rpath = f"{keypath}.routes[{j}]"
-        rt = c.table(raw_route, rpath, ("channel", *_FILTER_KEYS))
+        rt = c.table(raw_route, rpath, ("channel", "updates", *_FILTER_KEYS))
         channel = c.get(rt, "channel", rpath, str, "")
         if not channel:
             raise c.fail(f"{rpath}.channel", "each route names a channel")
-        routes.append(Route(channel, _filter(c, {k: v for k, v in rt.items() if k != "channel"}, rpath)))
+        routes.append(Route(channel, _filter(c, {k: v for k, v in rt.items() if k not in ("channel", "updates")},
+                                             rpath), _updates(c, rt, rpath, kind, channels.get(channel))))
     if not routes:
         raise c.fail(keypath, f'feed {name!r} goes nowhere: add channels = ["..."] or a [[feeds.routes]] table')
     for j, route in enumerate(routes):

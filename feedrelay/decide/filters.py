@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import regex
 
-from feedrelay.config import Filter
+from feedrelay.config import Filter, format_duration
 from feedrelay.model import Decision, Item
 
 MAX_FILTER_TEXT = 20_000  # characters of item text a rule looks at; bounds regex work on hostile input
@@ -52,7 +52,7 @@ _budget: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("feedrel
 @contextlib.contextmanager
 def budget(seconds: float = FILTER_BUDGET, clock: Callable[[], float] = time.thread_time) -> Iterator[Budget]:
     """Every :func:`evaluate` inside (in this thread or task) shares one time budget; past it, entries are held
-    (Decision.held)."""
+    (Decision.undecided)."""
     b = Budget(seconds, clock)
     token = _budget.set(b)
     try:
@@ -138,10 +138,14 @@ def _search(flt: Filter, rule: _Rule, text: str) -> bool:
 def _security(flt: Filter, item: Item) -> Decision | None:
     """Severity, score, vendor/product, CWE and KEV rules; None when none of them rejects."""
     extra = item.extra
+    if extra.get("rejected"):
+        return Decision(False, "excluded: Rejected (the CVE ID was withdrawn)")
     severity = extra.get("severity")  # None = unscored
     if flt.min_severity is not None or flt.min_score is not None:
         if severity is None:
-            if not flt.include_unscored:
+            if flt.unscored_hold:
+                pass  # held, if the other rules pass: see evaluate
+            elif not flt.include_unscored:
                 return Decision(False, "excluded: unscored and include_unscored = false")
         else:
             if flt.min_severity and SEVERITY_RANK.get(severity, 0) < SEVERITY_RANK[flt.min_severity.lower()]:
@@ -170,7 +174,18 @@ def _security(flt: Filter, item: Item) -> Decision | None:
 
 def evaluate(flt: Filter, item: Item) -> Decision:
     """Exclude wins; then, if there are include rules, one of them must match. A rule that cannot be searched
-    in time (a pathological pattern, or the poll's budget spent) decides nothing: the entry is held."""
+    in time (a pathological pattern, or the poll's budget spent) decides nothing: the entry is undecided. An
+    unscored item that a route with a hold (include_unscored = "after 72h") would pass is held instead: the
+    lifecycle posts it later."""
+    decision = _evaluate(flt, item)
+    if decision.passed and flt.unscored_hold and item.extra.get("severity") is None and item.kind in ("cve", "kev") \
+            and (flt.min_severity is not None or flt.min_score is not None):
+        return Decision(False, f"held: unscored; posted when a score passes, or unscored after "
+                               f"{format_duration(flt.unscored_hold)}", held=True)
+    return decision
+
+
+def _evaluate(flt: Filter, item: Item) -> Decision:
     if (rejected := _security(flt, item)) is not None:
         return rejected
     compiled = _compile(flt)
@@ -193,5 +208,5 @@ def evaluate(flt: Filter, item: Item) -> Decision:
         except _Held as exc:
             held = held or exc.reason
     if held:
-        return Decision(False, held + "; judged again at a later poll", held=True)
+        return Decision(False, held + "; judged again at a later poll", undecided=True)
     return Decision(False, "excluded: no include rule matched")

@@ -191,16 +191,42 @@ class Deliverer:
             # Re-read the row at least every IDLE_CHECK: `feedrelay retry` may have ended the wait.
             await self._sleep(min(wait, IDLE_CHECK))
             return True
-        outcome = await sink.send(row.message)
+        outcome = await self._attempt(channel, sink, row)
         if outcome.kind == "reject":
             log.warning("channel %s: Slack rejected message %d (%s); retrying as plain text",
                         channel, row.id, outcome.error)
-            outcome = await sink.send(row.message, plain=True)
+            outcome = await self._attempt(channel, sink, row, plain=True)
         self._last_sent[channel] = time.monotonic()
         self._unrecorded[channel] = (row.id, outcome)
         recorded = self._record(channel, row, outcome, sink, report)
         del self._unrecorded[channel]
         return recorded or forever
+
+    async def _attempt(self, channel: str, sink: Sink, row: Pending, plain: bool = False) -> Outcome:
+        """Send one row as its action says. A reply or an update is at the head of its channel's queue only once its
+        story's first message has left it (rows go out in order), so the first message's ts is known by now."""
+        if row.action == "post":
+            return await sink.send(row.message, plain=plain)
+        parent = self.outbox.parent(channel, row.story) if row.story else None
+        if parent is None or not sink.threads(parent[0]):
+            if row.action == "update":
+                # Nothing to edit (the first message was rejected, or printed to the terminal): the reply queued
+                # with this update already says what changed.
+                log.info("channel %s: message %d edits a message that was not posted to Slack; skipped", channel,
+                         row.id)
+                return Outcome.sent("")
+            log.info("channel %s: message %d replies to a message that was not posted to Slack; posted as a new "
+                     "message", channel, row.id)
+            return await sink.send(row.message, plain=plain)
+        ts, channel_id = parent
+        if row.action == "reply":
+            return await sink.send(row.message, plain=plain, thread_ts=ts, broadcast=bool(row.message.get("broadcast")))
+        outcome = await sink.update(channel_id, ts, row.message, plain=plain)
+        if outcome.kind == "edit_refused":
+            log.warning("channel %s: Slack refused to edit message %s (%s); its current state is posted as a reply "
+                        "in its thread instead", channel, ts, outcome.error)
+            outcome = await sink.send(row.message, plain=plain, thread_ts=ts)
+        return outcome
 
     def queue_alert(self, alert: Delivery | None, now: float) -> None:
         """Queue an alert (once per incident: the outbox drops a repeat) and wake its channel."""
@@ -258,7 +284,7 @@ class Deliverer:
                   "permanent": "refused", "reject": "rejected"}.get(outcome.kind, outcome.kind)
         self.metrics.send_attempt(channel, result)
         if outcome.kind == "sent":
-            self.outbox.mark_sent(row.id, outcome.ts, now)
+            self.outbox.mark_sent(row.id, outcome.ts, now, outcome.channel_id)
             self.metrics.delivered(channel, now - row.created)
             if row.attempts:
                 since = self.outbox.failing_since(channel)

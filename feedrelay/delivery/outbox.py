@@ -23,6 +23,8 @@ class Pending:
     next_attempt: float
     created: float
     last_error: str | None = None  # of the last failed attempt
+    action: str = "post"  # post | reply | update
+    story: str | None = None
 
 
 class Outbox:
@@ -39,8 +41,11 @@ class Outbox:
         now = time.time() if now is None else now
         queued = self.admit(deliveries, window=window, now=now, except_feed=except_feed)
         self.db.conn.executemany(
-            "INSERT INTO outbox (channel, feed, item_key, dedupe_key, message, created) VALUES (?, ?, ?, ?, ?, ?)",
-            [(d.channel, d.feed, d.item_key, d.dedupe_key, json.dumps(d.message), now) for d in queued],
+            "INSERT INTO outbox (channel, feed, item_key, dedupe_key, message, created, action, story) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            # A reply's dedupe key is prefixed: it is not the article, and must not stop another feed's post of it.
+            [(d.channel, d.feed, d.item_key, d.dedupe_key if d.action == "post" else f"{d.action}:{d.dedupe_key}",
+              json.dumps(d.message), now, d.action, d.story or None) for d in queued],
         )
         return queued
 
@@ -51,13 +56,14 @@ class Outbox:
         deliveries = list(deliveries)
         taken = self._recent(deliveries, since=now - window, except_feed=except_feed)
         admitted: list[Delivery] = []
-        batch: set[tuple[str, str]] = set()
+        batch: set[tuple[str, str, str]] = set()
         for d in deliveries:
-            if (d.channel, d.dedupe_key) in taken or (d.channel, d.legacy_dedupe_key) in taken:
+            # (a reply or an update is the story's own business: the decider sends it once per change)
+            if d.action == "post" and ((d.channel, d.dedupe_key) in taken or (d.channel, d.legacy_dedupe_key) in taken):
                 continue
-            if (d.channel, d.item_key) in batch:
+            if (d.channel, d.item_key, d.action) in batch:
                 continue  # one item routed to a channel twice goes once (entries alike are the decider's call)
-            batch.add((d.channel, d.item_key))
+            batch.add((d.channel, d.item_key, d.action))
             admitted.append(d)
         return admitted
 
@@ -80,19 +86,32 @@ class Outbox:
     def next(self, channel: str) -> Pending | None:
         """The oldest pending delivery for a channel: order within a channel is publication order."""
         row = self.db.execute(
-            "SELECT id, channel, feed, message, attempts, next_attempt, created, last_error FROM outbox "
+            "SELECT id, channel, feed, message, attempts, next_attempt, created, last_error, action, story FROM outbox "
             "WHERE channel = ? AND status = 'pending' ORDER BY id LIMIT 1",
             [channel],
         ).fetchone()
         if not row:
             return None
-        return Pending(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6], row[7])
+        return Pending(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6], row[7], row[8], row[9])
 
-    def mark_sent(self, id: int, ts: str, now: float | None = None) -> None:
-        self.db.execute(
-            "UPDATE outbox SET status = 'sent', ts = ?, sent_at = ?, last_error = NULL WHERE id = ?",
-            [ts, time.time() if now is None else now, id],
-        )
+    def mark_sent(self, id: int, ts: str, now: float | None = None, channel_id: str = "") -> None:
+        """Slack accepted the row. The first message of a story gives the story its ts (and channel ID), which its
+        replies and updates wait for; in the same transaction, so a crash cannot keep one without the other."""
+        with self.store.transaction():
+            self.db.execute(
+                "UPDATE outbox SET status = 'sent', ts = ?, sent_at = ?, last_error = NULL WHERE id = ?",
+                [ts, time.time() if now is None else now, id],
+            )
+            self.db.execute(
+                "UPDATE stories SET ts = ?, channel_id = ? WHERE ts IS NULL AND (channel, story) IN "
+                "(SELECT channel, story FROM outbox WHERE id = ? AND action = 'post' AND story IS NOT NULL)",
+                [ts, channel_id or None, id])
+
+    def parent(self, channel: str, story: str) -> tuple[str, str] | None:
+        """The (ts, channel ID) of a story's first message in a channel, once sent; None before (or if forgotten)."""
+        row = self.db.execute("SELECT ts, channel_id FROM stories WHERE channel = ? AND story = ?",
+                              [channel, story]).fetchone()
+        return (row[0], row[1] or "") if row and row[0] else None
 
     def last_sent(self, channel: str) -> float | None:
         return self.db.execute("SELECT MAX(sent_at) FROM outbox WHERE channel = ? AND status = 'sent'",

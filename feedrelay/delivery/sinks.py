@@ -34,6 +34,8 @@ PERMANENT = {
 # Errors about this one message; retried once as plain text, then the row is marked failed.
 MESSAGE_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text", "too_many_attachments",
                   "invalid_payload", "invalid_arguments", "invalid_attachments"}
+# chat.update errors about the one message (deleted, too old, not ours): the edit becomes a reply in its thread.
+EDIT_REFUSED = {"message_not_found", "cant_update_message", "edit_window_closed"}
 # The error a rate-limited row keeps: the outbox finds Slack's pauses by it after a restart.
 RATE_LIMITED = "rate limited by Slack (429)"
 HINTS = {
@@ -66,14 +68,15 @@ WEBHOOK_HINTS = {
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # sent | retry | permanent | reject
+    kind: str  # sent | retry | permanent | reject | edit_refused
     ts: str = ""
     error: str = ""
     retry_after: float | None = None
+    channel_id: str = ""  # the channel ID chat.postMessage answered with (chat.update needs it, not a #name)
 
     @staticmethod
-    def sent(ts: str) -> Outcome:
-        return Outcome("sent", ts=ts)
+    def sent(ts: str, channel_id: str = "") -> Outcome:
+        return Outcome("sent", ts=ts, channel_id=channel_id)
 
 
 class Sink(Protocol):
@@ -84,7 +87,15 @@ class Sink(Protocol):
     pause_key: str  # sinks sharing a key share Slack's rate limit (one workspace)
     description: str
 
-    async def send(self, message: dict[str, Any], *, plain: bool = False) -> Outcome: ...
+    def threads(self, ts: str) -> bool:
+        """Whether it can reply in the thread of (and edit) the message sent as ``ts``: a bot can, for a message it
+        posted to Slack; a webhook never can."""
+        ...
+
+    async def send(self, message: dict[str, Any], *, plain: bool = False, thread_ts: str = "",
+                   broadcast: bool = False) -> Outcome: ...
+
+    async def update(self, channel_id: str, ts: str, message: dict[str, Any], *, plain: bool = False) -> Outcome: ...
 
 
 def explain(error: str, hints: Mapping[str, str] = HINTS) -> str:
@@ -120,17 +131,43 @@ class SlackBotSink:
         self.pause_key = workspace
         self.description = f"Slack {channel.target}"
 
-    async def send(self, message: dict[str, Any], *, plain: bool = False) -> Outcome:
+    def threads(self, ts: str) -> bool:
+        return bool(_SLACK_TS.fullmatch(ts))  # (not a message printed to the terminal before a token was set)
+
+    async def send(self, message: dict[str, Any], *, plain: bool = False, thread_ts: str = "",
+                   broadcast: bool = False) -> Outcome:
+        payload = _payload(message, self.channel, plain)
+        if thread_ts:
+            payload["thread_ts"] = thread_ts
+            if broadcast:
+                payload["reply_broadcast"] = True
+        return await self._call(self.client.chat_postMessage, channel=self.channel.target, **payload)
+
+    async def update(self, channel_id: str, ts: str, message: dict[str, Any], *, plain: bool = False) -> Outcome:
+        payload = _payload(message, self.channel, plain)
+        for key in ("unfurl_links", "unfurl_media"):  # (not chat.update arguments)
+            payload.pop(key)
+        channel_id = channel_id or (self.channel.target if _CHANNEL_ID.fullmatch(self.channel.target) else "")
+        if not channel_id:  # (a message sent before feedrelay kept the channel ID: chat.update refuses a #name)
+            return Outcome("edit_refused", error="no channel ID known for the message")
+        outcome = await self._call(self.client.chat_update, channel=channel_id, ts=ts, **payload)
+        if outcome.kind != "sent" and outcome.error.split(" ", 1)[0] in EDIT_REFUSED:
+            return Outcome("edit_refused", error=outcome.error)
+        return outcome
+
+    async def _call(self, method: Any, **kwargs: Any) -> Outcome:
         from slack_sdk.errors import SlackApiError
 
         try:
-            resp = await self.client.chat_postMessage(channel=self.channel.target,
-                                                      **_payload(message, self.channel, plain))
-            return Outcome.sent(str(resp.get("ts", "")))
+            resp = await method(**kwargs)
+            return Outcome.sent(str(resp.get("ts", "")), str(resp.get("channel", "") or ""))
         except SlackApiError as exc:
             r = exc.response
             data = r.data if isinstance(r.data, dict) else {}
-            return _classify(r.status_code, str(data.get("error", "")),
+            error = str(data.get("error", ""))
+            if error in EDIT_REFUSED:
+                return Outcome("edit_refused", error=error)
+            return _classify(r.status_code, error,
                              retry_after_seconds(r.headers.get("Retry-After") or r.headers.get("retry-after")))
         except (TimeoutError, OSError) as exc:
             # The post may have landed: retrying can duplicate this one message, which beats losing it.
@@ -139,6 +176,8 @@ class SlackBotSink:
             return Outcome("retry", error=f"network: {type(exc).__name__}")
 
 
+_SLACK_TS = re.compile(r"\d{9,}\.\d{1,9}")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
 _ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,79}")
 
 
@@ -151,7 +190,14 @@ class WebhookSink:
         self.pause_key = f"webhook:{channel.name}"
         self.description = f"webhook ${channel.webhook_env}"
 
-    async def send(self, message: dict[str, Any], *, plain: bool = False) -> Outcome:
+    def threads(self, ts: str) -> bool:
+        return False  # an incoming webhook can only post: replies and edits arrive as posts
+
+    async def update(self, channel_id: str, ts: str, message: dict[str, Any], *, plain: bool = False) -> Outcome:
+        return Outcome("edit_refused", error="a webhook cannot edit a message")
+
+    async def send(self, message: dict[str, Any], *, plain: bool = False, thread_ts: str = "",
+                   broadcast: bool = False) -> Outcome:
         try:
             resp = await self.client.send_dict(_payload(message, self.channel, plain))
         except (TimeoutError, OSError) as exc:
@@ -178,18 +224,34 @@ class ConsoleSink:
         self.pause_key = f"console:{channel.name}"
         self.description = "terminal"
 
-    async def send(self, message: dict[str, Any], *, plain: bool = False) -> Outcome:
+    def threads(self, ts: str) -> bool:
+        return True
+
+    async def send(self, message: dict[str, Any], *, plain: bool = False, thread_ts: str = "",
+                   broadcast: bool = False) -> Outcome:
+        return self._print(format_console(self.channel.name, message, reply=bool(thread_ts)))
+
+    async def update(self, channel_id: str, ts: str, message: dict[str, Any], *, plain: bool = False) -> Outcome:
+        return self._print(format_console(self.channel.name, message, edit=True))
+
+    def _print(self, text: str) -> Outcome:
         stream = self.stream or sys.stdout
-        stream.write(format_console(self.channel.name, message))
+        stream.write(text)
         stream.flush()
         return Outcome.sent(f"console-{time.time():.6f}")
 
 
-def format_console(channel: str, message: dict[str, Any]) -> str:
-    """A channel's heading, then the message's own terminal text (rendered with it: see feedrelay.render)."""
+def format_console(channel: str, message: dict[str, Any], *, reply: bool = False, edit: bool = False) -> str:
+    """A channel's heading, then the message's own terminal text (rendered with it: see feedrelay.render). A reply
+    is indented under a line naming the message it answers; an edit says which message now reads so."""
     text = message.get("plain")
     if not isinstance(text, str):
         text = message.get("text", "")  # (a row queued before messages carried their plain text)
+    parent = str(message.get("parent") or "its first message")
+    if reply:
+        text = f"↳ reply in thread of {parent}\n" + "\n".join("  " + line for line in text.splitlines())
+    elif edit:  # (the reply before it said what changed: the first line of the new badge is enough here)
+        text = f"✎ {parent}: first message edited to: {(text.splitlines() or [''])[0]}"
     return f"── #{channel} " + "─" * max(0, 60 - len(channel)) + "\n" + text + "\n\n"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from feedrelay.model import Delivery, Intent, Item
+from feedrelay.render.changes import render_change, story_label
 from feedrelay.render.message import Message
 from feedrelay.render.posts import render_post
 from feedrelay.render.security import render_security
@@ -25,13 +26,24 @@ def render(item: Item, feed_name: str) -> Message:
 
 
 def deliveries(intents: Iterable[Intent]) -> list[Delivery]:
-    """Each intent as the outbox row that carries its message; an item sent to several channels is rendered once."""
+    """Each intent as the outbox row that carries its message; an item sent to several channels is rendered once.
+    A change (a reply, or a post in place of one) shows what changed; an update, the item as it now is."""
     out: list[Delivery] = []
-    rendered: dict[tuple[str, str], dict] = {}
+    rendered: dict[tuple[str, str, str, tuple[str, ...]], dict] = {}
     for intent in intents:
         item = intent.item
-        message = rendered.get((intent.feed, item.key))
+        cache = (intent.feed, item.key, intent.action, intent.changes)
+        message = rendered.get(cache) if intent.action == "post" else None  # (an update's badge is per channel)
         if message is None:
-            message = rendered[(intent.feed, item.key)] = render(item, intent.feed).to_json()
-        out.append(Delivery(intent.channel, intent.feed, item.key, item.dedupe_key, message, item.legacy_dedupe_key))
+            if intent.changes:
+                message = render_change(item, intent.feed, intent.changes, in_thread=intent.action == "reply").to_json()
+            else:
+                message = render(item, intent.feed).to_json()
+            rendered[cache] = message
+        if intent.action != "post" or intent.changes:
+            message = {**message, "parent": story_label(item), "changes": list(intent.changes)}
+            if intent.broadcast:
+                message["broadcast"] = True
+        out.append(Delivery(intent.channel, intent.feed, item.key, item.dedupe_key, message, item.legacy_dedupe_key,
+                            intent.action, intent.story))
     return out

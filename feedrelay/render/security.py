@@ -72,6 +72,8 @@ def render_cve(item: Item, feed_name: str) -> Message:
     heading = f"*{link(item.link, x.get('cve', item.title))}*  {escape(severity_label(x))}"
     if x.get("kev"):
         heading += "  🚨 *CISA KEV*"
+    if x.get("rejected"):
+        heading += "  ⛔ *Rejected*"
     blocks: list[dict[str, Any]] = [section(heading)]
     if item.summary:
         blocks.append(section(fit(item.summary, DESCRIPTION_LIMIT)))

@@ -17,11 +17,13 @@ from feedrelay import render
 from feedrelay.config import Alerts, Feed
 from feedrelay.decide import filters
 from feedrelay.decide.decider import Plan, decide_poll
+from feedrelay.decide.lifecycle import Outcome, judge, story_key, tracked
 from feedrelay.delivery.outbox import Outbox
 from feedrelay.model import Delivery, Item, Lookalike
 from feedrelay.runtime.alerts import feed_failing, feed_incident, feed_recovered
 from feedrelay.sources import PollResult, Source, SourceError
 from feedrelay.store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
+from feedrelay.store.stories import Stories
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +86,15 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
 
     try:
         if result.unchanged:
+            # (a hold runs out at a poll of the feed, even one that brings nothing new)
+            life = _lifecycle(feed, store, [], Plan(), set(), now, False) if tracked(feed) else None
             with store.transaction():
                 warning = row.warning if result.warning is None else result.warning or None
                 store.record_success(feed.name, result.state, warning=warning, listed=None, now=now)
+                released = _keep(store, outbox, feed, life, dedupe_window, now)
                 recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
-            return FeedReport(feed.name, unchanged=True, channels=frozenset(d.channel for d in recovered),
-                              queued_to=Counter(d.channel for d in recovered))
+            return FeedReport(feed.name, unchanged=True, channels=frozenset(d.channel for d in recovered + released),
+                              queued_to=Counter(d.channel for d in recovered + released))
         known, lookalikes, upgraded = _inputs(feed, row, result.items, store)
     except DB_ERRORS as exc:
         if damaged(exc):
@@ -107,13 +112,18 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
     try:
         first = plan.first_poll
         gen = row.listing_gen + 1
+        judged = [i for i in result.items if i.key not in held] if held else result.items
+        life = _lifecycle(feed, store, judged, plan, known, now, not result.listing) if tracked(feed) else None
         with store.transaction():
             store.remember(feed.name, plan.remember, now, gen)
             if known:
                 # (NVD returns what changed, not a listing: a CVE it keeps modifying is seen again, too)
                 store.still_listed(feed.name, known, now, gen)
-            queued = outbox.enqueue(render.deliveries(plan.intents), window=dedupe_window, now=now,
-                                    except_feed=feed.name)
+            if life is None:
+                queued = outbox.enqueue(render.deliveries(plan.intents), window=dedupe_window, now=now,
+                                        except_feed=feed.name)
+            else:
+                queued = _keep(store, outbox, feed, life, dedupe_window, now)
             store.record_success(feed.name, state, warning=warning,
                                  listed=len(result.items) if result.listing else None, listing_gen=gen, now=now)
             recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
@@ -124,7 +134,7 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
         log.error("feed %r: %s", feed.name, describe(exc, store.path))
         return FeedReport(feed.name, error=describe(exc, store.path))
 
-    for v in plan.verdicts:
+    for v in plan.verdicts + (life.verdicts if life else []):
         log.debug("feed %r item %r → %s: %s", feed.name, v.item.title[:80], v.channel, v.decision.reason)
     if plan.moved:
         log.info("feed %r: the new URL lists what the feed did; polled as the same feed, moved", feed.name)
@@ -138,6 +148,9 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
                  feed.name, len(plan.remember), len(queued), feed.backlog)
     elif queued or plan.remember:
         log.info("feed %r: %d new item(s), %d message(s) queued", feed.name, len(plan.remember), len(queued))
+    if life and (follow := sum(1 for d in queued if d.action == "reply" or (d.action == "post" and d.message.get(
+            "changes")))):
+        log.info("feed %r: %d change(s) to stories already posted, sent to their threads", feed.name, follow)
     return FeedReport(feed.name, new=len(plan.remember), queued=len(queued),
                       channels=frozenset(d.channel for d in queued + recovered), first_poll=first,
                       warning=warning, queued_to=Counter(d.channel for d in queued + recovered),
@@ -162,7 +175,7 @@ def _threaded(feed: Feed) -> bool:
 def _hold(plan: Plan) -> set[str]:
     """Keys of entries a route could not judge in time, taken out of the plan whole (every route of the entry):
     not remembered, so the next poll judges them again, and not posted anywhere yet."""
-    held = {v.item.key for v in plan.verdicts if v.decision.held}
+    held = {v.item.key for v in plan.verdicts if v.decision.undecided}
     if held:
         plan.remember = [i for i in plan.remember if i.key not in held]
         plan.intents = [i for i in plan.intents if i.item.key not in held]
@@ -233,6 +246,30 @@ def as_synced(row: FeedRow | None, feed: Feed) -> FeedRow:
         initialized=False if fresh_start else row.initialized, state={} if fresh_start else row.state,
         url_changed=0 if (not row.active or row.kind != feed.kind) else 1 if row.url != feed.url else row.url_changed,
         not_before=None if (row.url != feed.url or row.kind != feed.kind) else row.not_before)
+
+
+def _lifecycle(feed: Feed, store: Store, items: list[Item], plan: Plan, known: set[str], now: float,
+               changed: bool) -> Outcome:
+    """What the poll decides about stories (posts of items seen before, replies, updates, holds), from the store."""
+    stories = Stories(store)
+    found = stories.get([r.channel for r in feed.routes], [story_key(feed.name, i) for i in items])
+    first_seen = store.first_seen(feed.name, sorted(known)) if known and changed else {}
+    return judge(feed, items, plan, found, stories.holds(feed.name), first_seen, now=now,
+                 since=store.lifecycle_since(), changed=changed)
+
+
+def _keep(store: Store, outbox: Outbox, feed: Feed, life: Outcome | None, window: float,
+          now: float) -> list[Delivery]:
+    """Inside the poll's transaction: queue the lifecycle's messages and store the stories they start or change."""
+    if life is None:
+        return []
+    queued = outbox.enqueue(render.deliveries(life.intents), window=window, now=now, except_feed=feed.name)
+    started = {(d.channel, d.story) for d in queued if d.action == "post"}
+    # A first post the outbox dropped (the same article from another feed, just posted) starts no story here.
+    stories = Stories(store)
+    stories.write(feed.name, [w for w in life.stories if not w.new or (w.channel, w.story) in started], now)
+    stories.hold(feed.name, life.holds, life.released)
+    return queued
 
 
 def _moved_on(store: Store, feed: Feed) -> bool:

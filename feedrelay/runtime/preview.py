@@ -140,7 +140,7 @@ def _decide(feed: Feed, items: list[Item], store: Any, defaults: Defaults, limit
                 out.append(PreviewVerdict(v.channel, "post", reason))
             elif item.key in known:
                 out.append(PreviewVerdict(v.channel, "seen", f"already remembered, never posted twice ({reason})"))
-            elif getattr(v.decision, "held", False):  # a filter out of time: judged again at the next poll
+            elif v.decision.undecided:  # a filter out of time: judged again at the next poll
                 out.append(PreviewVerdict(v.channel, "hold", reason))
             elif not v.decision.passed:
                 out.append(PreviewVerdict(v.channel, "skip", reason))

@@ -26,6 +26,7 @@ from feedrelay.runtime.scheduler import Dispatcher
 from feedrelay.runtime.status import Status, read_status, status_of
 from feedrelay.sources import Source, make_source
 from feedrelay.store import DatabaseLock, Store
+from feedrelay.store.stories import Stories
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ class Relay:
         removed = self.store.prune(retention=max(d.retention, d.dedupe_window))
         with self.store.transaction():
             sent = self.outbox.prune(keep=max(d.dedupe_window, 7 * 86400))
+            Stories(self.store).prune(retention=max(d.retention, d.dedupe_window))
         if removed or sent:
             log.info("pruned %d remembered item(s) and %d delivered message(s)", removed, sent)
 

@@ -31,6 +31,8 @@ class FeedStatus:
     pending: int
     failed: int
     waiting_until: float | None  # the server asked for a pause (Retry-After) until then
+    held: int = 0  # unscored CVEs a route holds for a score (include_unscored = "after …")
+    held_since: float | None = None  # when the oldest of them was first held
 
     @property
     def state(self) -> str:
@@ -128,6 +130,9 @@ def status_of(store: Any, config: Config | None, *, now: float | None = None) ->
     outbox = Outbox(store)
     per_feed = outbox.feed_stats()
     per_channel = outbox.channel_stats()
+    from feedrelay.store.stories import Stories
+
+    holds = Stories(store).held() if store.db["holds"].exists() else {}  # (none before schema 3)
     configured = {f.name for f in config.feeds} if config else {f.name for f in rows if f.active}
     feeds = []
     for f in rows:
@@ -138,7 +143,8 @@ def status_of(store: Any, config: Config | None, *, now: float | None = None) ->
             feed=f.name, url=public_url(f.url), configured=f.name in configured, last_poll=f.last_poll,
             last_success=f.last_success, error=f.last_error, failing_since=f.error_since,
             consecutive_errors=f.errors, warning=f.warning, items=items.get(f.name, 0), pending=d.get("pending", 0),
-            failed=d.get("failed", 0), waiting_until=f.not_before if f.not_before and f.not_before > now else None))
+            failed=d.get("failed", 0), waiting_until=f.not_before if f.not_before and f.not_before > now else None,
+            held=holds.get(f.name, {}).get("held", 0), held_since=holds.get(f.name, {}).get("oldest")))
     urls = {f.name: f.url for f in config.feeds} if config else {}
     feeds += [_never_polled(name, urls.get(name, "")) for name in sorted(configured - {f.name for f in rows})]
     channels = {name: ChannelStatus(name=name, configured=(name in config.channels) if config else None, **stats)

@@ -152,7 +152,7 @@ def _cpes(cve: dict[str, Any]) -> tuple[list[str], list[str], list[list[str]], i
 
 
 def cve_item(cve: dict[str, Any]) -> Item | None:
-    """An Item for one NVD record; None for records that must never be posted (Rejected, malformed)."""
+    """An Item for one NVD record (a Rejected one has ``extra["rejected"]``); None for a malformed record."""
     cve_id = str(cve.get("id", ""))
     if not cve_id.startswith("CVE-") or len(cve_id) > 40:
         return None
@@ -160,8 +160,8 @@ def cve_item(cve: dict[str, Any]) -> Item | None:
     description = next((d.get("value", "") for d in descriptions if d.get("lang") == "en"),
                        descriptions[0].get("value", "") if descriptions else "")
     status = str(cve.get("vulnStatus", ""))
-    if status == "Rejected" or description.startswith("** REJECT **") or description.startswith("Rejected reason:"):
-        return None
+    # Kept, not dropped: a CVE rejected after it was posted gets a reply saying so (the filters never post one).
+    rejected = status == "Rejected" or description.startswith(("** REJECT **", "Rejected reason:"))
     vendors, products, affected, affected_total = _cpes(cve)
     cwes = sorted({d.get("value", "") for w in cve.get("weaknesses") or [] for d in w.get("description") or []
                    if str(d.get("value", "")).startswith("CWE-")})
@@ -181,6 +181,7 @@ def cve_item(cve: dict[str, Any]) -> Item | None:
         "cwes": cwes,
         "references": [str(r.get("url", ""))[:500] for r in (cve.get("references") or [])[:5]],
         "kev": bool(cve.get("cisaExploitAdd")),
+        "rejected": rejected,
     }
     if extra["kev"]:
         extra.update(kev_added=cve.get("cisaExploitAdd"), kev_due=cve.get("cisaActionDue"),

@@ -21,7 +21,21 @@ import sqlite_utils
 
 from feedrelay.model import Item, Lookalike, comparable_title
 
-SCHEMA_VERSION = 2  # 2: items.last_seen, last_gen, published; feeds.url_changed, keys_version, listing_gen
+SCHEMA_VERSION = 3  # 2: items.last_seen, last_gen, published; feeds.url_changed, keys_version, listing_gen
+# 3: outbox.action, outbox.story; stories and holds (the CVE lifecycle: see feedrelay/store/stories.py)
+_STORIES = """
+CREATE TABLE IF NOT EXISTS stories (
+    channel TEXT NOT NULL,
+    story TEXT NOT NULL,                      -- CVE ID (NVD and KEV share it), or "feed<TAB>key" for RSS
+    feed TEXT NOT NULL,                       -- the feed that posted it first
+    ts TEXT,                                  -- the first message's Slack ts, once it is sent
+    channel_id TEXT,                          -- the channel ID chat.postMessage answered (chat.update needs it)
+    state TEXT,                               -- compact JSON state; NULL: posted before schema 3, unknown
+    first_posted REAL NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (channel, story)
+) WITHOUT ROWID;
+"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS feeds (
@@ -66,12 +80,26 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_attempt REAL NOT NULL DEFAULT 0,
     last_error TEXT,
     sent_at REAL,
-    ts TEXT
+    ts TEXT,
+    action TEXT NOT NULL DEFAULT 'post',      -- post | reply (in the story's thread) | update (of its first post)
+    story TEXT                                -- the story this row belongs to (stories.story), if any
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (channel, id) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_guard ON outbox (channel, dedupe_key, created);
 -- Counts per channel and state (status, /metrics) from the index alone: 200,000 rows 0.8 s -> 0.13 s of CPU.
 CREATE INDEX IF NOT EXISTS outbox_states ON outbox (channel, status, created);
+-- What each channel was told about a story (a CVE, or an RSS entry with updates on): its first message, and the
+-- compact state it was last judged in. Kept for `retention` after its last change.
+""" + _STORIES + """
+-- Unscored CVEs a route holds (include_unscored = "after 72h") until a score arrives or the hold runs out.
+CREATE TABLE IF NOT EXISTS holds (
+    feed TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    key TEXT NOT NULL,
+    since REAL NOT NULL,                      -- when the hold began (the CVE first seen unscored by this route)
+    item TEXT NOT NULL,                       -- the item as last seen, to post when the hold runs out
+    PRIMARY KEY (feed, channel, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channels (
     name TEXT PRIMARY KEY,
     failing TEXT,                             -- a permanent Slack error, shown in `status`
@@ -208,7 +236,11 @@ class Store:
                              f"{SCHEMA_VERSION}); upgrade feedrelay or use another --db")
         if version < 2 and self.db["items"].exists() and "last_gen" not in self.db["items"].columns_dict:
             self._migrate_to_2()
+        if version < 3 and self.db["outbox"].exists() and "action" not in self.db["outbox"].columns_dict:
+            self._migrate_to_3()
         self.db.executescript(_SCHEMA)  # (creates what is missing: new tables and indexes)
+        # Since when CVEs are judged again as they change (a new file: since now; an upgrade: since the upgrade).
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('lifecycle_since', ?)", [repr(time.time())])
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     def _migrate_to_2(self) -> None:
@@ -230,6 +262,34 @@ class Store:
                                 "(SELECT key FROM items WHERE feed = ? ORDER BY first_seen DESC LIMIT ?)",
                                 [name, name, listed])
                 self.db.execute("UPDATE feeds SET listing_gen = 1 WHERE name = ?", [name])
+
+    def _migrate_to_3(self) -> None:
+        """Schema 2 → 3 in one transaction: outbox rows get an action; CVEs the old version posted become stories
+        (of unknown state), so a later change of one is a reply in its thread, not a second post."""
+        with self.transaction():
+            self.db.execute("ALTER TABLE outbox ADD COLUMN action TEXT NOT NULL DEFAULT 'post'")
+            self.db.execute("ALTER TABLE outbox ADD COLUMN story TEXT")
+            self.db.execute(_STORIES)
+            self.db.execute("UPDATE outbox SET story = item_key WHERE dedupe_key LIKE 'cve:%' "
+                            "OR dedupe_key LIKE 'kev:%'")
+            self.db.execute(
+                "INSERT OR IGNORE INTO stories (channel, story, feed, ts, state, first_posted, updated) "
+                "SELECT channel, story, feed, ts, NULL, created, created FROM outbox WHERE story IS NOT NULL "
+                "AND status != 'failed' ORDER BY id")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('lifecycle_since', ?)", [repr(time.time())])
+
+    def lifecycle_since(self) -> float:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'lifecycle_since'").fetchone()
+        return float(row[0]) if row else 0.0
+
+    def first_seen(self, feed: str, keys: list[str]) -> dict[str, float]:
+        """When this feed first saw each of these remembered keys."""
+        out: dict[str, float] = {}
+        for chunk, marks in in_chunks(keys):
+            rows = self.db.execute(f"SELECT key, first_seen FROM items WHERE feed = ? AND key IN ({marks})",
+                                   [feed, *chunk])
+            out.update((r[0], r[1]) for r in rows)
+        return out
 
     # --- feeds ---------------------------------------------------------------------------------
 
