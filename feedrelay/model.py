@@ -90,6 +90,8 @@ class Intent:
     channel: str
     feed: str
     item: Item
+    template: str = "full"  # the route's: a preset ("full", "compact") or its own template (render/template.py)
+    mention: tuple[str, ...] = ()  # the route's mentions, Slack syntax checked at config load; never from feed text
 
 
 @dataclass(frozen=True)

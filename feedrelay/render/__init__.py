@@ -13,25 +13,35 @@ from feedrelay.model import Delivery, Intent, Item
 from feedrelay.render.message import Message
 from feedrelay.render.posts import render_post
 from feedrelay.render.security import render_security
+from feedrelay.render.template import render_compact, render_custom, with_mentions
 
 __all__ = ["Message", "deliveries", "render"]
 
 
-def render(item: Item, feed_name: str) -> Message:
-    """The message for a relayed item: a post, a CVE or a KEV addition."""
-    if item.kind in ("cve", "kev"):
-        return render_security(item, feed_name)
-    return render_post(item, feed_name)
+def render(item: Item, feed_name: str, template: str = "full", mention: tuple[str, ...] = ()) -> Message:
+    """The message for a relayed item (a post, a CVE or a KEV addition) in the route's template, with its
+    mentions."""
+    if template == "compact":
+        message = render_compact(item, feed_name)
+    elif template != "full":
+        message = render_custom(item, feed_name, template)
+    elif item.kind in ("cve", "kev"):
+        message = render_security(item, feed_name)
+    else:
+        message = render_post(item, feed_name)
+    return with_mentions(message, mention)
 
 
 def deliveries(intents: Iterable[Intent]) -> list[Delivery]:
-    """Each intent as the outbox row that carries its message; an item sent to several channels is rendered once."""
+    """Each intent as the outbox row that carries its message. An item sent to several channels is rendered once
+    per template and mentions: two routes that show it differently get different messages."""
     out: list[Delivery] = []
-    rendered: dict[tuple[str, str], dict] = {}
+    rendered: dict[tuple[str, str, str, tuple[str, ...]], dict] = {}
     for intent in intents:
         item = intent.item
-        message = rendered.get((intent.feed, item.key))
+        key = (intent.feed, item.key, intent.template, intent.mention)
+        message = rendered.get(key)
         if message is None:
-            message = rendered[(intent.feed, item.key)] = render(item, intent.feed).to_json()
+            message = rendered[key] = render(item, intent.feed, intent.template, intent.mention).to_json()
         out.append(Delivery(intent.channel, intent.feed, item.key, item.dedupe_key, message, item.legacy_dedupe_key))
     return out
