@@ -88,7 +88,7 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
         # The first parsed poll after an upgrade from schema 1: entries remembered under their old keys are known.
         upgraded = store.remembered_before_upgrade(feed.name, fresh) if fresh and row.keys_version < 2 else set()
         plan = decide_poll(feed, result.items, known, first_poll=first, url_changed=bool(row.url_changed),
-                           lookalikes=lookalikes, upgraded=upgraded)
+                           lookalikes=lookalikes, upgraded=upgraded, now=now)
         first = plan.first_poll
         gen = row.listing_gen + 1
         with store.transaction():
