@@ -364,7 +364,9 @@ def preview(state: State, target: str, limit: int) -> None:
         posted = "none of them" if feed.backlog == 0 else f"only the newest {feed.backlog}"
         click.echo(f"not polled yet: its first poll remembers these entries and posts {posted} (backlog = "
                    f"{feed.backlog}); entries published after it are posted as shown\n")
-    _, verdicts = route(feed, items)
+    if configured:
+        _show_routes(feed)
+    _, verdicts = route(feed, items, time.time())
     by_item: dict[str, list[Any]] = {}
     for v in verdicts:
         by_item.setdefault(v.item.key, []).append(v)
@@ -378,6 +380,20 @@ def preview(state: State, target: str, limit: int) -> None:
             else:
                 click.echo(f"  {'post' if v.decision.passed else 'skip'} → {v.channel}: {v.decision.reason}")
         click.echo()
+
+
+def _show_routes(feed: Feed) -> None:
+    """What each route posts beside its filter: the template, the age limit, the mentions."""
+    from feedrelay.render.template import describe
+
+    for r in feed.routes:
+        shown = [f"template {describe(r.template)}"]
+        if r.max_age:
+            shown.append(f"max_age {format_duration(r.max_age)}")
+        if r.mention:
+            shown.append(f"mention {' '.join(r.mention)}")
+        click.echo(f"route → {r.channel}: {', '.join(shown)}")
+    click.echo()
 
 
 def _not_polled_yet(db: str, feed: Feed) -> bool:
