@@ -5,11 +5,19 @@
 #
 # The SQLite database lives in the /data volume; the config is read from /config/feeds.toml (a copy of the
 # example is baked in as a default). Any feedrelay command works: `docker run ... feedrelay status`.
+# compose.yaml runs the same image with the volume, a config directory and the metrics port.
+#
+# Label the image with where it came from:
+#   docker build --build-arg REVISION=$(git rev-parse HEAD) --build-arg SOURCE=https://github.com/you/feedrelay -t feedrelay .
 
-ARG PYTHON_VERSION=3.11
+# The base image, pinned by tag and by the digest of its multi-architecture index, so a rebuild gets the same
+# Python and Debian until this line is changed on purpose. (Digest as published for this tag; to move to a
+# newer patch release: docker buildx imagetools inspect python:3.11.N-slim-bookworm, and copy its digest.)
+ARG PYTHON_TAG=3.11.14-slim-bookworm
+ARG PYTHON_DIGEST=sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 # --- build: install the locked dependencies and feedrelay into /app/.venv -----------------------------
-FROM python:${PYTHON_VERSION}-slim AS build
+FROM python:${PYTHON_TAG}@${PYTHON_DIGEST} AS build
 
 ARG UV_VERSION=0.13.9
 RUN python -m pip install --no-cache-dir "uv==${UV_VERSION}"
@@ -34,7 +42,21 @@ COPY feedrelay/ ./feedrelay/
 RUN uv sync --locked --no-dev --no-editable
 
 # --- runtime -------------------------------------------------------------------------------------------
-FROM python:${PYTHON_VERSION}-slim
+FROM python:${PYTHON_TAG}@${PYTHON_DIGEST}
+
+ARG PYTHON_TAG
+ARG PYTHON_DIGEST
+ARG VERSION=0.1.0
+ARG REVISION=
+ARG SOURCE=
+LABEL org.opencontainers.image.title="feedrelay" \
+      org.opencontainers.image.description="Relays RSS/Atom/JSON feeds, NIST NVD CVEs and CISA KEV entries into Slack channels: filtered, deduplicated, never lost." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/python:${PYTHON_TAG}" \
+      org.opencontainers.image.base.digest="${PYTHON_DIGEST}"
 
 RUN groupadd --system --gid 10001 feedrelay \
  && useradd --system --uid 10001 --gid feedrelay --home-dir /data --no-create-home \
@@ -57,6 +79,10 @@ USER feedrelay
 WORKDIR /data
 # Declared after the chown above, so a new named volume starts out owned by the feedrelay user.
 VOLUME ["/data"]
+
+# `feedrelay health` reads the heartbeat the daemon keeps beside its database: it needs neither the network
+# (Slack being down is not the container's fault, and a restart would not fix it) nor [metrics].
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["feedrelay", "health"]
 
 # feedrelay handles SIGTERM (docker stop) itself: it gives the messages and polls in flight 5 s, and exits.
 ENTRYPOINT ["feedrelay"]

@@ -1,6 +1,6 @@
 """``uv run python -m bench [--feeds 100,1000,10000] [--delay 0.05] [--scenarios ...] [--quick] [--out FILE]``,
-``uv run python -m bench --store`` for the store scaling benchmark and ``uv run python -m bench --soak`` for the
-long-running memory and resource check."""
+``uv run python -m bench --store`` for the store scaling benchmark, ``uv run python -m bench --soak`` for the
+long-running memory and resource check and ``uv run python -m bench --daemon`` for `feedrelay run`'s scheduling."""
 
 from __future__ import annotations
 
@@ -54,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak", action="store_true", help="run the soak test instead: one relay, many rounds; memory, "
                    "file descriptors and threads must not grow (N = the first --feeds value, default 1000)")
     p.add_argument("--soak-rounds", type=int, default=300, help="rounds for --soak (default: %(default)s)")
+    p.add_argument("--daemon", action="store_true", help="run the daemon scenario instead: `feedrelay run`'s own "
+                   "scheduling for a few intervals, with and without a slow host (N = --feeds, default 1000,10000)")
+    p.add_argument("--daemon-interval", type=float, default=60.0,
+                   help="every feed's interval in seconds for --daemon (default: %(default)s)")
+    p.add_argument("--daemon-cycles", type=int, default=3, help="intervals to run for --daemon (default: %(default)s)")
+    p.add_argument("--slow-delay", type=float, default=5.0,
+                   help="seconds the slow host takes to answer in --daemon (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="show more of the worker logs of failed runs")
     args = p.parse_args(argv)
 
@@ -63,6 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         n = _ints(args.feeds)[0] if args.feeds != p.get_default("feeds") else 1000
         return run_soak(50 if args.quick else n, min(args.soak_rounds, 8) if args.quick else args.soak_rounds,
                         out=args.out)
+
+    if args.daemon:
+        from .daemon import run as run_daemon
+
+        if args.quick:
+            return run_daemon([50], interval=2.0, cycles=2, slow_delay=1.5, per_host=args.per_host, out=args.out)
+        feeds = _ints(args.feeds) if args.feeds != p.get_default("feeds") else [1000, 10000]
+        return run_daemon(feeds, interval=args.daemon_interval, cycles=args.daemon_cycles, slow_delay=args.slow_delay,
+                          per_host=args.per_host, out=args.out)
 
     if args.store:
         from .store_scale import run as run_store

@@ -13,7 +13,9 @@ pre-rendered and gzip-compressed (served compressed when the client accepts gzip
 do), so the farm spends its CPU on sockets, not on XML.
 
 ``validators = False`` stops sending ETag/Last-Modified and always answers 200 with the same bytes (the
-"changed without validators" case). ``delay`` sleeps (asyncio.sleep) before every answer.
+"changed without validators" case). ``delay`` sleeps (asyncio.sleep) before every answer; ``host_delay``
+overrides it for some hosts (a slow host). ``requests_at`` (when not None) records every feed request's
+(feed, arrival time), for the daemon scenario's lateness.
 :meth:`Farm.add_items` publishes new items and records when each first appeared (for latency).
 """
 
@@ -21,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gzip
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, formatdate
 from xml.sax.saxutils import escape
@@ -98,6 +101,8 @@ class Farm:
         self.hosts = hosts
         self.window = window
         self.delay = delay
+        self.host_delay: dict[int, float] = {}  # host index -> its own delay (a slow host)
+        self.requests_at: list[tuple[int, float]] | None = None  # (feed, time.time() the request arrived)
         self.use_gzip = use_gzip
         self.validators = True
         self.feeds = [FeedState() for _ in range(n_feeds)]
@@ -112,7 +117,8 @@ class Farm:
 
     async def start(self) -> Farm:
         for h in range(self.hosts):
-            server = await asyncio.start_server(self._handle, self.address(h), 0, backlog=1024, reuse_address=True)
+            server = await asyncio.start_server(functools.partial(self._handle, h), self.address(h), 0, backlog=1024,
+                                                reuse_address=True)
             self._servers.append(server)
             self._ports.append(server.sockets[0].getsockname()[1])
         return self
@@ -146,6 +152,15 @@ class Farm:
         for i, f in enumerate(self.feeds):
             f.seqs = list(range(items))
             self._render(i)
+
+    def snapshot(self) -> list[FeedState]:
+        """Every feed's content and validators, to :meth:`restore` later (the same bytes, ETags and dates)."""
+        return [replace(f, seqs=list(f.seqs)) for f in self.feeds]
+
+    def restore(self, snapshot: list[FeedState]) -> None:
+        self.feeds = [replace(f, seqs=list(f.seqs)) for f in snapshot]
+        self.appeared.clear()
+        self.served_200.clear()
 
     def add_items(self, feed_ids: list[int], k: int) -> list[tuple[int, str]]:
         """Publish ``k`` new items in each of ``feed_ids``; returns (feed, link) of each new item."""
@@ -189,7 +204,10 @@ class Farm:
 
     # --- HTTP -----------------------------------------------------------------------------------
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def host_of(self, feed: int) -> int:
+        return feed % self.hosts
+
+    async def _handle(self, host: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
             while True:
@@ -207,8 +225,11 @@ class Farm:
                 length = int(headers.get(b"content-length", b"0") or 0)
                 if length:
                     await reader.readexactly(length)
-                if self.delay:
-                    await asyncio.sleep(self.delay)
+                if self.requests_at is not None and (m := _FEED_PATH.match(parts[1])):
+                    self.requests_at.append((int(m.group(1)), time.time()))
+                delay = self.host_delay.get(host, self.delay)
+                if delay:
+                    await asyncio.sleep(delay)
                 writer.write(self._respond(method, target, headers))
                 await writer.drain()
                 if headers.get(b"connection", b"").lower() == b"close":

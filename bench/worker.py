@@ -113,6 +113,58 @@ class Worker:
         await asyncio.gather(*(pool(time.sleep, 0.2) for _ in range(workers)))  # reach every worker
         return {"seconds": time.perf_counter() - t0 - 0.2}
 
+    async def op_daemon(self, seconds: float, tail: float) -> dict[str, Any]:
+        """Run feedrelay's daemon (`feedrelay run`'s Daemon: APScheduler timers → the dispatcher) on the open
+        relay for ``seconds``, then ``tail`` seconds more without recording, then stop it as SIGTERM does.
+        Returns when each feed's timer fired (APScheduler's scheduled run times, jitter included), by feed."""
+        from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+
+        from feedrelay.runtime.daemon import Daemon
+
+        assert self.relay is not None
+        daemon = Daemon(self.relay)
+        fires: dict[int, list[float]] = {}
+        recording = [True]
+
+        def submitted(event: JobSubmissionEvent) -> None:
+            if recording[0] and event.job_id.startswith("feed-"):
+                fires.setdefault(int(event.job_id[5:]), []).extend(t.timestamp() for t in event.scheduled_run_times)
+
+        stalls: list[float] = []  # how much later than asked each 50 ms sleep of a bystander task woke up
+
+        async def watch_loop() -> None:
+            while True:
+                t = time.monotonic()
+                await asyncio.sleep(0.05)
+                stalls.append(time.monotonic() - t - 0.05)
+
+        starts: dict[int, list[float]] = {}  # when the dispatcher started each poll (before any I/O)
+        poll = self.relay.poll
+
+        async def timed_poll(feed: Any) -> Any:
+            if recording[0] and feed.name.startswith("feed-"):
+                starts.setdefault(int(feed.name[5:]), []).append(time.time())
+            return await poll(feed)
+
+        self.relay.poll = timed_poll  # type: ignore[method-assign]  # (the dispatcher calls relay.poll)
+        daemon.scheduler.add_listener(submitted, EVENT_JOB_SUBMITTED)
+        t0 = time.time()
+        run = asyncio.create_task(daemon.run())
+        watcher = asyncio.create_task(watch_loop())
+        await asyncio.sleep(seconds)
+        recording[0] = False
+        t_end = time.time()
+        watcher.cancel()
+        await asyncio.sleep(tail)
+        daemon.stopping.set()
+        await run
+        del self.relay.poll
+        polls = {labels["result"]: v for labels, v in self.relay.counters.samples("feedrelay_polls_total")}
+        stalls.sort()
+        return {"t0": t0, "t_end": t_end, "t_stop": time.time(), "fires": fires, "starts": starts, "polls": polls,
+                "fatal": daemon.fatal, "stall_max": stalls[-1] if stalls else 0.0,
+                "stall_p99": stalls[int(len(stalls) * 0.99)] if stalls else 0.0}
+
     async def op_deliver(self) -> dict[str, Any]:
         assert self.relay is not None
         self.relay.start_delivering()

@@ -1,7 +1,8 @@
 """Keep the benchmark harness working: a small run (N=50) of every scenario with its correctness checks.
 
 Timing targets are judged by `python -m bench` itself, never here; this only asserts that the harness runs
-feedrelay's real poll/deliver path and that no item is lost or duplicated in any scenario.
+feedrelay's real poll/deliver path (and the daemon's scheduling) and that no item is lost or duplicated in any
+scenario.
 """
 
 from __future__ import annotations
@@ -32,3 +33,14 @@ def test_bench_soak_quick_keeps_running_without_loss_or_growth() -> None:
     assert "PASS every published item reached Slack exactly once" in p.stdout
     assert "| 8 |" in p.stdout  # all 8 rounds ran
     assert "FAIL" not in p.stdout
+
+
+def test_bench_daemon_quick_schedules_every_feed_and_delivers_every_item_once() -> None:
+    """`feedrelay run`'s scheduling (Daemon → dispatcher) at N=50, with and without a slow host."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    p = subprocess.run([sys.executable, "-m", "bench", "--daemon", "--quick"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=240)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    rows = [line for line in p.stdout.splitlines() if line.startswith("| 50 |")]
+    assert len(rows) == 2 and all(line.rstrip().endswith("| OK |") for line in rows), rows
+    assert "(1/1)" in rows[0] and "(1/1)" in rows[1]  # the item published reached Slack, once

@@ -256,6 +256,66 @@ def test_secret_env_names_accepted() -> None:
     assert parse_config(feed_toml('type = "nvd"\napi_key_env = ""')).feeds[0].api_key_env == ""
 
 
+# --- per-feed HTTP options: headers, basic auth, user_agent ------------------------------------------------------
+
+
+def test_feed_http_options_accepted() -> None:
+    config = parse_config(feed_toml('headers = { "X-Service-Token" = { env = "SVC_TOKEN" }, Accept-Language = '
+                                    '{ env = "LANG_HEADER" } }\nauth = { username_env = "FEED_USER", password_env = '
+                                    '"FEED_PASSWORD" }\nuser_agent = "Mozilla/5.0 (compatible; ExampleBot/1.0)"'))
+    http = config.feeds[0].http
+    assert http.headers == (("X-Service-Token", "SVC_TOKEN"), ("Accept-Language", "LANG_HEADER"))
+    assert (http.username_env, http.password_env) == ("FEED_USER", "FEED_PASSWORD")
+    assert http.user_agent == "Mozilla/5.0 (compatible; ExampleBot/1.0)"
+    assert {"SVC_TOKEN", "LANG_HEADER", "FEED_USER", "FEED_PASSWORD"} <= config.secret_env_names()
+    env = {"SVC_TOKEN": "tok-123456\n", "FEED_USER": "reader", "FEED_PASSWORD": "pw-123456", "LANG_HEADER": "en"}
+    secrets = config.secrets(env)
+    # The values as sent, and the Basic token a library's log line would show instead of the password.
+    assert {"tok-123456", "reader", "pw-123456", "cmVhZGVyOnB3LTEyMzQ1Ng=="} <= set(secrets)
+    # The same headers as a sub-table, and a feed without any: no options.
+    sub = parse_config(feed_toml('[feeds.headers]\n"X-Token" = { env = "T" }')).feeds[0].http
+    assert sub.headers == (("X-Token", "T"),)
+    assert parse_config(feed_toml()).feeds[0].http.env_names() == ()
+
+
+PASTED = "s3cret-CANARY-9f8e7d"
+
+
+@pytest.mark.parametrize(("extra", "key", "says"), [
+    (f'headers = {{ "X-Service-Token" = "{PASTED}" }}', "feeds[0].headers.X-Service-Token",
+     "header values come only from environment variables, since config files get committed"),
+    (f'[feeds.headers]\nX-Token = "{PASTED}"', "feeds[0].headers.X-Token",
+     "header values come only from environment variables"),
+    (f'headers = {{ X-Token = {{ env = "{PASTED}" }} }}', "feeds[0].headers.X-Token.env",
+     "must name an environment variable (like SVC_TOKEN), not hold the header value itself"),
+    (f'headers = {{ X-Token = {{ value = "{PASTED}" }} }}', "feeds[0].headers.X-Token.value",
+     "unknown key; valid keys here: env"),
+    (f'auth = "reader:{PASTED}"', "feeds[0].auth", 'expected auth = { username_env = "FEED_USER"'),
+    (f'auth = {{ username_env = "U", password_env = "{PASTED}" }}', "feeds[0].auth.password_env",
+     "not hold the password itself"),
+    ('auth = { username_env = "U" }', "feeds[0].auth", "give both username_env and password_env"),
+    ('auth = { username = "bob", password_env = "P" }', "feeds[0].auth.username", "did you mean 'username_env'?"),
+    ('headers = { User-Agent = { env = "UA" } }', "feeds[0].headers.User-Agent", 'set user_agent = "..."'),
+    ('headers = { host = { env = "H" } }', "feeds[0].headers.host", "sets this header itself"),
+    ('headers = { If-None-Match = { env = "H" } }', "feeds[0].headers.If-None-Match", "sets this header itself"),
+    ('headers = { "X Token" = { env = "T" } }', "feeds[0].headers", "'X Token' is not a valid HTTP header name"),
+    ('headers = { X-A = { env = "A" }, x-a = { env = "B" } }', "feeds[0].headers.x-a", "given twice"),
+    ('auth = { username_env = "U", password_env = "P" }\nheaders = { Authorization = { env = "T" } }',
+     "feeds[0].headers.Authorization", "either auth"),
+    ('headers = ["X-Token"]', "feeds[0].headers", "expected a table such as headers = {"),
+    ('user_agent = ""', "feeds[0].user_agent", "expected one line"),
+    ('user_agent = "Bot\\r\\nX-Injected: 1"', "feeds[0].user_agent", "expected one line"),
+    ("user_agent = 5", "feeds[0].user_agent", "expected a string"),
+])
+def test_feed_http_option_errors_name_the_line_and_never_quote_a_value(extra: str, key: str, says: str) -> None:
+    text = feed_toml(extra)
+    message = error(text)
+    bad = text.splitlines().index(extra.split("\n")[-1]) + 1  # the line of the key at fault
+    assert message.startswith(f"/etc/feedrelay/feeds.toml:{bad}: {key}: "), message
+    assert says in message, message
+    assert PASTED not in message
+
+
 def test_duplicate_feed_names() -> None:
     text = feed_toml() + '\n[[feeds]]\nname = "F"\nurl = "https://other.example/rss"\nchannels = ["readings"]\n'
     message = error(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import socket
 import ssl
@@ -13,10 +14,12 @@ import zlib
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+import httpx
 import pytest
 import trustme
 
-from feedrelay.ingest.fetch import Fetcher, FetchError, Response
+from feedrelay.config import HttpOptions
+from feedrelay.ingest.fetch import Fetcher, FetchError, Response, origin
 from tests.feedgen import make_items, rss
 from tests.servers import FeedServer, redirect_to
 
@@ -421,3 +424,115 @@ def test_many_origins_in_parallel_each_limited_to_per_host(feed_server: FeedServ
 
     assert asyncio.run(go()) == [200] * 30
     assert peak == 3
+
+
+def test_origin_is_scheme_host_and_port_with_the_default_port_filled_in() -> None:
+    assert origin("https://Feeds.Example.com/a.xml") == origin("HTTPS://feeds.example.com:443/b.xml?x=1") == (
+        "https", "feeds.example.com", 443)
+    assert origin("http://feeds.example.com/") == ("http", "feeds.example.com", 80)
+    assert origin("http://feeds.example.com:8080/") != origin("http://feeds.example.com/")
+    assert origin("https://feeds.example.com/") != origin("http://feeds.example.com/")
+    # The pools key on the request's parsed httpx.URL: the same origin, however it is spelled.
+    for url in ("HTTPS://Feeds.Example.COM:443/x", "http://[::1]:8080/x", "https://bücher.example/feed",
+                "https://xn--bcher-kva.example/feed"):
+        assert origin(httpx.URL(url)) == origin(url)
+
+
+def test_per_host_counts_every_spelling_of_an_origin_as_one(feed_server: FeedServer,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two feeds on one host, one written with its default port: one origin, one per_host limit. (Through a
+    proxy on loopback, since the test cannot listen on port 80.)"""
+    active = peak = 0
+    lock = threading.Lock()
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.05)
+        with lock:
+            active -= 1
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(FEED)))
+        h.end_headers()
+        h.wfile.write(FEED)
+
+    feed_server.set_handler("/slow.xml", slow)  # the proxy: it sees the whole URL, and serves it
+    monkeypatch.setenv("HTTP_PROXY", feed_server.url("/"))
+    urls = ["http://feeds.feedrelay-test.invalid/slow.xml", "http://FEEDS.feedrelay-test.invalid:80/slow.xml"] * 3
+
+    async def go() -> list[int]:
+        async with Fetcher(per_host=1) as fetcher:
+            return [r.status for r in await asyncio.gather(*(fetcher.get(u) for u in urls))]
+
+    assert asyncio.run(go()) == [200] * 6
+    assert peak == 1
+
+
+# --- a feed's own headers, basic auth and User-Agent -----------------------------------------------------------
+
+TOKEN = "tok-CANARY-5a4b3c"
+OPTIONS = HttpOptions(headers=(("X-Service-Token", "SVC_TOKEN"),), username_env="FEED_USER",
+                      password_env="FEED_PASSWORD", user_agent="ExampleReader/2.0 (+https://example.com/bot)")
+ENV = {"SVC_TOKEN": TOKEN + "\n", "FEED_USER": "reader", "FEED_PASSWORD": "pw-CANARY-1f2e3d"}
+
+
+def fetch_with(url: str, options: HttpOptions = OPTIONS, environ: dict[str, str] = ENV, **kw: Any) -> Response:
+    async def go() -> Response:
+        async with Fetcher(environ=environ) as fetcher:
+            return await fetcher.get(url, options=options, **kw)
+
+    return asyncio.run(go())
+
+
+def test_a_feeds_headers_auth_and_user_agent_are_sent(feed_server: FeedServer) -> None:
+    feed_server.set("/feed.xml", FEED)
+    assert fetch_with(feed_server.url("/feed.xml")).body == FEED
+    [request] = feed_server.requests
+    assert request.headers["x-service-token"] == TOKEN  # stripped of the env file's newline
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(b"reader:pw-CANARY-1f2e3d").decode()
+    assert request.headers["user-agent"] == OPTIONS.user_agent
+
+
+def test_a_redirect_to_another_origin_gets_the_user_agent_but_no_header_or_credentials(
+        feed_server: FeedServer) -> None:
+    with FeedServer() as elsewhere:
+        elsewhere.set("/feed.xml", FEED)
+        feed_server.set_handler("/feed.xml", redirect_to(elsewhere.url("/hop.xml")))
+        # ... and from there back to the first origin: what was dropped stays dropped.
+        elsewhere.set_handler("/hop.xml", redirect_to(feed_server.url("/final.xml")))
+        feed_server.set("/final.xml", FEED)
+        response = fetch_with(feed_server.url("/feed.xml"))
+        assert response.body == FEED and response.url == feed_server.url("/final.xml")
+        assert feed_server.requests[0].headers["x-service-token"] == TOKEN
+        [hop] = elsewhere.requests
+        assert hop.headers["user-agent"] == OPTIONS.user_agent
+        assert "x-service-token" not in hop.headers and "authorization" not in hop.headers
+        assert "x-service-token" not in feed_server.requests[-1].headers
+
+
+def test_a_redirect_within_the_origin_keeps_the_feeds_headers(feed_server: FeedServer) -> None:
+    feed_server.set_handler("/old.xml", redirect_to("/feed.xml", 301))
+    feed_server.set("/feed.xml", FEED)
+    assert fetch_with(feed_server.url("/old.xml")).moved_to == feed_server.url("/feed.xml")
+    assert [r.headers.get("x-service-token") for r in feed_server.requests] == [TOKEN, TOKEN]
+
+
+@pytest.mark.parametrize(("environ", "says"), [
+    ({**ENV, "SVC_TOKEN": ""}, "$SVC_TOKEN is not set (the value of the feed's X-Service-Token header)"),
+    ({k: v for k, v in ENV.items() if k != "FEED_PASSWORD"},
+     "$FEED_PASSWORD is not set (the feed's basic auth password)"),
+    ({**ENV, "SVC_TOKEN": TOKEN + "\r\nX-Injected: 1"}, "$SVC_TOKEN (the value of the feed's X-Service-Token header) "
+                                                         "holds a line break"),
+    ({**ENV, "SVC_TOKEN": TOKEN + "é"}, "holds a line break, a control or a non-ASCII character"),
+    ({**ENV, "FEED_USER": "a:b"}, "$FEED_USER holds a ':'"),
+])
+def test_a_missing_or_unusable_variable_fails_the_fetch_without_sending_or_quoting_it(
+        feed_server: FeedServer, environ: dict[str, str], says: str) -> None:
+    feed_server.set("/feed.xml", FEED)
+    with pytest.raises(FetchError) as info:
+        fetch_with(feed_server.url("/feed.xml"), environ=environ)
+    assert says in str(info.value) and info.value.config_problem
+    assert TOKEN not in str(info.value) and "pw-CANARY" not in str(info.value)
+    assert feed_server.requests == []  # nothing was sent without it

@@ -255,3 +255,38 @@ def test_an_aggregators_comments_link_is_no_summary() -> None:
     [item] = parse_feed(body, "https://news.ycombinator.com/rss").items
     assert item.summary == "" and item.link == "https://example.com/thing"
     assert "Comments" not in json.dumps(render(item, "Hacker News").to_json())
+
+
+@pytest.mark.parametrize("version", ["http://jsonfeed.org/version/1", "https://jsonfeed.org/version/1",
+                                     "http://jsonfeed.org/version/1.1"])
+def test_a_json_feed_1_0_with_an_http_version_url_is_a_json_feed(version: str) -> None:
+    # pxlnv.com's feed (in tests/fixtures/feeds/realworld) and other early 1.0 generators write the http:// form.
+    parsed = parse({"version": version, "title": "Pixel Envy", "items": [
+        {"id": "1", "url": "https://pxlnv.com/linklog/a/", "title": "A"}]})
+    assert parsed.error is None and [i.title for i in parsed.items] == ["A"]
+
+
+def test_a_json_feed_cut_short_is_malformed_whatever_its_version_url_looks_like() -> None:
+    # JSON may escape "/" as "\/" (PHP's json_encode does): the version URL is still recognised in the raw body.
+    for version in (rb'"http://jsonfeed.org/version/1"', rb'"https:\/\/jsonfeed.org\/version\/1"'):
+        body = b'{"version": ' + version + b', "items": [{"id": "1", "title": "A"}'
+        assert parse_feed(body, URL).error.startswith("malformed JSON Feed ("), version
+
+
+def test_blank_lines_before_the_xml_declaration_are_no_malformed_feed() -> None:
+    # ebm-papst's Atom feed (tests/fixtures/feeds/realworld) starts with a newline, as stray output from WordPress
+    # themes makes many feeds do.
+    body = b'\n\n<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel><title>t</title><item>' \
+           b"<title>Caf\xc3\xa9</title><link>https://example.com/1</link></item></channel></rss>"
+    parsed = parse_feed(body, "https://example.com/feed")
+    assert parsed.warning is None and [i.title for i in parsed.items] == ["Café"]
+
+
+def test_an_entry_with_nothing_to_show_is_not_an_item() -> None:
+    # Le Cercle Psy's feed (tests/fixtures/feeds/realworld) lists an <item> whose title, link and description are
+    # all empty; it would have been posted as a bare "(untitled)".
+    body = b"<rss version='2.0'><channel><title>C</title><item><title>A</title><link>https://c.example/a</link>" \
+           b"</item><item><title></title><link></link><pubDate>Wed, 17 Oct 2018 10:30:00 GMT</pubDate>" \
+           b"<description></description></item><item><description>Only text</description></item></channel></rss>"
+    parsed = parse_feed(body, "https://c.example/rss")
+    assert [(i.title, i.summary) for i in parsed.items] == [("A", ""), ("", "Only text")]

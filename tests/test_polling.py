@@ -93,6 +93,72 @@ def test_a_slow_host_with_many_feeds_does_not_hold_up_the_others(tmp_path: Path,
     assert most_in_flight == 2  # per_host: the slow host got 2 requests at a time, never more
 
 
+def test_the_daemon_polls_a_fast_host_while_a_slow_hosts_feeds_hang(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`feedrelay run` (the Daemon on a real Relay): 8 feeds of a slow host come due first, then 8 of a fast host;
+    per_host = 2, 4 polls at a time. The slow host answers nothing until the test lets it. The daemon's timers used
+    to poll each feed in a job that took one of the 4 slots and then waited for the slow host's turn: the fast
+    feeds waited for the slow host to answer. Now the fast feeds are polled while the slow ones still hang."""
+    import feedrelay.runtime.daemon as daemon_module
+    from feedrelay.runtime.daemon import Daemon
+
+    monkeypatch.setattr(relay_module, "POLL_CONCURRENCY", 4)
+    monkeypatch.setattr(daemon_module, "FIRST_POLL_SPREAD", 0.5)  # the slow host's feeds come due first
+    release = threading.Event()
+    lock = threading.Lock()
+    in_flight = most_in_flight = 0
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        nonlocal in_flight, most_in_flight
+        with lock:
+            in_flight += 1
+            most_in_flight = max(most_in_flight, in_flight)
+        release.wait(30)
+        body = rss(make_items(2))
+        with lock:
+            in_flight -= 1
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    with FeedServer() as slow_host, FeedServer() as fast_host:
+        slow_host.set_handler("/f.xml", slow)
+        fast_host.set("/f.xml", rss(make_items(2)))
+        urls = [slow_host.url(f"/f.xml?{i}") for i in range(8)] + [fast_host.url(f"/f.xml?{i}") for i in range(8)]
+        text = config_text(tmp_path, urls, per_host=2).replace('channels = ["readings"]\n',
+                                                               'channels = ["readings"]\ninterval = "1h"\n')
+        config = parse_config(text, tmp_path / "feeds.toml", environ={})
+        fast, slow_feeds = [f"f{i}" for i in range(8, 16)], [f"f{i}" for i in range(8)]
+
+        def polled(relay: Relay, names: list[str]) -> list[str]:
+            return [n for n in names if (row := relay.store.feed(n)) is not None and row.last_success]
+
+        async def go() -> tuple[list[str], list[str]]:
+            relay = Relay(config, environ={}, stream=io.StringIO())
+            await relay.start()
+            daemon = Daemon(relay)
+            run = asyncio.create_task(daemon.run())
+            try:
+                deadline = time.monotonic() + 15  # (on the old code they waited the whole 30 s hold)
+                while len(polled(relay, fast)) < len(fast) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                seen = polled(relay, fast), polled(relay, slow_feeds)
+                release.set()
+                while len(polled(relay, slow_feeds)) < len(slow_feeds):
+                    await asyncio.sleep(0.05)
+                return seen
+            finally:
+                release.set()
+                daemon.stopping.set()
+                await run
+                await relay.close()
+
+        fast_done, slow_done = asyncio.run(go())
+    assert fast_done == fast, "the fast host's feeds waited behind the slow host's"
+    assert slow_done == []  # while every slow feed still hung
+    assert most_in_flight == 2  # per_host: the slow host got 2 requests at a time, never more
+
+
 def test_parse_pool_retires_workers_and_still_parses_every_feed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(workers, "RETIRE_AFTER", 4)
     bodies = [rss(make_items(3, start=i * 3)) for i in range(12)]
@@ -142,6 +208,47 @@ def test_parse_workers_do_not_load_the_cli(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert {m.split(".")[0] for m in eval(out.stdout)} == {"feedparser"}  # the parser's, and none of the CLI's
+
+
+def test_the_first_parse_does_not_block_the_event_loop_while_the_workers_start(tmp_path: Path) -> None:
+    """The first parse of a daemon starts the fork server, which imports feedparser before it can fork a worker:
+    0.5 s, seconds on a busy machine. That used to happen on the event loop, so every poll and post waited (the
+    daemon bench saw every feed's timer ~5 s late after the first new entry). In a fresh interpreter, since the
+    fork server is started once per process."""
+    script = tmp_path / "first_parse.py"
+    script.write_text(
+        "import asyncio, time\n"
+        "from feedrelay.ingest.parsing import parse_feed\n"
+        "from feedrelay.ingest.workers import ParsePool\n"
+        f"BODY = {rss(make_items(3))!r}\n"
+        "async def go():\n"
+        "    gaps = []\n"
+        "    async def tick():\n"
+        "        last = time.monotonic()\n"
+        "        while True:\n"
+        "            await asyncio.sleep(0.01)\n"
+        "            now = time.monotonic()\n"
+        "            gaps.append(now - last)\n"
+        "            last = now\n"
+        "    ticker = asyncio.create_task(tick())\n"
+        "    await asyncio.sleep(0.05)\n"
+        "    pool = ParsePool(workers=1)\n"
+        "    start = time.monotonic()\n"
+        "    try:\n"
+        "        result = await pool(parse_feed, BODY, 'https://blog.example/feed.xml')\n"
+        "    finally:\n"
+        "        pool.close()\n"
+        "    took = time.monotonic() - start\n"
+        "    ticker.cancel()\n"
+        "    print(len(result.items), took, max(gaps))\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(go())\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    items, took, longest_stall = out.stdout.split()
+    assert items == "3"
+    assert float(longest_stall) < float(took) / 2, out.stdout  # the loop kept running while the workers started
 
 
 def test_the_system_clock_set_back_does_not_stop_polls_or_retries(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

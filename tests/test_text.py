@@ -14,7 +14,8 @@ from feedrelay.ingest.text import MAX_HTML_INPUT, clean, html_to_text, truncate
     ("html", "text"),
     [
         ("Fish &amp; Chips", "Fish & Chips"),
-        ("&lt;b&gt;not bold&lt;/b&gt;", "<b>not bold</b>"),
+        ("Use &lt;b&gt;bold&lt;/b&gt; for bold", "Use <b>bold</b> for bold"),  # escaped markup in prose is text
+        ("&lt;b&gt; is bold", "<b> is bold"),
         ("caf&eacute; &#8212; &#x2603;", "café — ☃"),
         ("<b>bold</b> and <i>italic</i> and <a href='https://x'>a link</a>", "bold and italic and a link"),
         ("a<script>alert('x')</script>b", "ab"),
@@ -153,6 +154,8 @@ class _Reference(HTMLParser):
         elif tag in _BLOCKS:
             self.parts.append("\n")
             self.pre += tag == "pre"
+        elif tag in ("td", "th"):
+            self.parts.append(" ")
 
     def handle_startendtag(self, tag: str, attrs: object) -> None:
         if tag in _BLOCKS:
@@ -164,6 +167,8 @@ class _Reference(HTMLParser):
         elif tag in _BLOCKS:
             self.parts.append("\n")
             self.pre = max(0, self.pre - (tag == "pre"))
+        elif tag in ("td", "th"):
+            self.parts.append(" ")
 
     def handle_data(self, data: str) -> None:
         if not self.skip:
@@ -236,3 +241,32 @@ def test_invisible_characters_are_dropped_and_joiners_kept() -> None:
     assert clean("pay\u2060pal \ufeffsupport\u00ad \u061cteam") == "paypal support team"
     joined = "👩\u200d💻 \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # a technologist; "I want" in Persian
     assert clean(joined) == joined
+
+
+def test_table_cells_are_apart() -> None:
+    # kernel.org's release feed and Reddit's link posts lay out their text in table cells.
+    html = "<table><tr><th>Version:</th><td><strong>5.7-rc4</strong> (mainline)</td></tr>" \
+           "<tr><td>a</td><td>b</td></tr></table>"
+    assert html_to_text(html) == "Version: 5.7-rc4 (mainline)\n\na b"
+
+
+@pytest.mark.parametrize(("html", "text"), [
+    # Reddit's self-post HTML escaped twice: the field is nothing but escaped markup (and Reddit's &#39;).
+    ('&lt;!-- SC_OFF --&gt;&lt;div class="md"&gt;&lt;p&gt;I&amp;#39;ve been asked to read a RFC I authored once.'
+     '&lt;/p&gt; &lt;p&gt;See &lt;a href="https://play.rust-lang.org"&gt;the playground&lt;/a&gt;.&lt;/p&gt;'
+     '&lt;/div&gt;&lt;!-- SC_ON --&gt;',
+     "I've been asked to read a RFC I authored once.\n\nSee the playground."),
+    ("  &lt;table&gt;&lt;tr&gt;&lt;td&gt;thumb&lt;/td&gt;&lt;td&gt;text&lt;/td&gt;&lt;/tr&gt;&lt;/table&gt;",
+     "thumb text"),
+    # A character reference escaped twice inside real markup (ibash.org.ru's quotes, in CDATA).
+    ("yyy: Лаба&amp;#769;зник (лат. Filip&amp;#233;ndula)<br />", "yyy: Лаба\u0301зник (лат. Filipéndula)"),
+    ("caf&amp;#xE9;", "café"),
+    ("a&amp;#8238;b", "ab"),  # a bidi override decoded late is still dropped
+])
+def test_html_escaped_twice_by_the_publisher_is_read_as_html(html: str, text: str) -> None:
+    assert html_to_text(html) == text
+
+
+def test_escaped_markup_that_hides_a_mention_stays_harmless() -> None:
+    assert html_to_text("&lt;b&gt;&lt;!channel&gt;&lt;/b&gt; hi") == "hi"  # <!channel> is a bogus comment: dropped
+    assert html_to_text("&lt;!channel&gt;") == "<!channel>"  # plain text: messages.escape() disarms it later

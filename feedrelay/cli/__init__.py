@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,66 @@ class Redactor(logging.Filter):
         return True
 
 
-def setup_logging(verbose: int, secrets: list[str]) -> None:
+LOG_FORMATS = ("text", "json")
+# syslog priorities, which journald reads from a "<N>" line prefix (so `journalctl -p warning` works).
+_PRIORITY = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "INFO": 6, "DEBUG": 7}
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers (Loki, Vector, Fluent Bit, CloudWatch)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
+                "+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        # (the Redactor, run before this, may have replaced exc_info with its redacted text)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry)
+
+
+class JournalFormatter(logging.Formatter):
+    """Under journald, which stamps every line itself: no timestamp of ours, and the level as a priority."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)-7s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_PRIORITY.get(record.levelname, 6)}>" + super().format(record)
+
+
+def under_journald(stream: Any = None) -> bool:
+    """Whether `stream` (stderr) is connected to the journal: systemd sets JOURNAL_STREAM to its device and inode,
+    which a program started from such a service with its output redirected inherits without being connected."""
+    dev, _, ino = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat((stream or sys.stderr).fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return dev.isdigit() and ino.isdigit() and (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
+_log_format = "text"  # as set up last: with json, what `run` and `once` say on stderr is a JSON object too
+
+
+def setup_logging(verbose: int, secrets: list[str], log_format: str = "text") -> None:
+    global _log_format
+    _log_format = log_format
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    if log_format == "json":
+        handler.setFormatter(JSONFormatter())
+    elif under_journald(sys.stderr):
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S"))
     handler.addFilter(Redactor(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -61,15 +119,30 @@ def setup_logging(verbose: int, secrets: list[str]) -> None:
 
 
 def fail(message: str, code: int = 2) -> None:
-    click.echo(f"feedrelay: error: {message}", err=True)
+    if _log_format == "json":
+        log.error("%s", message)  # (a log shipper reads stderr: the reason a service stopped must parse too)
+    else:
+        click.echo(f"feedrelay: error: {message}", err=True)
     sys.exit(code)
 
 
+def report(message: str, level: int = logging.INFO) -> None:
+    """A line of `once`'s report on stderr: a JSON log record under --log-format json."""
+    if _log_format == "json":
+        log.log(level, "%s", message)
+    else:
+        click.echo(message, err=True)
+
+
 class State:
-    def __init__(self, config_path: str, db: str | None, verbose: int) -> None:
+    def __init__(self, config_path: str, db: str | None, verbose: int, log_format: str = "text") -> None:
         self.config_path = config_path
         self.db = db
         self.verbose = verbose
+        self.log_format = log_format
+
+    def setup_logging(self, secrets: list[str]) -> None:
+        setup_logging(self.verbose, secrets, self.log_format)
 
     def config(self) -> Config:
         try:
@@ -77,7 +150,7 @@ class State:
         except ConfigError as exc:
             fail(str(exc))
             raise  # unreachable: fail() exits
-        setup_logging(self.verbose, config.secrets())
+        self.setup_logging(config.secrets())
         return config
 
     def require_slack(self, config: Config) -> None:
@@ -107,12 +180,24 @@ require_slack_option = click.option(
 @click.option("--db", envvar="FEEDRELAY_DB", show_envvar=True,
               help="SQLite database file (default: `database` in the config, else feedrelay.db beside it).")
 @click.option("-v", "--verbose", count=True, help="-v: debug logs (filter decisions); -vv: libraries too.")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", envvar="FEEDRELAY_LOG_FORMAT",
+              show_default=True, show_envvar=True,
+              help="json: one JSON object per line (time, level, logger, message, exception), for log shippers.")
 @click.version_option(__version__, prog_name="feedrelay")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str, db: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: str, db: str | None, verbose: int, log_format: str) -> None:
     """Relay RSS/Atom/JSON feeds, NVD CVEs and CISA KEV into Slack channels: filtered, once each, never lost."""
-    ctx.obj = State(config_path, db, verbose)
-    setup_logging(verbose, [])
+    from feedrelay.cli.credentials import CredentialError, apply_credentials
+
+    ctx.obj = State(config_path, db, verbose, log_format)
+    setup_logging(verbose, [], log_format)
+    try:
+        # Before the config is read: its secrets (and their redaction) may come from systemd credentials.
+        notes = apply_credentials(os.environ)
+    except CredentialError as exc:
+        fail(str(exc))
+    for note in notes:
+        log.warning("%s", note)
 
 
 def _run(coro: Any, db: str) -> Any:
@@ -145,7 +230,7 @@ def run(state: State, require_slack: bool) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, early_stop.set)
         async with Relay(config, state.db_path(config), require_slack=require_slack) as relay:
-            daemon = Daemon(relay, on_config=lambda c: setup_logging(state.verbose, c.secrets()))
+            daemon = Daemon(relay, on_config=lambda c: state.setup_logging(c.secrets()))
             if early_stop.is_set():
                 log.info("stopped while starting, before the first poll")
                 return
@@ -185,20 +270,20 @@ def once(state: State, max_wait: str, require_slack: bool) -> None:
         bad = 0
         for r in feeds:
             if r.skipped:
-                click.echo(f"feed {r.feed!r}: skipped, the server asked us to wait (Retry-After)", err=True)
+                report(f"feed {r.feed!r}: skipped, the server asked us to wait (Retry-After)")
             if r.error:
                 bad += 1
-                click.echo(f"feed {r.feed!r}: {r.error}", err=True)
+                report(f"feed {r.feed!r}: {r.error}", logging.ERROR)
         for name, c in channels.items():
             for error in c.errors:
-                click.echo(f"channel {name!r}: {error}", err=True)
+                report(f"channel {name!r}: {error}", logging.ERROR)
             if not c.ok:
                 bad += 1
         new = sum(r.new for r in feeds)
         sent = sum(c.sent for c in channels.values())
         pending = sum(c.pending for c in channels.values())
-        click.echo(f"polled {len(feeds)} feed(s): {new} new item(s), {sent} message(s) delivered, "
-                   f"{pending} still queued, {sum(1 for r in feeds if r.error)} feed error(s)", err=True)
+        report(f"polled {len(feeds)} feed(s): {new} new item(s), {sent} message(s) delivered, "
+               f"{pending} still queued, {sum(1 for r in feeds if r.error)} feed error(s)")
         return 1 if bad else 0
 
     sys.exit(_run(main(), state.db_path(config)))
@@ -215,6 +300,8 @@ def check(state: State, require_slack: bool) -> None:
     # What the channels post with and the feeds' API keys: a bot token no channel uses is not missing.
     needed = set(config.delivery_env()) | {f.api_key_env for f in config.feeds if f.api_key_env}
     missing = sorted(n for n in needed if not os.environ.get(n, "").strip())
+    # A feed's header values and basic auth are not optional, as an NVD key is: its polls fail without them.
+    fetch_env = {var: feeds for var, feeds in config.feed_env().items() if var not in needed}
     click.echo(f"{config.path}: ok — {len(config.feeds)} feed(s), {len(config.channels)} channel(s)")
     for feed in config.feeds:
         routes = ", ".join(r.channel for r in feed.routes)
@@ -228,6 +315,9 @@ def check(state: State, require_slack: bool) -> None:
         click.echo(f"  metrics → {url(m.host, m.port)} (while `feedrelay run` runs)")
     for name in missing:
         click.echo(f"  note: ${name} is not set", err=True)
+    for name, feeds in sorted(fetch_env.items()):
+        if not os.environ.get(name, "").strip():
+            click.echo(f"  note: ${name} is not set: feed(s) {', '.join(map(repr, feeds))} fail until it is", err=True)
 
 
 
@@ -519,6 +609,28 @@ def status(state: State, as_json: bool) -> None:
         from feedrelay.runtime.alerts import RUNBOOKS
 
         click.echo(f"\nWhat to do: {RUNBOOKS} (a feed keeps failing, a channel is failing, rejected messages)")
+
+
+@cli.command()
+@click.option("--max-age", default="60s", show_default=True,
+              help="Unhealthy when the daemon's last sign of life is older than this.")
+@pass_state
+def health(state: State, max_age: str) -> None:
+    """Exit 0 if `feedrelay run` is alive and its event loop answers, else 1: for Docker's HEALTHCHECK or a monitor.
+
+    Needs no network and no [metrics]: it reads the heartbeat `run` keeps beside its database.
+    """
+    from feedrelay.config import database_of, parse_duration
+    from feedrelay.runtime.health import check as check_health
+
+    try:
+        limit = parse_duration(max_age)
+    except ValueError as exc:
+        fail(f"--max-age: {exc}")
+    # The database as `status` finds it: a config with a bad edit (which the daemon ignores) is no reason to fail.
+    result = check_health(state.db or database_of(state.config_path), limit)
+    click.echo(result.message if result.ok else f"feedrelay: unhealthy: {result.message}", err=not result.ok)
+    sys.exit(0 if result.ok else 1)
 
 
 @cli.command()

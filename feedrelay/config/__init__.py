@@ -143,6 +143,20 @@ class Channel:
 
 
 @dataclass(frozen=True)
+class HttpOptions:
+    """A feed's own request headers, basic auth and User-Agent. Header values and credentials are named by
+    environment variable, never held: config files get committed. They go to the feed's origin only."""
+
+    headers: tuple[tuple[str, str], ...] = ()  # (header name, variable holding its value)
+    username_env: str = ""  # basic auth: both set, or neither
+    password_env: str = ""
+    user_agent: str = ""  # "" = feedrelay's own; not a secret, and it follows redirects
+
+    def env_names(self) -> tuple[str, ...]:
+        return tuple(var for _, var in self.headers) + tuple(v for v in (self.username_env, self.password_env) if v)
+
+
+@dataclass(frozen=True)
 class Feed:
     name: str
     url: str
@@ -151,6 +165,7 @@ class Feed:
     backlog: int
     routes: tuple[Route, ...]
     api_key_env: str = ""  # NVD only
+    http: HttpOptions = HttpOptions()
 
 
 @dataclass(frozen=True)
@@ -207,7 +222,16 @@ class Config:
         names = {self.slack.token_env}
         names.update(c.webhook_env for c in self.channels.values() if c.webhook_env)
         names.update(f.api_key_env for f in self.feeds if f.api_key_env)
+        names.update(var for f in self.feeds for var in f.http.env_names())
         return names
+
+    def feed_env(self) -> dict[str, list[str]]:
+        """The variables feeds fetch with (API keys, header values, basic auth) → those feeds."""
+        needs: dict[str, list[str]] = {}
+        for feed in self.feeds:
+            for var in dict.fromkeys(((feed.api_key_env,) if feed.api_key_env else ()) + feed.http.env_names()):
+                needs.setdefault(var, []).append(feed.name)
+        return needs
 
     def delivery_env(self) -> dict[str, list[str]]:
         """The variable each Slack-bound channel posts with (bot token or webhook URL) → those channels."""
@@ -227,7 +251,19 @@ class Config:
     def secrets(self, environ: Mapping[str, str] = os.environ) -> list[str]:
         """The secret values present in the environment, for redaction: as used, without surrounding whitespace
         (a value written with a trailing newline is stripped before use, and logged that way by libraries)."""
-        return [environ[n].strip() for n in sorted(self.secret_env_names()) if environ.get(n, "").strip()]
+        values = [environ[n].strip() for n in sorted(self.secret_env_names()) if environ.get(n, "").strip()]
+        for feed in self.feeds:  # basic auth goes out as base64("user:password"): a library's log would show that
+            user, password = (environ.get(v, "").strip() for v in (feed.http.username_env, feed.http.password_env))
+            if feed.http.username_env and (user or password):
+                values.append(basic_credentials(user, password))
+        return values
+
+
+def basic_credentials(username: str, password: str) -> str:
+    """The token of an ``Authorization: Basic`` header (RFC 7617)."""
+    import base64
+
+    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -339,7 +375,7 @@ def _suggest(key: str, allowed: tuple[str, ...]) -> str:
 _SECURITY_KEYS = ("min_severity", "min_score", "include_unscored", "vendors", "products", "cwes", "kev_only")
 _FILTER_KEYS = ("include", "exclude", "include_regex", "exclude_regex", "fields", *_SECURITY_KEYS)
 _FEED_KEYS = ("name", "url", "type", "interval", "backlog", "channel", "channels", "routes", "api_key_env",
-              *_FILTER_KEYS, *route_options.ROUTE_KEYS)
+              "headers", "auth", "user_agent", *_FILTER_KEYS, *route_options.ROUTE_KEYS)
 _SEVERITIES = ("none", "low", "medium", "high", "critical")
 
 
@@ -422,6 +458,68 @@ def _env_name(c: _Checker, raw: dict[str, Any], key: str, keypath: str, default:
     return value
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+# Headers the HTTP client sets itself, per request or per connection.
+_CLIENT_HEADERS = ("host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer",
+                   "upgrade", "proxy-connection", "accept-encoding", "if-none-match", "if-modified-since")
+_HEADERS_EXAMPLE = 'headers = { "X-Service-Token" = { env = "SVC_TOKEN" } }'
+_AUTH_EXAMPLE = 'auth = { username_env = "FEED_USER", password_env = "FEED_PASSWORD" }'
+
+
+def _http_options(c: _Checker, t: dict[str, Any], keypath: str) -> HttpOptions:
+    """A feed's headers, basic auth and User-Agent. Header values and credentials only come from environment
+    variables: the file gets committed. Errors never quote a value, which may be a pasted secret."""
+    username_env = password_env = ""
+    if "auth" in t:
+        if not isinstance(t["auth"], dict):
+            raise c.fail(f"{keypath}.auth", f"expected {_AUTH_EXAMPLE} (basic auth; the credentials go in those "
+                                             "variables, never in this file)")
+        at = c.table(t["auth"], f"{keypath}.auth", ("username_env", "password_env"))
+        for key in ("username_env", "password_env"):
+            if key not in at:
+                raise c.fail(f"{keypath}.auth", f"give both username_env and password_env, e.g. {_AUTH_EXAMPLE}")
+        username_env = _env_name(c, at, "username_env", f"{keypath}.auth", "", example="FEED_USER",
+                                 holds="the user name")
+        password_env = _env_name(c, at, "password_env", f"{keypath}.auth", "", example="FEED_PASSWORD",
+                                 holds="the password")
+    headers: list[tuple[str, str]] = []
+    raw = t.get("headers", {})
+    if not isinstance(raw, dict):
+        raise c.fail(f"{keypath}.headers", f"expected a table such as {_HEADERS_EXAMPLE}")
+    seen: set[str] = set()
+    for name, value in raw.items():
+        where = f"{keypath}.headers.{name}"
+        lower = name.lower()
+        if not _HEADER_NAME.fullmatch(name):
+            raise c.fail(f"{keypath}.headers", f"{name[:60]!r} is not a valid HTTP header name")
+        if lower in seen:
+            raise c.fail(where, "this header is given twice (header names ignore case)")
+        seen.add(lower)
+        if lower == "user-agent":
+            raise c.fail(where, 'set user_agent = "..." on the feed instead (a User-Agent is not a secret)')
+        if lower == "authorization" and username_env:
+            raise c.fail(where, "give either auth = { ... } or an Authorization header, not both")
+        if lower in _CLIENT_HEADERS:
+            raise c.fail(where, "feedrelay's HTTP client sets this header itself")
+        if not isinstance(value, dict):
+            # Never quoted: it is likely the secret itself.
+            raise c.fail(where, f"header values come only from environment variables, since config files get "
+                                f'committed: write {{ env = "VAR_NAME" }} (as in {_HEADERS_EXAMPLE}) and put the '
+                                "value in that variable")
+        vt = c.table(value, where, ("env",))
+        if "env" not in vt:
+            raise c.fail(where, 'expected { env = "VAR_NAME" }, naming the variable that holds the value')
+        headers.append((name, _env_name(c, vt, "env", where, "", example="SVC_TOKEN", holds="the header value")))
+    user_agent = ""
+    if "user_agent" in t:
+        user_agent = c.get(t, "user_agent", keypath, str, "").strip()
+        if not user_agent or len(user_agent) > 500 or re.search(r"[\x00-\x1f\x7f]", user_agent):
+            raise c.fail(f"{keypath}.user_agent", 'expected one line of at most 500 characters, such as '
+                                                  '"Mozilla/5.0 (compatible; feedrelay; +https://example.com/bot)"')
+    return HttpOptions(headers=tuple(headers), username_env=username_env, password_env=password_env,
+                       user_agent=user_agent)
+
+
 def _channel(c: _Checker, name: str, raw: object) -> Channel:
     keypath = f"channels.{name}"
     t = c.table(raw, keypath, ("slack", "webhook_env", "console", "unfurl", "min_interval", "template"))
@@ -478,6 +576,7 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
         api_key_env = _env_name(c, t, "api_key_env", keypath, "", example="NVD_API_KEY", holds="the API key")
     if api_key_env and kind != "nvd":
         raise c.fail(f"{keypath}.api_key_env", "only NVD feeds (type = \"nvd\") take an API key")
+    http = _http_options(c, t, keypath)
 
     routes: list[Route] = []
     raw_routes = t.get("routes", [])
@@ -524,7 +623,7 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
     paths = [keypath] * len(shorthand) + [f"{keypath}.routes[{j}]" for j in range(len(raw_routes))]
     routes = route_options.resolve(c, routes, paths, kind, name, channels)
     return Feed(name=name, url=url, kind=kind, interval=interval, backlog=backlog, routes=tuple(routes),
-                api_key_env=api_key_env)
+                api_key_env=api_key_env, http=http)
 
 
 def _route_options(c: _Checker, raw: dict[str, Any], keypath: str, defaults: Defaults) -> dict[str, Any]:

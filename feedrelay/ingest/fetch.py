@@ -8,12 +8,15 @@ big pool, or a few shared ones, makes each request cost more the more feeds are 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
+import re
 import ssl
 import urllib.request
 import zlib
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -21,6 +24,7 @@ import httpcore
 import httpx
 
 from feedrelay import __version__
+from feedrelay.config import HttpOptions, basic_credentials
 from feedrelay.ingest.netio import AsyncioBackend
 
 USER_AGENT = f"feedrelay/{__version__} (self-hosted feed-to-Slack relay; python-httpx)"
@@ -28,17 +32,21 @@ _REDIRECTS = {301, 302, 303, 307, 308}
 _PERMANENT = {301, 308}
 _CHUNK = 64 * 1024
 _PORTABLE_HEADERS = {"accept", "user-agent"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+Origin = tuple[str, str, int | None]  # (scheme, host, port): see origin()
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what h11 refuses in a header value (it would quote it)
 
 
 class FetchError(Exception):
     """A fetch that failed in a way worth telling the user about (never contains secrets)."""
 
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, config_problem: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
         self.headers = headers or {}
+        self.config_problem = config_problem  # nothing was sent: retrying cannot help until the setup is fixed
 
 
 @dataclass
@@ -134,14 +142,14 @@ class _PoolPerOrigin(httpx.AsyncBaseTransport):
         self._make = make
         self.keep_idle = keep_idle
         self._via_proxy = via_proxy
-        self._busy: dict[tuple[bytes, bytes, int | None], list] = {}  # origin -> [pool, requests in flight]
-        self._idle: OrderedDict[tuple[bytes, bytes, int | None], httpx.AsyncBaseTransport] = OrderedDict()
+        self._busy: dict[Origin, list] = {}  # origin -> [pool, requests in flight]
+        self._idle: OrderedDict[Origin, httpx.AsyncBaseTransport] = OrderedDict()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if (proxy := self._via_proxy(url)) is not None:
             return await proxy.handle_async_request(request)
-        key = (url.raw_scheme, url.raw_host, url.port)
+        key = origin(url)
         entry = self._busy.get(key)
         if entry is None:
             pool = self._idle.pop(key, None) or self._make()
@@ -155,7 +163,7 @@ class _PoolPerOrigin(httpx.AsyncBaseTransport):
         response.stream = _Released(response.stream, lambda: self._release(key))
         return response
 
-    async def _release(self, key: tuple[bytes, bytes, int | None]) -> None:
+    async def _release(self, key: Origin) -> None:
         entry = self._busy[key]
         entry[1] -= 1
         if entry[1]:
@@ -240,7 +248,8 @@ class Fetcher:
     """Shared HTTP client for all sources. Create once, ``await aclose()`` at the end."""
 
     def __init__(self, *, timeout: float = 30.0, max_body: int = 10_000_000, max_redirects: int = 5,
-                 per_host: int = 4) -> None:
+                 per_host: int = 4, environ: Mapping[str, str] = os.environ) -> None:
+        self.environ = environ  # where feeds' header values and credentials are read, at each request
         self.timeout = timeout
         self.max_body = max_body
         self.max_redirects = max_redirects
@@ -267,7 +276,7 @@ class Fetcher:
                                          follow_redirects=False, trust_env=False,
                                          headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"})
         self._client._cookies = _Cookies()  # httpx's setter would wrap it back into a plain Cookies
-        self._host_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(per_host))
+        self._host_slots: defaultdict[Origin, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(per_host))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -280,9 +289,14 @@ class Fetcher:
         await self.aclose()
 
     async def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
-                  headers: dict[str, str] | None = None, accept: str | None = None) -> Response:
-        """GET with validators; returns 200 with the body or 304. Raises :class:`FetchError`."""
-        request_headers = dict(headers or {})
+                  headers: dict[str, str] | None = None, accept: str | None = None,
+                  options: HttpOptions | None = None) -> Response:
+        """GET with validators; returns 200 with the body or 304. Raises :class:`FetchError`.
+
+        ``options`` are the feed's own headers, basic auth and User-Agent, read from the environment now. Like
+        ``headers``, they go to the URL's origin only: a redirect elsewhere gets the User-Agent and Accept alone."""
+        request_headers = self._feed_headers(options) if options else {}
+        request_headers.update(headers or {})
         if etag:
             request_headers["If-None-Match"] = etag
         if last_modified:
@@ -290,6 +304,32 @@ class Fetcher:
         if accept:
             request_headers["Accept"] = accept
         return await self._follow(url, request_headers)
+
+    def _feed_headers(self, options: HttpOptions) -> dict[str, str]:
+        """The feed's configured headers with their values. Errors name the variable, never its value."""
+        out: dict[str, str] = {}
+        for name, var in options.headers:
+            out[name] = self._secret(var, f"the value of the feed's {name} header")
+        if options.username_env:
+            user = self._secret(options.username_env, "the feed's basic auth user name")
+            password = self._secret(options.password_env, "the feed's basic auth password")
+            if ":" in user:
+                raise FetchError(f"${options.username_env} holds a ':', which basic auth cannot carry in a user name",
+                                 config_problem=True)
+            out["Authorization"] = "Basic " + basic_credentials(user, password)
+        if options.user_agent:
+            out["User-Agent"] = options.user_agent
+        return out
+
+    def _secret(self, var: str, what: str) -> str:
+        value = self.environ.get(var, "").strip()  # a trailing newline from an env file is not part of it
+        if not value:
+            # Sending the request without it would only earn a 401 or 403 that points nowhere.
+            raise FetchError(f"${var} is not set ({what}): set it in feedrelay's environment", config_problem=True)
+        if not value.isascii() or _CONTROL.search(value):
+            raise FetchError(f"${var} ({what}) holds a line break, a control or a non-ASCII character, which an HTTP "
+                             "header cannot carry", config_problem=True)
+        return value
 
     async def _follow(self, url: str, headers: dict[str, str]) -> Response:
         seen: list[str] = []
@@ -309,18 +349,17 @@ class Fetcher:
             if target in seen:
                 raise FetchError(f"redirect loop at {_safe(target)}")
             if origin(target) != origin(url):
-                # Credentials (NVD's apiKey) and validators belong to the original origin: another host,
-                # port or scheme (https → http included) gets only the harmless headers.
+                # Credentials (NVD's apiKey, a feed's headers and basic auth) and validators belong to the original
+                # origin: another host, port or scheme (https → http included) gets only the harmless headers,
+                # for the rest of the chain.
                 headers = {k: v for k, v in headers.items() if k.lower() in _PORTABLE_HEADERS}
             url = target
         raise FetchError(f"more than {self.max_redirects} redirects (defaults.max_redirects)")
 
     async def _one(self, url: str, headers: dict[str, str]) -> Response | tuple[int, str]:
         """One request: a Response, or a redirect's (status, Location)."""
-        parts = urlsplit(url)
-        host = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
         client = self._client
-        async with self._host_slots[host]:
+        async with self._host_slots[origin(url)]:
             try:
                 # The total timeout starts once we hold a slot: waiting our turn is not the server's fault.
                 async with asyncio.timeout(self.timeout), client.stream("GET", url, headers=headers) as resp:
@@ -359,16 +398,23 @@ class Fetcher:
         return Response(url=url, status=200, body=decoder.result(), headers=lower)
 
 
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) with the scheme's default port filled in: what `per_host` limits and what a redirect
-    must keep for a feed's own headers to follow it. The one definition; the scheduler uses it too."""
+def origin(url: str | httpx.URL) -> Origin:
+    """(scheme, host, port) with the scheme's default port filled in: what `per_host` limits, what gets a connection
+    pool of its own, and what a redirect must keep for a feed's own headers and credentials to follow it. The one
+    definition: the fetcher, its pools and the scheduler all use it."""
+    if isinstance(url, httpx.URL):  # a request's, parsed already: str() and a new parse cost ~15 µs a request
+        return url.scheme, url.raw_host.decode("ascii"), url.port or _DEFAULT_PORTS.get(url.scheme)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     try:
-        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
     except ValueError:
         port = None
-    return scheme, (parts.hostname or "").lower(), port
+    host = (parts.hostname or "").lower()
+    if not host.isascii():  # an IDN: as the request's URL has it ("xn--…"), by httpx's own IDNA rules
+        with contextlib.suppress(httpx.InvalidURL, UnicodeError):
+            host = httpx.URL(url).raw_host.decode("ascii")
+    return scheme, host, port
 
 
 def _scheme(url: str) -> str:

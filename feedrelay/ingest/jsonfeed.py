@@ -6,6 +6,7 @@ between formats without reposting what it has listed — as long as its ids stay
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from html import unescape
 from typing import Any
@@ -15,6 +16,11 @@ from feedrelay.ingest.text import clean, html_to_text, strip_footer
 from feedrelay.model import Item
 
 VERSION_PREFIX = "https://jsonfeed.org/version/"
+# JSON Feed 1.0's own examples and early generators (pxlnv.com's WordPress plugin) write "http://jsonfeed.org/version/1";
+# the version URL only names the format, so http and https both do.
+_VERSION = re.compile(r"https?://jsonfeed\.org/version/")
+# The same, as it may sit in the raw body of a feed that does not parse: with JSON's optional "\/" escapes.
+_RAW_VERSION = re.compile(rb"https?:(?:\\?/){2}jsonfeed\.org\\?/version\\?/")
 # Every JSON object costs ~100 bytes once parsed, whatever its size in the body: 9 MB of "{}," is 3 million
 # objects and 250 MB. A real feed has a handful per entry.
 MAX_OBJECTS = 100_000
@@ -96,12 +102,12 @@ def parse_json_feed(body: bytes, base: str, limits: tuple[int, int, int], max_it
     except json.JSONDecodeError as exc:
         # A JSON Feed cut short (max_body, a proxy) or with a stray comma is broken, not the wrong URL.
         where = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-        if VERSION_PREFIX.encode() in body[:4096]:
+        if _RAW_VERSION.search(body, 0, 4096):
             raise NotJSONFeed(where, malformed=True) from None
         raise NotJSONFeed(f"not RSS, Atom, RDF or JSON Feed: {where}") from None
     except (ValueError, RecursionError):
         raise NotJSONFeed("not RSS, Atom, RDF or JSON Feed") from None
-    if not isinstance(doc, dict) or not _text(doc.get("version")).startswith(VERSION_PREFIX):
+    if not isinstance(doc, dict) or not _VERSION.match(_text(doc.get("version"))):
         raise NotJSONFeed("JSON, but not a JSON Feed: no https://jsonfeed.org/version/ in \"version\"")
     items = doc.get("items")
     if not isinstance(items, list):

@@ -193,6 +193,10 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
                                                 "See defaults.max_body")
             return ParsedFeed("", [], None, f"not a feed ({exc}); check the URL")
         return ParsedFeed(title, items, TOO_MANY if listed > MAX_ENTRIES else None, None)
+    if body[:1].isspace():
+        # A blank line before "<?xml" (a WordPress theme's or plugin's stray newline) is not well-formed XML: expat
+        # stops, feedparser's loose parser reads on, and every poll said "malformed feed". The XML is fine without it.
+        body = body.lstrip()
     body = strip_doctype(body)
     body, capped = cap_entries(body)
     headers = {"content-type": content_type} if content_type else {}
@@ -224,6 +228,8 @@ def parse_feed(body: bytes, url: str, content_type: str = "", content_location: 
                                                f"{', '.join(feeds)}); use one of those URLs")
         return ParsedFeed("", [], warning, "not a feed (an HTML page); check the URL")
     base = content_location or url
-    items = [_entry(e, base) for e in parsed.entries]
+    # An entry with no title, link or text (Le Cercle Psy's CMS lists one for a withdrawn article) has nothing to
+    # show: Slack would get a bare "(untitled)".
+    items = [i for e in parsed.entries if (i := _entry(e, base)).title or i.link or i.summary or i.content]
     title = clean(parsed.feed.get("title") or "")[:200]
     return ParsedFeed(title, items, warning, None)

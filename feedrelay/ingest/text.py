@@ -17,6 +17,8 @@ _BLOCK_TAGS = frozenset({
     "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "blockquote", "pre",
     "section", "article", "header", "footer", "hr", "dd", "dt", "figure", "figcaption",
 })
+# A table cell ends with a space: "<td>a</td><td>b</td>" reads "a b", not "ab" (Reddit's link posts, kernel.org).
+_CELL_TAGS = frozenset({"td", "th"})
 _SKIP_TAGS = frozenset({"script", "style", "head", "title", "noscript", "template", "svg", "math", "iframe", "object"})
 # Their content is raw text up to the matching end tag: "<b>" inside a script is not a tag.
 _RAW_TEXT = {tag: re.compile(rf"</{tag}[\t\n\f\r />]", re.IGNORECASE) for tag in ("script", "style")}
@@ -77,6 +79,8 @@ def _markup_to_parts(html: str) -> list[str]:
                 skip = max(0, skip - 1)
             elif not m.group(0).endswith("/>"):
                 skip += 1
+        elif tag in _CELL_TAGS:
+            parts.append(" ")
     return parts
 
 
@@ -91,14 +95,29 @@ def clean(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", text).strip("\n")
 
 
+# A character reference still there after decoding was escaped twice by the publisher (ibash.org.ru's
+# "Filip&amp;#233;ndula" inside CDATA): nobody means the digits, decode it (clean() then drops controls it makes).
+_CHAR_REF = re.compile(r"&#(?:[0-9]{1,7}|[xX][0-9a-fA-F]{1,6});")
+
+
+def _char_refs(text: str) -> str:
+    return _CHAR_REF.sub(lambda m: unescape(m[0]), text) if "&#" in text else text
+
+
 def html_to_text(html: str | None) -> str:
     """Plain text of an HTML fragment; entities decoded, tags gone, whitespace tidied."""
     if not html:
         return ""
     html = html[:MAX_HTML_INPUT]
     if "<" not in html:
-        return clean(unescape(html) if "&" in html else html)
-    return clean("".join(_markup_to_parts(html)))
+        text = unescape(html) if "&" in html else html
+        # HTML escaped twice (Reddit self-posts as feed proxies and scrapers re-serve them: "&lt;!-- SC_OFF
+        # --&gt;&lt;div class="md"&gt;&lt;p&gt;I&amp;#39;ve…"): decoded once, the field starts with markup that closes.
+        # Prose that mentions a tag ("use &lt;b&gt; for bold") neither starts with one nor closes it: it stays text.
+        if text.lstrip()[:1] == "<" and ("</" in text or "-->" in text):
+            return clean(_char_refs("".join(_markup_to_parts(text))))
+        return clean(_char_refs(text))
+    return clean(_char_refs("".join(_markup_to_parts(html))))
 
 
 # What platforms append to every post: a theme's read-more link (WordPress: "… Continue reading →"), Yoast SEO's

@@ -47,6 +47,7 @@ class ParsePool:
         self._pool: ProcessPoolExecutor | None = None
         self._tasks = 0
         self._retiring: asyncio.Future[None] | None = None
+        self._starting: asyncio.Future[Future[Any]] | None = None  # a new pool's first submit, in a thread
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -66,10 +67,23 @@ class ParsePool:
             # New workers start only once the retired ones have exited, so the two sets never add up in memory.
             await asyncio.shield(self._retiring)
             self._retiring = None
+        while self._starting is not None:
+            await asyncio.shield(self._starting)
         pool = self._executor()
         try:
-            future = asyncio.wrap_future(self._submit(pool, fn, *args))
             self._tasks += 1
+            if self._tasks == 1:
+                # A new pool's first submit forks its first worker, and the very first one starts the fork server
+                # and waits while it imports feedparser: 0.5 s, and seconds on a busy machine, that blocked the
+                # event loop (every poll and post of the daemon) at its first parse. Off the loop instead.
+                self._starting = asyncio.ensure_future(asyncio.to_thread(self._submit, pool, fn, *args))
+                try:
+                    submitted = await asyncio.shield(self._starting)
+                finally:
+                    self._starting = None
+            else:
+                submitted = self._submit(pool, fn, *args)
+            future = asyncio.wrap_future(submitted)
             if self._tasks >= RETIRE_AFTER:
                 self._pool, self._tasks = None, 0
                 # submitted work still completes; shutdown(wait=True) returns when the workers have exited

@@ -1,4 +1,5 @@
-"""`feedrelay run`: APScheduler polls every feed at its interval; edits to feeds.toml are picked up live."""
+"""`feedrelay run`: APScheduler's timers submit every feed to the relay's dispatcher at its interval (the
+dispatcher, shared with `once`, decides when each poll starts); edits to feeds.toml are picked up live."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from feedrelay.config import Config, ConfigError, Feed, format_duration, load_config
-from feedrelay.runtime import metrics
+from feedrelay.runtime import health, metrics
 from feedrelay.runtime.alerts import config_rejected
+from feedrelay.runtime.pipeline import FeedReport
 from feedrelay.runtime.relay import Relay
 from feedrelay.store import DB_ERRORS, StoreError, damaged, describe
 
@@ -38,7 +40,7 @@ class Daemon:
         })
         self.stopping = asyncio.Event()
         self.fatal: str | None = None  # set when the relay cannot go on (a damaged database)
-        self._in_flight: set[asyncio.Task[object]] = set()
+        self._watched: set[asyncio.Future[FeedReport]] = set()  # polls submitted by the timers, until they end
         self._background: set[asyncio.Future[None]] = set()
         # One reload at a time: two (an edit noticed while `systemctl reload` runs) would each reopen the channels
         # while the other waits for a post in flight, and leave two deliverers sending every message.
@@ -64,27 +66,33 @@ class Daemon:
             return None
 
     async def _poll(self, name: str) -> None:
-        task = asyncio.current_task()
-        if task:
-            self._in_flight.add(task)
-        try:
-            report = await self.relay.poll_named(name)
-            if report is not None and report.stale:
-                # The URL changed mid-poll, and the scheduler skipped the "poll it now" of the edit while
-                # this one ran: poll the new URL now.
-                await self.relay.poll_named(name)
-        except asyncio.CancelledError:
-            if not self.stopping.is_set():
-                raise
-            # Shutting down past the grace period: nothing of this poll was kept; the next start repeats it.
-            log.info("feed %r: poll interrupted by shutdown; it is repeated at the next start", name)
-        except StoreError as exc:
+        """The feed's timer fired: hand it to the relay's dispatcher, which starts it when its host and the
+        global limit have room. The job never waits for the poll, so a slow host holds no timer either."""
+        self._submit(name)
+
+    def _submit(self, name: str) -> None:
+        if self.stopping.is_set():
+            return
+        future = self.relay.submit(name)
+        if future is not None and future not in self._watched:  # (one already queued or in flight is watched)
+            self._watched.add(future)
+            future.add_done_callback(lambda f: self._polled(name, f))
+
+    def _polled(self, name: str, future: asyncio.Future[FeedReport]) -> None:
+        self._watched.discard(future)
+        if future.cancelled():
+            return  # dropped at shutdown or removed from the config: nothing of it was kept
+        exc = future.exception()
+        if isinstance(exc, StoreError):
             log.error("stopping: %s", exc)
             self.fatal = str(exc)
             self.stopping.set()
-        finally:
-            if task:
-                self._in_flight.discard(task)
+        elif exc is not None:
+            log.error("feed %r: poll failed unexpectedly", name, exc_info=exc)
+        elif future.result().stale:
+            # The URL changed mid-poll, and the "poll it now" of the edit found this one in flight: poll the
+            # new URL now.
+            self._submit(name)
 
     def _schedule(self, feed: Feed, first_run: datetime) -> None:
         jitter = feed.interval * self.relay.config.defaults.jitter
@@ -106,6 +114,7 @@ class Daemon:
         and delayed deliveries for that hour. This loop runs on the monotonic clock and moves them back with it."""
         wall, mono = time.time(), time.monotonic()
         while not self.stopping.is_set():
+            self._heartbeat()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), CONFIG_CHECK)
             now_wall, now_mono = time.time(), time.monotonic()
@@ -113,6 +122,12 @@ class Daemon:
             wall, mono = now_wall, now_mono
             if back >= CLOCK_STEP:
                 self._clock_stepped_back(back, now_wall)
+
+    def _heartbeat(self) -> None:
+        """For `feedrelay health`: this loop ran just now (a blocked event loop stops it)."""
+        if self.relay.db_path != ":memory:":
+            with contextlib.suppress(OSError):  # (a full or read-only disk shows up in the polls' own errors)
+                health.beat(self.relay.db_path)
 
     def _clock_stepped_back(self, back: float, now: float) -> None:
         log.warning("the system clock went back by %s; polls, Retry-After waits and message retries are moved back "
@@ -226,12 +241,8 @@ class Daemon:
         self.scheduler.pause()
         # Deliveries get the same grace, at the same time: a Slack that hangs must not hold up the stop either.
         delivering = asyncio.create_task(self.relay.stop_delivering(grace=SHUTDOWN_GRACE))
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=SHUTDOWN_GRACE)
-        for task in list(self._in_flight):
-            task.cancel()  # a server that hangs must not hold up `docker stop` (10 s before SIGKILL)
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=2)
+        # Queued polls are dropped; those in flight get the grace, then are cancelled (and repeated at the next start).
+        await self.relay.polls.stop(grace=SHUTDOWN_GRACE)
         self.scheduler.shutdown(wait=False)
         await delivering
         async with self._reloading:

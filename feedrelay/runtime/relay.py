@@ -10,7 +10,6 @@ import asyncio
 import logging
 import os
 import time
-from collections import Counter, deque
 from collections.abc import Mapping
 from typing import TextIO
 
@@ -18,11 +17,11 @@ from feedrelay.config import Config, Feed
 from feedrelay.delivery.deliverer import ChannelReport, Deliverer
 from feedrelay.delivery.outbox import Outbox
 from feedrelay.delivery.sinks import Sinks
-from feedrelay.ingest import fetch
 from feedrelay.ingest.fetch import Fetcher
 from feedrelay.ingest.workers import ParsePool
 from feedrelay.runtime.metrics import Counters
 from feedrelay.runtime.pipeline import FeedReport, poll_feed
+from feedrelay.runtime.scheduler import Dispatcher
 from feedrelay.sources import Source, make_source
 from feedrelay.store import DatabaseLock, Store
 
@@ -47,12 +46,13 @@ class Relay:
         self.store: Store
         self.outbox: Outbox
         self.fetcher: Fetcher
+        self.polls: Dispatcher  # every poll of `once` and `run` goes through it
         self.sinks: Sinks
         self.deliverer: Deliverer
         self._sources: dict[str, tuple[Feed, Source]] = {}
         self.parse_pool = ParsePool()
         self._daemon = False
-        self._poll_slots = asyncio.Semaphore(POLL_CONCURRENCY)
+        self._feeds = {f.name: f for f in config.feeds}
         self.counters = Counters()  # totals since start, for /metrics
 
     async def __aenter__(self) -> Relay:
@@ -76,7 +76,9 @@ class Relay:
         self._warn_unconfigured()
         d = self.config.defaults
         self.fetcher = Fetcher(timeout=d.timeout, max_body=d.max_body, max_redirects=d.max_redirects,
-                               per_host=d.per_host)
+                               per_host=d.per_host, environ=self.environ)
+        # The fetcher's per_host (read at start, as the fetch settings are) is the one the dispatcher keeps.
+        self.polls = Dispatcher(lambda feed: self.poll(feed), limit=POLL_CONCURRENCY, per_host=self.fetcher.per_host)
         await self._open_sinks()
 
     async def _open_sinks(self) -> None:
@@ -96,6 +98,7 @@ class Relay:
                             channel, stats["pending"])
 
     async def close(self) -> None:
+        await self.polls.stop(grace=0)
         await self.deliverer.stop()
         await self.sinks.close()
         await self.fetcher.aclose()
@@ -116,21 +119,21 @@ class Relay:
         return cached[1]
 
     async def poll(self, feed: Feed) -> FeedReport:
-        async with self._poll_slots:
+        """Poll one feed now, outside the dispatcher's limits (:meth:`submit` queues it within them)."""
+        report = await self._poll_part(feed)
+        # A source that read only part of what it has (an NVD catch-up after days down) gets polled again at
+        # once: each part is kept, and its messages start out, before the next is read.
+        total, parts = report, 1
+        while report.more and parts < MAX_PARTS:
+            # Each part is a poll of its own: a live edit meanwhile (routes, filters) applies from the next one.
+            feed = self._feeds.get(feed.name) or feed
             report = await self._poll_part(feed)
-            # A source that read only part of what it has (an NVD catch-up after days down) gets polled again at
-            # once: each part is kept, and its messages start out, before the next is read.
-            total, parts = report, 1
-            while report.more and parts < MAX_PARTS:
-                # Each part is a poll of its own: a live edit meanwhile (routes, filters) applies from the next one.
-                feed = self.config.feed(feed.name) or feed
-                report = await self._poll_part(feed)
-                parts += 1
-                total.new, total.queued = total.new + report.new, total.queued + report.queued
-                total.channels |= report.channels
-                total.queued_to += report.queued_to
-                total.error, total.warning, total.stale = report.error, report.warning, report.stale
-            total.more = report.more
+            parts += 1
+            total.new, total.queued = total.new + report.new, total.queued + report.queued
+            total.channels |= report.channels
+            total.queued_to += report.queued_to
+            total.error, total.warning, total.stale = report.error, report.warning, report.stale
+        total.more = report.more
         return total
 
     async def _poll_part(self, feed: Feed) -> FeedReport:
@@ -151,60 +154,29 @@ class Relay:
         for channel, n in report.queued_to.items():
             self.counters.add("feedrelay_messages_queued_total", n, channel=channel)
 
+    def submit(self, name: str) -> asyncio.Future[FeedReport] | None:
+        """Queue a poll of the feed of that name in the *current* configuration (None if it has none).
+        A feed already queued or in flight is not queued twice: the future of that poll is returned."""
+        feed = self._feeds.get(name)
+        return self.polls.submit(feed) if feed else None
+
     async def poll_named(self, name: str) -> FeedReport | None:
         """Poll the feed of that name in the *current* configuration (it may have been reloaded)."""
-        feed = self.config.feed(name)
-        return await self.poll(feed) if feed else None
+        future = self.submit(name)
+        return await future if future else None
 
     async def poll_all(self) -> list[FeedReport]:
         """Poll every feed once; reports in configuration order.
 
-        At most POLL_CONCURRENCY polls run at once, and at most ``per_host`` per origin; a poll starts only
-        when both have room, so feeds of a slow host never hold slots that other hosts' feeds could use,
+        Every feed goes through the dispatcher: at most POLL_CONCURRENCY polls run at once, and at most
+        ``per_host`` per origin, so feeds of a slow host never hold slots that other hosts' feeds could use,
         and 10,000 feeds are never 10,000 coroutines."""
-        feeds = self.config.feeds
-        per_host = max(1, self.config.defaults.per_host)
-        queues: dict[tuple[str, str, int | None], deque[Feed]] = {}
-        for feed in feeds:
-            queues.setdefault(fetch.origin(feed.url), deque()).append(feed)
-        ready = deque(queues)  # origins with queued feeds and a free slot, in round-robin order
-        busy: Counter[tuple[str, str, int | None]] = Counter()
-        running: dict[asyncio.Task[FeedReport], tuple[tuple[str, str, int | None], Feed]] = {}
-        finished: deque[asyncio.Task[FeedReport]] = deque()
-        wake = asyncio.Event()
-        reports: dict[str, FeedReport] = {}
-
-        def done(task: asyncio.Task[FeedReport]) -> None:
-            finished.append(task)
-            wake.set()
-
+        futures = [self.polls.submit(feed) for feed in self.config.feeds]
         try:
-            while ready or running:
-                while ready and len(running) < POLL_CONCURRENCY:
-                    origin = ready.popleft()
-                    queue = queues[origin]
-                    feed = queue.popleft()
-                    busy[origin] += 1
-                    if queue and busy[origin] < per_host:
-                        ready.append(origin)
-                    task = asyncio.create_task(self.poll(feed))
-                    task.add_done_callback(done)
-                    running[task] = (origin, feed)
-                await wake.wait()
-                wake.clear()
-                while finished:
-                    task = finished.popleft()
-                    origin, feed = running.pop(task)
-                    reports[feed.name] = task.result()  # only a damaged database raises; it ends the round
-                    busy[origin] -= 1
-                    if queues[origin] and busy[origin] == per_host - 1:
-                        ready.append(origin)  # it was full, and has a free slot again
+            return list(await asyncio.gather(*futures))  # only a damaged database raises; it ends the round
         finally:
-            for task in running:
-                task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
-        return [reports[f.name] for f in feeds]
+            for future in futures:
+                future.cancel()  # (after an error: the rest of the round is dropped)
 
     async def drain(self, max_wait: float) -> dict[str, ChannelReport]:
         return await self.deliverer.drain(deadline=time.time() + max_wait)
@@ -234,6 +206,7 @@ class Relay:
         # First, so that a database that cannot be written (a full disk) leaves the previous configuration whole.
         self.store.sync_feeds((f.name, f.url, f.kind) for f in config.feeds)
         self.config = config
+        self._feeds = {f.name: f for f in config.feeds}
         self.deliverer.alerts, self.deliverer.dedupe_window = config.alerts, config.defaults.dedupe_window
         if (old.channels, old.slack) != (config.channels, config.slack):
             await self.deliverer.stop()
@@ -246,3 +219,8 @@ class Relay:
         gone = {f.name for f in old.feeds} - {f.name for f in config.feeds}
         for name in gone:
             self._sources.pop(name, None)
+            self.polls.discard(name)  # a removed feed leaves the queue
+        before = {f.name: f for f in old.feeds}
+        for feed in config.feeds:
+            if before.get(feed.name, feed) != feed:
+                self.polls.update(feed)  # a queued poll uses the new definition (and its origin's queue)

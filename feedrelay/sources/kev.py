@@ -76,9 +76,9 @@ class KEVSource:
     async def poll(self, state: dict[str, Any]) -> PollResult:
         try:
             resp = await self.fetcher.get(self.url, etag=state.get("etag"), last_modified=state.get("last_modified"),
-                                          accept="application/json")
+                                          accept="application/json", options=self.feed.http)
         except FetchError as exc:
-            raise SourceError(str(exc), retry_after=exc.retry_after) from None
+            raise SourceError(str(exc), retry_after=exc.retry_after, config_problem=exc.config_problem) from None
         if resp.status == 304:
             return PollResult([], state, unchanged=True)
         digest = hashlib.sha256(resp.body).hexdigest()

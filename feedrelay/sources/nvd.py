@@ -272,7 +272,8 @@ class NVDSource:
         for attempt in range(RETRIES + 1):
             await self.limiter.wait()
             try:
-                resp = await self.fetcher.get(f"{self.url}?{query}", headers=headers, accept="application/json")
+                resp = await self.fetcher.get(f"{self.url}?{query}", headers=headers, accept="application/json",
+                                              options=self.feed.http)
                 return _json(resp.body)
             except FetchError as exc:
                 if exc.status == 404 and exc.headers.get("message"):
@@ -285,7 +286,8 @@ class NVDSource:
                                           ) from None
                     raise SourceError(f"NVD rejected the request: {message}; check the feed's "
                                       "url (it should end in /rest/json/cves/2.0)", config_problem=True) from None
-                retryable = exc.status in (403, 429, 500, 502, 503, 504) or exc.status is None
+                retryable = not exc.config_problem and (exc.status in (403, 429, 500, 502, 503, 504) or
+                                                        exc.status is None)
                 if not retryable or attempt == RETRIES:
                     hint = "" if exc.status != 403 else self._throttled_hint()
                     raise SourceError(f"NVD: {exc}{hint}; the window will be repeated") from None

@@ -44,9 +44,10 @@ class RSSSource:
                 etag=state.get("etag") if same_url else None,
                 last_modified=state.get("last_modified") if same_url else None,
                 accept=ACCEPT,
+                options=self.feed.http,
             )
         except FetchError as exc:
-            raise SourceError(str(exc), retry_after=exc.retry_after) from None
+            raise SourceError(str(exc), retry_after=exc.retry_after, config_problem=exc.config_problem) from None
         moved = moved_warning(resp.moved_to)
         if resp.status == 304:
             # The listing's own warning (a malformed feed) still holds; the redirect is as of this fetch.
