@@ -98,6 +98,8 @@ class Intent:
     story: str = ""  # the story the message belongs to (see feedrelay.decide.lifecycle), "" for none
     changes: tuple[str, ...] = ()  # for a reply, or a post in place of one: what changed, one line each
     broadcast: bool = False  # a reply also shown in the channel (updates = "broadcast")
+    template: str = "full"  # the route's: a preset ("full", "compact") or its own template (render/template.py)
+    mention: tuple[str, ...] = ()  # the route's mentions, Slack syntax checked at config load; never from feed text
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from feedrelay.config import Config, ConfigError, format_duration, load_config
+from feedrelay.config import Config, ConfigError, Feed, format_duration, load_config
 
 log = logging.getLogger("feedrelay")
 
@@ -531,6 +531,8 @@ def preview(state: State, target: str, limit: int) -> None:
         posted = "none of them" if feed.backlog == 0 else f"only the newest {feed.backlog}"
         click.echo(f"not polled yet: its first poll remembers these entries and posts {posted} (backlog = "
                    f"{feed.backlog}); entries published after it are posted as their filters decide\n")
+    if shown.configured:
+        _show_routes(feed)
     for entry in shown.entries:
         item = entry.item
         seen = "" if entry.seen is None else (" (already seen)" if entry.seen else " (new)")
@@ -539,6 +541,20 @@ def preview(state: State, target: str, limit: int) -> None:
         for v in entry.verdicts:
             click.echo(f"  {v.action} → {v.channel}: {v.reason}")
         click.echo()
+
+
+def _show_routes(feed: Feed) -> None:
+    """What each route posts beside its filter: the template, the age limit, the mentions."""
+    from feedrelay.render.template import describe
+
+    for r in feed.routes:
+        shown = [f"template {describe(r.template)}"]
+        if r.max_age:
+            shown.append(f"max_age {format_duration(r.max_age)}")
+        if r.mention:
+            shown.append(f"mention {' '.join(r.mention)}")
+        click.echo(f"route → {r.channel}: {', '.join(shown)}")
+    click.echo()
 
 
 @cli.command(short_help="Show each feed's and channel's state.",

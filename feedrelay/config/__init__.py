@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from feedrelay import registry
+from feedrelay.config import route_options
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_TOKEN_ENV = "SLACK_BOT_TOKEN"
@@ -123,6 +124,9 @@ class Route:
     filter: Filter = field(default_factory=Filter)
     # What a change to an item already posted here sends: thread | broadcast | post | off (see docs/configuration.md)
     updates: str = "off"
+    max_age: float = 0.0  # seconds; entries dated older are remembered, not posted (0: no limit)
+    template: str = "full"  # a preset (full, compact) or a custom template: what the route's messages show
+    mention: tuple[str, ...] = ()  # Slack mention syntax added to the route's messages (config only)
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class Channel:
     webhook_env: str = ""  # env var holding the webhook URL for kind=webhook
     unfurl: bool = False
     min_interval: float = 1.0  # Slack allows about one message per second per channel
+    template: str = ""  # the template of routes to this channel that name none ("" = full)
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,7 @@ class Defaults:
     dedupe_window: float = 30 * 86400.0
     retention: float = 90 * 86400.0
     jitter: float = 0.1
+    max_age: float = 0.0  # routes' age limit (0: none)
 
 
 @dataclass(frozen=True)
@@ -369,7 +375,7 @@ def _suggest(key: str, allowed: tuple[str, ...]) -> str:
 _SECURITY_KEYS = ("min_severity", "min_score", "include_unscored", "vendors", "products", "cwes", "kev_only")
 _FILTER_KEYS = ("include", "exclude", "include_regex", "exclude_regex", "fields", *_SECURITY_KEYS)
 _FEED_KEYS = ("name", "url", "type", "interval", "backlog", "channel", "channels", "routes", "api_key_env",
-              "headers", "auth", "user_agent", "updates", *_FILTER_KEYS)
+              "headers", "auth", "user_agent", "updates", *_FILTER_KEYS, *route_options.ROUTE_KEYS)
 _UPDATES = ("thread", "broadcast", "post", "off")
 _SEVERITIES = ("none", "low", "medium", "high", "critical")
 
@@ -548,8 +554,9 @@ def _http_options(c: _Checker, t: dict[str, Any], keypath: str) -> HttpOptions:
 
 def _channel(c: _Checker, name: str, raw: object) -> Channel:
     keypath = f"channels.{name}"
-    t = c.table(raw, keypath, ("slack", "webhook_env", "console", "unfurl", "min_interval"))
+    t = c.table(raw, keypath, ("slack", "webhook_env", "console", "unfurl", "min_interval", "template"))
     unfurl = c.get(t, "unfurl", keypath, bool, False)
+    template = route_options.template(c, t, keypath)
     min_interval = c.convert(t, "min_interval", keypath, parse_duration, 1.0)
     kinds = [k for k in ("slack", "webhook_env", "console") if k in t]
     if len(kinds) != 1:
@@ -567,13 +574,13 @@ def _channel(c: _Checker, name: str, raw: object) -> Channel:
                     "bot token goes in the variable [slack] token_env names")
             raise c.fail(f"{keypath}.slack", 'expected a channel name such as "#readings" or an ID such as "C0123", '
                                              f"not a URL or a token; {hint}")
-        return Channel(name, "slack", target=target, unfurl=unfurl, min_interval=min_interval)
+        return Channel(name, "slack", target=target, unfurl=unfurl, min_interval=min_interval, template=template)
     if "webhook_env" in t:
         env = _env_name(c, t, "webhook_env", keypath, "", example="TEAM_WEBHOOK_URL", holds="the webhook URL")
-        return Channel(name, "webhook", webhook_env=env, unfurl=unfurl, min_interval=min_interval)
+        return Channel(name, "webhook", webhook_env=env, unfurl=unfurl, min_interval=min_interval, template=template)
     if c.get(t, "console", keypath, bool, True) is not True:
         raise c.fail(f"{keypath}.console", "set console = true or remove the key")
-    return Channel(name, "console", unfurl=unfurl, min_interval=min_interval)
+    return Channel(name, "console", unfurl=unfurl, min_interval=min_interval, template=template)
 
 
 def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mapping[str, Channel]) -> Feed:
@@ -621,18 +628,24 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
                                                 "for RSS use include/exclude keywords or regexes")
     if shorthand:
         feed_filter = _filter(c, {k: v for k, v in t.items() if k in _FILTER_KEYS}, keypath)
-        routes += [Route(ch, feed_filter, _updates(c, t, keypath, kind, channels.get(ch))) for ch in shorthand]
+        options = _route_options(c, t, keypath, defaults)
+        routes += [Route(ch, feed_filter, _updates(c, t, keypath, kind, channels.get(ch)), **options)
+                   for ch in shorthand]
     elif any(k in t for k in (*_FILTER_KEYS, "updates")):
         raise c.fail(keypath, "filter keys at feed level apply to `channels`; put them in a [[feeds.routes]] "
                               "table instead, or list the channels with channels = [...]")
+    elif wrong := next((k for k in route_options.ROUTE_KEYS if k in t), None):
+        raise c.fail(f"{keypath}.{wrong}", "at feed level applies to `channels`; put it in each [[feeds.routes]] "
+                                           "table instead, or list the channels with channels = [...]")
     for j, raw_route in enumerate(raw_routes):
         rpath = f"{keypath}.routes[{j}]"
-        rt = c.table(raw_route, rpath, ("channel", "updates", *_FILTER_KEYS))
+        rt = c.table(raw_route, rpath, ("channel", "updates", *_FILTER_KEYS, *route_options.ROUTE_KEYS))
         channel = c.get(rt, "channel", rpath, str, "")
         if not channel:
             raise c.fail(f"{rpath}.channel", "each route names a channel")
         routes.append(Route(channel, _filter(c, {k: v for k, v in rt.items() if k not in ("channel", "updates")},
-                                             rpath), _updates(c, rt, rpath, kind, channels.get(channel))))
+                                             rpath), _updates(c, rt, rpath, kind, channels.get(channel)),
+                            **_route_options(c, rt, rpath, defaults)))
     if not routes:
         raise c.fail(keypath, f'feed {name!r} goes nowhere: add channels = ["..."] or a [[feeds.routes]] table')
     for j, route in enumerate(routes):
@@ -642,8 +655,16 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
             raise c.fail(where,
                          f"unknown channel {route.channel!r}; define [channels.{route.channel}] "
                          f"(channels defined: {known})")
+    paths = [keypath] * len(shorthand) + [f"{keypath}.routes[{j}]" for j in range(len(raw_routes))]
+    routes = route_options.resolve(c, routes, paths, kind, name, channels)
     return Feed(name=name, url=url, kind=kind, interval=interval, backlog=backlog, routes=tuple(routes),
                 api_key_env=api_key_env, http=http)
+
+
+def _route_options(c: _Checker, raw: dict[str, Any], keypath: str, defaults: Defaults) -> dict[str, Any]:
+    """A route's max_age, own template ("" until resolved against its channel) and mentions."""
+    return {"max_age": route_options.max_age(c, raw, keypath, defaults.max_age),
+            "template": route_options.template(c, raw, keypath), "mention": route_options.mentions(c, raw, keypath)}
 
 
 def _defaults(c: _Checker, raw: object) -> Defaults:
@@ -659,6 +680,7 @@ def _defaults(c: _Checker, raw: object) -> Defaults:
         "dedupe_window": c.convert(t, "dedupe_window", "defaults", parse_duration, d.dedupe_window),
         "retention": c.convert(t, "retention", "defaults", parse_duration, d.retention),
         "jitter": c.get(t, "jitter", "defaults", (int, float), d.jitter),
+        "max_age": c.convert(t, "max_age", "defaults", parse_duration, d.max_age),
     }
     if values["interval"] < 1:  # checked here too, so the error names the key that was set, not a feed
         raise c.fail("defaults.interval", 'expected at least "1s" (and most publishers ask for minutes)')

@@ -7,10 +7,12 @@ returns the plan, with no I/O, so every rule here is testable without sockets or
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from feedrelay.config import Feed
+from feedrelay.decide.age import too_old
 from feedrelay.decide.filters import evaluate
 from feedrelay.model import Decision, Intent, Item, Lookalike
 
@@ -50,16 +52,20 @@ def oldest_first(items: list[Item]) -> list[Item]:
     return list(reversed(items))
 
 
-def route(feed: Feed, items: list[Item]) -> tuple[list[Intent], list[Verdict]]:
-    """Each item × each route: an intent where the route's filter passes, and every verdict."""
+def route(feed: Feed, items: list[Item], now: float | None = None,
+          first_seen: Mapping[str, float] | None = None) -> tuple[list[Intent], list[Verdict]]:
+    """Each item × each route: an intent where the route's age limit and filter pass, and every verdict. Items
+    are judged at ``now`` (default: the clock); those not in ``first_seen`` (by key) are first seen then."""
     intents: list[Intent] = []
     verdicts: list[Verdict] = []
+    now = time.time() if now is None else now
     for item in items:
+        seen = first_seen.get(item.key, now) if first_seen else now
         for r in feed.routes:
-            decision = evaluate(r.filter, item)
+            decision = too_old(r.max_age, item, now, seen) or evaluate(r.filter, item)
             verdicts.append(Verdict(item, r.channel, decision))
             if decision.passed:
-                intents.append(Intent(r.channel, feed.name, item))
+                intents.append(Intent(r.channel, feed.name, item, template=r.template, mention=r.mention))
     return intents, verdicts
 
 
@@ -107,7 +113,7 @@ def moved_news(items: list[Item], known: Collection[str], lookalikes: Mapping[st
 
 
 def decide(feed: Feed, items: list[Item], known: set[str], *, first_poll: bool,
-           reissues: Collection[str] = ()) -> Plan:
+           reissues: Collection[str] = (), now: float | None = None) -> Plan:
     """New items are those whose key the store does not know. On a feed's first poll every item is
     remembered and only the newest ``feed.backlog`` are posted (none by default). New keys in ``reissues``
     (entries the feed listed before under another id: see :func:`reissued`) are remembered, not posted."""
@@ -118,12 +124,13 @@ def decide(feed: Feed, items: list[Item], known: set[str], *, first_poll: bool,
         candidates = [i for i in oldest_first(new) if i.key in newest]
     else:
         candidates = [i for i in oldest_first(new) if i.key not in reissues]
-    intents, verdicts = route(feed, candidates)
+    intents, verdicts = route(feed, candidates, now)
     return Plan(remember=new, intents=intents, verdicts=verdicts)
 
 
 def decide_poll(feed: Feed, items: list[Item], known: set[str], *, first_poll: bool, url_changed: bool = False,
-                lookalikes: Mapping[str, Sequence[Lookalike]] | None = None, upgraded: Collection[str] = ()) -> Plan:
+                lookalikes: Mapping[str, Sequence[Lookalike]] | None = None, upgraded: Collection[str] = (),
+                now: float | None = None) -> Plan:
     """Everything one parsed poll decides, from what the store knows: ``known`` keys, the ``lookalikes`` of the
     new items, the keys ``upgraded`` from schema 1. A feed's first poll at a new URL (``url_changed``) whose
     listing overlaps what it had is the same feed, moved: what is listed above that is news, the rest archive."""
@@ -135,6 +142,6 @@ def decide_poll(feed: Feed, items: list[Item], known: set[str], *, first_poll: b
         first_poll = False
         silent = fresh - moved_news(items, known, lookalikes)
     reissues = reissued(items, known, lookalikes, upgraded) if fresh and not first_poll else set()
-    plan = decide(feed, items, known, first_poll=first_poll, reissues=silent | reissues)
+    plan = decide(feed, items, known, first_poll=first_poll, reissues=silent | reissues, now=now)
     plan.first_poll, plan.moved, plan.reissued = first_poll, moved, len(reissues)
     return plan

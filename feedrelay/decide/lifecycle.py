@@ -186,7 +186,8 @@ def _follow_up(feed: Feed, route: Route, item: Item, story: str, found: Story, s
 
 def _post(feed: Feed, route: Route, item: Item, story: str, out: Outcome) -> None:
     state = compact(item, route) | {"root": item.kind}
-    out.intents.append(Intent(route.channel, feed.name, badge_item(item, state), "post", story))
+    out.intents.append(Intent(route.channel, feed.name, badge_item(item, state), "post", story,
+                              template=route.template, mention=route.mention))
     out.stories.append(StoryWrite(route.channel, story, state, new=True))
 
 

@@ -14,31 +14,40 @@ from feedrelay.render.changes import render_change, story_label
 from feedrelay.render.message import Message
 from feedrelay.render.posts import render_post
 from feedrelay.render.security import render_security
+from feedrelay.render.template import render_compact, render_custom, with_mentions
 
 __all__ = ["Message", "deliveries", "render"]
 
 
-def render(item: Item, feed_name: str) -> Message:
-    """The message for a relayed item: a post, a CVE or a KEV addition."""
-    if item.kind in ("cve", "kev"):
-        return render_security(item, feed_name)
-    return render_post(item, feed_name)
+def render(item: Item, feed_name: str, template: str = "full", mention: tuple[str, ...] = ()) -> Message:
+    """The message for a relayed item (a post, a CVE or a KEV addition) in the route's template, with its
+    mentions."""
+    if template == "compact":
+        message = render_compact(item, feed_name)
+    elif template != "full":
+        message = render_custom(item, feed_name, template)
+    elif item.kind in ("cve", "kev"):
+        message = render_security(item, feed_name)
+    else:
+        message = render_post(item, feed_name)
+    return with_mentions(message, mention)
 
 
 def deliveries(intents: Iterable[Intent]) -> list[Delivery]:
-    """Each intent as the outbox row that carries its message; an item sent to several channels is rendered once.
-    A change (a reply, or a post in place of one) shows what changed; an update, the item as it now is."""
+    """Each intent as the outbox row that carries its message. An item sent to several channels is rendered once
+    per template and mentions: two routes that show it differently get different messages. A change (a reply, or
+    a post in place of one) shows what changed; an update, the item as it now is."""
     out: list[Delivery] = []
-    rendered: dict[tuple[str, str, str, tuple[str, ...]], dict] = {}
+    rendered: dict[tuple[str, str, str, tuple[str, ...], str, tuple[str, ...]], dict] = {}
     for intent in intents:
         item = intent.item
-        cache = (intent.feed, item.key, intent.action, intent.changes)
+        cache = (intent.feed, item.key, intent.action, intent.changes, intent.template, intent.mention)
         message = rendered.get(cache) if intent.action == "post" else None  # (an update's badge is per channel)
         if message is None:
             if intent.changes:
                 message = render_change(item, intent.feed, intent.changes, in_thread=intent.action == "reply").to_json()
             else:
-                message = render(item, intent.feed).to_json()
+                message = render(item, intent.feed, intent.template, intent.mention).to_json()
             rendered[cache] = message
         if intent.action != "post" or intent.changes:
             message = {**message, "parent": story_label(item), "changes": list(intent.changes)}

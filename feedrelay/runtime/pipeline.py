@@ -101,7 +101,7 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
             raise StoreError(describe(exc, store.path)) from None
         log.error("feed %r: %s", feed.name, describe(exc, store.path))
         return FeedReport(feed.name, error=describe(exc, store.path))
-    plan, spent = await _decide(feed, row, result.items, known, lookalikes, upgraded)
+    plan, spent = await _decide(feed, row, result.items, known, lookalikes, upgraded, now)
     if _threaded(feed) and _moved_on(store, feed):  # (a live edit while the filters ran in their thread)
         return FeedReport(feed.name, stale=True)
     held = _hold(plan)
@@ -158,13 +158,13 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
 
 
 async def _decide(feed: Feed, row: FeedRow, items: list[Item], known: set[str],
-                  lookalikes: Mapping[str, Sequence[Lookalike]], upgraded: Collection[str]
+                  lookalikes: Mapping[str, Sequence[Lookalike]], upgraded: Collection[str], now: float
                   ) -> tuple[Plan, filters.Budget]:
     """The poll's decision; in a filter thread when the feed has regex rules (see _FILTER_THREADS)."""
     if _threaded(feed):
         return await asyncio.get_running_loop().run_in_executor(
-            _FILTER_THREADS, _decide_now, feed, row, items, known, lookalikes, upgraded)
-    return _decide_now(feed, row, items, known, lookalikes, upgraded)
+            _FILTER_THREADS, _decide_now, feed, row, items, known, lookalikes, upgraded, now)
+    return _decide_now(feed, row, items, known, lookalikes, upgraded, now)
 
 
 def _threaded(feed: Feed) -> bool:
@@ -217,19 +217,20 @@ def _inputs(feed: Feed, row: FeedRow, items: list[Item], store: Store
 
 
 def _decide_now(feed: Feed, row: FeedRow, items: list[Item], known: set[str],
-                lookalikes: Mapping[str, Sequence[Lookalike]], upgraded: Collection[str]
+                lookalikes: Mapping[str, Sequence[Lookalike]], upgraded: Collection[str], now: float | None = None
                 ) -> tuple[Plan, filters.Budget]:
     """decide_poll under one filter budget (pure: no store, so it may run in a filter thread)."""
     with filters.budget() as spent:
         return decide_poll(feed, items, known, first_poll=not row.initialized, url_changed=bool(row.url_changed),
-                           lookalikes=lookalikes, upgraded=upgraded), spent
+                           lookalikes=lookalikes, upgraded=upgraded, now=now), spent
 
 
-def plan_poll(feed: Feed, row: FeedRow, items: list[Item], store: Store | None) -> tuple[Plan, set[str]]:
+def plan_poll(feed: Feed, row: FeedRow, items: list[Item], store: Store | None, now: float | None = None
+              ) -> tuple[Plan, set[str]]:
     """What a poll of these items decides, from what the store knows of the feed (``store`` None: nothing yet),
     and the keys it already knew. A real poll and `preview` both decide here, so they cannot disagree."""
     known, lookalikes, upgraded = _inputs(feed, row, items, store) if store is not None else (set(), {}, set())
-    plan, _ = _decide_now(feed, row, items, known, lookalikes, upgraded)
+    plan, _ = _decide_now(feed, row, items, known, lookalikes, upgraded, now)
     return plan, known
 
 
