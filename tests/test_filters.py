@@ -133,7 +133,7 @@ def test_catastrophic_exclude_regex_is_bounded_and_holds_the_entry() -> None:
     start = time.monotonic()
     decision = evaluate(flt, item)
     assert time.monotonic() - start < 1.0
-    assert not decision.passed and decision.held
+    assert not decision.passed and decision.undecided
     assert decision.reason.startswith("held: regex /(a+)+$/ timed out (50 ms)")
 
 
@@ -143,7 +143,7 @@ def test_catastrophic_include_regex_is_bounded_and_does_not_include() -> None:
     start = time.monotonic()
     decision = evaluate(flt, item)
     assert time.monotonic() - start < 1.0
-    assert not decision.passed and decision.held
+    assert not decision.passed and decision.undecided
 
 
 def test_a_rule_that_matches_decides_even_when_another_timed_out() -> None:
@@ -151,7 +151,7 @@ def test_a_rule_that_matches_decides_even_when_another_timed_out() -> None:
     assert evaluate(Filter(include_regex=(r"(a+)+$", r"b$")), post(slow)).reason == "included by regex /b$/"
     assert evaluate(Filter(exclude_regex=(r"(a+)+$", r"b$")), post(slow)).reason == "excluded by regex /b$/"
     # An exclude that could not be told holds the entry, whatever the include rules say.
-    assert evaluate(Filter(include=("b",), exclude_regex=(r"(a+)+$",)), post(slow + " b")).held
+    assert evaluate(Filter(include=("b",), exclude_regex=(r"(a+)+$",)), post(slow + " b")).undecided
 
 
 def test_past_the_poll_budget_entries_are_held_without_searching() -> None:
@@ -162,9 +162,9 @@ def test_past_the_poll_budget_entries_are_held_without_searching() -> None:
         now[0] = 1.5  # the poll's filter time is spent
         late = evaluate(flt, post("postgres 18"))
         assert evaluate(Filter(), post("no rules")).passed  # a route without rules needs no time
-    assert late.held and not late.passed and "filter time (1 s) was spent" in late.reason
+    assert late.undecided and not late.passed and "filter time (1 s) was spent" in late.reason
     assert spent.exhausted and spent.culprit() == (flt, 'keyword "postgres"')
-    assert not evaluate(flt, post("postgres 19")).held  # outside the budget: searched as usual
+    assert not evaluate(flt, post("postgres 19")).undecided  # outside the budget: searched as usual
 
 
 def test_huge_item_text_is_still_quick() -> None:
