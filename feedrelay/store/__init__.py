@@ -7,9 +7,7 @@ the daemon writes. The schema is versioned; migrations run at open.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -20,152 +18,12 @@ from typing import Any
 import sqlite_utils
 
 from feedrelay.model import Item, Lookalike, comparable_title
+from feedrelay.store.errors import DB_ERRORS, StoreError, damaged, describe, explain, in_chunks
+from feedrelay.store.lock import DatabaseLock
+from feedrelay.store.schema import SCHEMA, SCHEMA_VERSION, STORIES
 
-SCHEMA_VERSION = 3  # 2: items.last_seen, last_gen, published; feeds.url_changed, keys_version, listing_gen
-# 3: outbox.action, outbox.story; stories and holds (the CVE lifecycle: see feedrelay/store/stories.py)
-_STORIES = """
-CREATE TABLE IF NOT EXISTS stories (
-    channel TEXT NOT NULL,
-    story TEXT NOT NULL,                      -- CVE ID (NVD and KEV share it), or "feed<TAB>key" for RSS
-    feed TEXT NOT NULL,                       -- the feed that posted it first
-    ts TEXT,                                  -- the first message's Slack ts, once it is sent
-    channel_id TEXT,                          -- the channel ID chat.postMessage answered (chat.update needs it)
-    state TEXT,                               -- compact JSON state; NULL: posted before schema 3, unknown
-    first_posted REAL NOT NULL,
-    updated REAL NOT NULL,
-    PRIMARY KEY (channel, story)
-) WITHOUT ROWID;
-"""
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS feeds (
-    name TEXT PRIMARY KEY,
-    url TEXT NOT NULL DEFAULT '',
-    kind TEXT NOT NULL DEFAULT 'rss',
-    active INTEGER NOT NULL DEFAULT 1,
-    initialized INTEGER NOT NULL DEFAULT 0,   -- 0 until the first successful poll remembered its items
-    state TEXT NOT NULL DEFAULT '{}',         -- source state: validators, body hash, NVD watermark
-    last_poll REAL, last_success REAL,
-    last_error TEXT, error_since REAL, errors INTEGER NOT NULL DEFAULT 0,
-    warning TEXT,
-    listed INTEGER NOT NULL DEFAULT 0,        -- entries in the last full listing
-    not_before REAL,                          -- honour Retry-After: do not poll before this time
-    url_changed INTEGER NOT NULL DEFAULT 0,   -- the URL changed: its first poll posts what is new if it overlaps
-    keys_version INTEGER NOT NULL DEFAULT 2,  -- 1: items remembered before schema 2, under their old keys
-    listing_gen INTEGER NOT NULL DEFAULT 0    -- counts the feed's listings: items of the latest have this number
-);
-CREATE TABLE IF NOT EXISTS items (
-    feed TEXT NOT NULL,
-    key TEXT NOT NULL,
-    dedupe_key TEXT NOT NULL,
-    title TEXT NOT NULL DEFAULT '',
-    first_seen REAL NOT NULL,
-    last_seen REAL,                           -- when a listing last had it (pruning: retention)
-    last_gen INTEGER NOT NULL DEFAULT 0,      -- which listing last had it: the latest's are never pruned
-    published REAL,                           -- the entry's date: tells a re-issued id from a new lookalike
-    PRIMARY KEY (feed, key)
-) WITHOUT ROWID;
--- (items_by_age, on (feed, first_seen), served the pruning of schema 1: 27% of the file at 1M items)
-DROP INDEX IF EXISTS items_by_age;
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    channel TEXT NOT NULL,
-    feed TEXT NOT NULL,
-    item_key TEXT NOT NULL,
-    dedupe_key TEXT NOT NULL,
-    message TEXT NOT NULL,                    -- rendered Block Kit JSON: delivery needs nothing else
-    created REAL NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',   -- pending | sent | failed
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL DEFAULT 0,
-    last_error TEXT,
-    sent_at REAL,
-    ts TEXT,
-    action TEXT NOT NULL DEFAULT 'post',      -- post | reply (in the story's thread) | update (of its first post)
-    story TEXT                                -- the story this row belongs to (stories.story), if any
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (channel, id) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS outbox_guard ON outbox (channel, dedupe_key, created);
--- Counts per channel and state (status, /metrics) from the index alone: 200,000 rows 0.8 s -> 0.13 s of CPU.
-CREATE INDEX IF NOT EXISTS outbox_states ON outbox (channel, status, created);
--- What each channel was told about a story (a CVE, or an RSS entry with updates on): its first message, and the
--- compact state it was last judged in. Kept for `retention` after its last change.
-""" + _STORIES + """
--- Unscored CVEs a route holds (include_unscored = "after 72h") until a score arrives or the hold runs out.
-CREATE TABLE IF NOT EXISTS holds (
-    feed TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    key TEXT NOT NULL,
-    since REAL NOT NULL,                      -- when the hold began (the CVE first seen unscored by this route)
-    item TEXT NOT NULL,                       -- the item as last seen, to post when the hold runs out
-    PRIMARY KEY (feed, channel, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS channels (
-    name TEXT PRIMARY KEY,
-    failing TEXT,                             -- a permanent Slack error, shown in `status`
-    failing_since REAL
-);
-"""
-
-
-class StoreError(Exception):
-    """The database cannot be used; the message says which file and what to do."""
-
-
-def describe(exc: Exception, path: str) -> str:
-    """The message for any database failure: ours already explain themselves, SQLite's get explained."""
-    return explain(path, exc) if isinstance(exc, sqlite3.DatabaseError) else str(exc)
-
-
-# What a caller catches to survive any database failure: SQLite can report damage on any read.
-DB_ERRORS = (StoreError, sqlite3.DatabaseError)
-
-
-def in_chunks(values: Iterable[str], size: int = 500) -> Iterator[tuple[list[str], str]]:
-    """``(chunk, "?,?,…")`` for a ``… IN (…)`` query: at most ``size`` values, under SQLite's parameter limit."""
-    values = list(values)
-    for n in range(0, len(values), size):
-        chunk = values[n : n + size]
-        yield chunk, ",".join("?" * len(chunk))
-
-
-def damaged(exc: Exception) -> bool:
-    """A damaged file is not a passing fault (unlike a full disk or a lock): carrying on cannot help."""
-    text = str(exc)
-    return "malformed" in text or "not a database" in text or "damaged" in text
-
-
-class DatabaseLock:
-    """Held by the one process that polls and delivers with a database (`run`, `once`). SQLite lets two such
-    processes share the file without a complaint, and both would send every pending message: one post twice."""
-
-    def __init__(self, path: str) -> None:
-        self.path = f"{path}.lock"
-        self._fd: int | None = None
-        if path == ":memory:":
-            return
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot open the database ({exc.strerror or exc}: {self.path}); check the "
-                             "directory exists and is writable") from None
-        try:
-            # (flock, not SQLite's own fcntl locks: released by the kernel even after kill -9)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            raise StoreError(f"{path}: another feedrelay (`run` or `once`{f', pid {holder}' if holder else ''}) "
-                             "is using this database; run one per database, or give this one another --db") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+__all__ = ["DB_ERRORS", "SCHEMA_VERSION", "DatabaseLock", "FeedRow", "Store", "StoreError", "damaged", "describe",
+           "explain", "in_chunks"]
 
 
 @dataclass
@@ -238,7 +96,7 @@ class Store:
             self._migrate_to_2()
         if version < 3 and self.db["outbox"].exists() and "action" not in self.db["outbox"].columns_dict:
             self._migrate_to_3()
-        self.db.executescript(_SCHEMA)  # (creates what is missing: new tables and indexes)
+        self.db.executescript(SCHEMA)  # (creates what is missing: new tables and indexes)
         # Since when CVEs are judged again as they change (a new file: since now; an upgrade: since the upgrade).
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('lifecycle_since', ?)", [repr(time.time())])
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
@@ -269,7 +127,7 @@ class Store:
         with self.transaction():
             self.db.execute("ALTER TABLE outbox ADD COLUMN action TEXT NOT NULL DEFAULT 'post'")
             self.db.execute("ALTER TABLE outbox ADD COLUMN story TEXT")
-            self.db.execute(_STORIES)
+            self.db.execute(STORIES)
             self.db.execute("UPDATE outbox SET story = item_key WHERE dedupe_key LIKE 'cve:%' "
                             "OR dedupe_key LIKE 'kev:%'")
             self.db.execute(
@@ -469,19 +327,3 @@ class Store:
                 "DELETE FROM items WHERE feed IN (SELECT name FROM feeds WHERE active = 0 AND "
                 "COALESCE(last_poll, 0) < ?)", [cutoff])
         return removed
-
-
-def explain(path: str, exc: sqlite3.DatabaseError) -> str:
-    text = str(exc)
-    if "locked" in text:
-        return f"{path}: database is locked by another process for too long; is another feedrelay writing it?"
-    if "not a database" in text or "malformed" in text:
-        return (f"{path}: the database file is damaged ({text}). Stop feedrelay, keep a copy of the file, "
-                "and restore a backup or move it aside to start afresh")
-    if "disk" in text or "full" in text:
-        return f"{path}: cannot write: {text}. Free disk space; nothing was lost, the poll will be repeated"
-    if "unable to open" in text:
-        return f"{path}: cannot open the database ({text}); check the directory exists and is writable"
-    if "readonly" in text or "read-only" in text:
-        return f"{path}: the database is read-only ({text}); check file permissions"
-    return f"{path}: database error: {text}"
