@@ -396,25 +396,29 @@ def test_idle_origin_pools_are_closed_beyond_the_limit() -> None:
             s.stop()
 
 
-def test_many_origins_in_parallel_each_limited_to_per_host(feed_server: FeedServer) -> None:
-    """per_host caps concurrency per origin even when hundreds of requests are queued for it."""
-    active = 0
-    peak = 0
-    lock = threading.Lock()
+class Concurrency:
+    """A slow handler serving FEED that counts the requests it serves at once: ``peak`` is the most at a time."""
 
-    def slow(h: BaseHTTPRequestHandler) -> None:
-        nonlocal active, peak
-        with lock:
-            active += 1
-            peak = max(peak, active)
-        time.sleep(0.02)
-        with lock:
-            active -= 1
+    def __init__(self, delay: float) -> None:
+        self.delay, self.active, self.peak = delay, 0, 0
+        self._lock = threading.Lock()
+
+    def __call__(self, h: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(self.delay)
+        with self._lock:
+            self.active -= 1
         h.send_response(200)
         h.send_header("Content-Length", str(len(FEED)))
         h.end_headers()
         h.wfile.write(FEED)
 
+
+def test_many_origins_in_parallel_each_limited_to_per_host(feed_server: FeedServer) -> None:
+    """per_host caps concurrency per origin even when hundreds of requests are queued for it."""
+    slow = Concurrency(0.02)
     feed_server.set_handler("/slow.xml", slow)
 
     async def go() -> list[int]:
@@ -423,7 +427,7 @@ def test_many_origins_in_parallel_each_limited_to_per_host(feed_server: FeedServ
             return [r.status for r in results]
 
     assert asyncio.run(go()) == [200] * 30
-    assert peak == 3
+    assert slow.peak == 3
 
 
 def test_origin_is_scheme_host_and_port_with_the_default_port_filled_in() -> None:
@@ -442,22 +446,7 @@ def test_per_host_counts_every_spelling_of_an_origin_as_one(feed_server: FeedSer
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Two feeds on one host, one written with its default port: one origin, one per_host limit. (Through a
     proxy on loopback, since the test cannot listen on port 80.)"""
-    active = peak = 0
-    lock = threading.Lock()
-
-    def slow(h: BaseHTTPRequestHandler) -> None:
-        nonlocal active, peak
-        with lock:
-            active += 1
-            peak = max(peak, active)
-        time.sleep(0.05)
-        with lock:
-            active -= 1
-        h.send_response(200)
-        h.send_header("Content-Length", str(len(FEED)))
-        h.end_headers()
-        h.wfile.write(FEED)
-
+    slow = Concurrency(0.05)
     feed_server.set_handler("/slow.xml", slow)  # the proxy: it sees the whole URL, and serves it
     monkeypatch.setenv("HTTP_PROXY", feed_server.url("/"))
     urls = ["http://feeds.feedrelay-test.invalid/slow.xml", "http://FEEDS.feedrelay-test.invalid:80/slow.xml"] * 3
@@ -467,7 +456,7 @@ def test_per_host_counts_every_spelling_of_an_origin_as_one(feed_server: FeedSer
             return [r.status for r in await asyncio.gather(*(fetcher.get(u) for u in urls))]
 
     assert asyncio.run(go()) == [200] * 6
-    assert peak == 1
+    assert slow.peak == 1
 
 
 # --- a feed's own headers, basic auth and User-Agent -----------------------------------------------------------
