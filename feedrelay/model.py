@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+# Item kinds of security news: each is a story keyed by its CVE id (``extra["cve"]``) where it has one, judged by the
+# security filter keys, and rendered with severity and KEV badges. A new security source adds its kind here.
+SECURITY_KINDS: tuple[str, ...] = ("cve", "kev")
+
 
 @dataclass(frozen=True, slots=True)
 class Item:
@@ -23,7 +27,7 @@ class Item:
     categories: tuple[str, ...] = ()
     author: str = ""
     published: datetime | None = None  # aware, UTC
-    kind: str = "post"  # post | cve | kev
+    kind: str = "post"  # post, or one of SECURITY_KINDS
     extra: dict[str, Any] = field(default_factory=dict)  # source-specific facts (CVE severity, KEV dates…)
     legacy_key: str = ""  # the key feedrelay before schema 2 gave this entry, where it differs (upgrades)
 

@@ -51,19 +51,24 @@ class SourceKind:
     name: str
     factory: SourceFactory
     default_url: str = ""  # used when a feed of this type gives no url
+    # Its items are security news (CVEs, advisories): stories judged again each time the source returns them, and
+    # routes of it take the security filter keys.
+    security: bool = False
 
 
 _sources: dict[str, SourceKind] = {}
 _sinks: dict[str, SinkFactory] = {}
 
 
-def register_source(kind: str, factory: SourceFactory, *, default_url: str = "", replace: bool = False) -> None:
-    """Make ``type = "<kind>"`` valid in feeds.toml; ``factory(feed, context)`` builds the feed's source."""
+def register_source(kind: str, factory: SourceFactory, *, default_url: str = "", security: bool = False,
+                    replace: bool = False) -> None:
+    """Make ``type = "<kind>"`` valid in feeds.toml; ``factory(feed, context)`` builds the feed's source.
+    ``security``: its items are security news (see :class:`SourceKind`)."""
     if not kind or not kind.isidentifier():
         raise ValueError(f"a source kind is a short identifier such as 'rss'; got {kind!r}")
     if kind in _sources and not replace:
         raise ValueError(f"source kind {kind!r} is already registered; pass replace=True to replace it")
-    _sources[kind] = SourceKind(kind, factory, default_url)
+    _sources[kind] = SourceKind(kind, factory, default_url, security)
 
 
 def register_sink(kind: str, factory: SinkFactory, *, replace: bool = False) -> None:
@@ -82,6 +87,12 @@ def source_kinds() -> tuple[str, ...]:
 
 def source_kind(kind: str) -> SourceKind | None:
     return _sources.get(kind)
+
+
+def is_security(kind: str) -> bool:
+    """Whether feeds of this type bring security news (NVD, KEV…): see :class:`SourceKind`."""
+    entry = _sources.get(kind)
+    return entry is not None and entry.security
 
 
 def sink_kinds() -> tuple[str, ...]:
@@ -155,9 +166,10 @@ def _console(channel: Channel, ctx: SinkContext) -> Sink:
 
 
 register_source("rss", _rss)
-register_source("nvd", _nvd, default_url="https://services.nvd.nist.gov/rest/json/cves/2.0")
+register_source("nvd", _nvd, default_url="https://services.nvd.nist.gov/rest/json/cves/2.0", security=True)
 register_source("kev", _kev,
-                default_url="https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json")
+                default_url="https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json",
+                security=True)
 register_sink("slack", _slack)
 register_sink("webhook", _webhook)
 register_sink("console", _console)

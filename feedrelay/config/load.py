@@ -222,7 +222,7 @@ def _updates(c: _Checker, raw: dict[str, Any], keypath: str, kind: str, channel:
     """A route's `updates`: thread by default for CVEs in a bot channel, post in a webhook channel (it cannot
     thread or edit), off for RSS (blogs touch their posts)."""
     webhook = channel is not None and channel.kind == "webhook"
-    default = "off" if kind == "rss" else "post" if webhook else "thread"
+    default = "off" if not registry.is_security(kind) else "post" if webhook else "thread"
     value = c.get(raw, "updates", keypath, str, default)
     if value not in _UPDATES:
         raise c.fail(f"{keypath}.updates", f"expected one of {', '.join(_UPDATES)}; got {value!r}")
@@ -386,7 +386,7 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
     if "channel" in t and not isinstance(t["channel"], str):
         raise c.fail(f"{keypath}.channel", "expected a channel name")
     shorthand = [t["channel"]] if "channel" in t else list(c.strings(t, "channels", keypath))
-    if kind == "rss":
+    if not registry.is_security(kind):
         for table, path in [(t, keypath)] + [(r, f"{keypath}.routes[{j}]") for j, r in
                                              enumerate(raw_routes) if isinstance(r, dict)]:
             if wrong := next((k for k in _SECURITY_KEYS if k in table), None):

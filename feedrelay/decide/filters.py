@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import regex
 
 from feedrelay.config import Filter, format_duration
-from feedrelay.model import Decision, Item
+from feedrelay.model import SECURITY_KINDS, Decision, Item
 
 MAX_FILTER_TEXT = 20_000  # characters of item text a rule looks at; bounds regex work on hostile input
 REGEX_TIMEOUT = 0.05  # seconds per regex search; a pathological pattern cannot stall the relay
@@ -178,7 +178,7 @@ def evaluate(flt: Filter, item: Item) -> Decision:
     unscored item that a route with a hold (include_unscored = "after 72h") would pass is held instead: the
     lifecycle posts it later."""
     decision = _evaluate(flt, item)
-    if decision.passed and flt.unscored_hold and item.extra.get("severity") is None and item.kind in ("cve", "kev") \
+    if decision.passed and flt.unscored_hold and item.extra.get("severity") is None and item.kind in SECURITY_KINDS \
             and (flt.min_severity is not None or flt.min_score is not None):
         return Decision(False, f"held: unscored; posted when a score passes, or unscored after "
                                f"{format_duration(flt.unscored_hold)}", held=True)

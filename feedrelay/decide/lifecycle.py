@@ -17,9 +17,9 @@ from typing import Any
 from feedrelay.config import Feed, Route
 from feedrelay.decide.decider import Plan, Verdict, oldest_first, unique
 from feedrelay.decide.filters import evaluate
-from feedrelay.model import Intent, Item, comparable_title
+from feedrelay.model import SECURITY_KINDS, Intent, Item, comparable_title
+from feedrelay.registry import is_security
 
-SECURITY_KINDS = ("cve", "kev")
 SOURCES = {"": "NVD", "Primary": "NVD", "Secondary": "CNA", "CISA-ADP": "CISA-ADP"}
 
 
@@ -62,7 +62,7 @@ class Outcome:
 
 def tracked(feed: Feed) -> bool:
     """Whether the feed's items live on after their first post: CVEs always; RSS entries where a route asks."""
-    return feed.kind in ("nvd", "kev") or any(r.updates != "off" for r in feed.routes)
+    return is_security(feed.kind) or any(r.updates != "off" for r in feed.routes)
 
 
 def story_key(feed: str, item: Item) -> str:
@@ -206,7 +206,7 @@ def judge(feed: Feed, items: Iterable[Item], plan: Plan, stories: Mapping[tuple[
     chosen = {(i.channel, i.item.key): i for i in plan.intents}  # the decider's new posts
     held = {(v.channel, v.item.key) for v in plan.verdicts if v.decision.held}
     posted: set[tuple[str, str]] = set()  # (channel, story) pairs this poll has spoken of
-    security = feed.kind in ("nvd", "kev")
+    security = is_security(feed.kind)
     judged: set[tuple[str, str]] = set()  # (channel, key) pairs judged again here: their holds are settled
     for item in oldest_first(unique(list(items))):
         story = story_key(feed.name, item)

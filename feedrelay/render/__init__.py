@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from feedrelay.model import Delivery, Intent, Item
+from feedrelay.model import SECURITY_KINDS, Delivery, Intent, Item
 from feedrelay.render.changes import render_change, story_label
 from feedrelay.render.message import Message
 from feedrelay.render.posts import render_post
@@ -26,7 +26,7 @@ def render(item: Item, feed_name: str, template: str = "full", mention: tuple[st
         message = render_compact(item, feed_name)
     elif template != "full":
         message = render_custom(item, feed_name, template)
-    elif item.kind in ("cve", "kev"):
+    elif item.kind in SECURITY_KINDS:
         message = render_security(item, feed_name)
     else:
         message = render_post(item, feed_name)

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from feedrelay.ingest.text import one_line
-from feedrelay.model import Item
+from feedrelay.model import SECURITY_KINDS, Item
 from feedrelay.render.message import TEXT_LIMIT, Message
 from feedrelay.render.mrkdwn import SECTION_LIMIT, TITLE_LIMIT, escape, fit, host_of, link, safe_url, section, when
 from feedrelay.render.posts import SUMMARY_LIMIT, cve_links
@@ -156,7 +156,7 @@ def render_compact(item: Item, feed_name: str) -> Message:
 
 
 def render_custom(item: Item, feed_name: str, template: str) -> Message:
-    fields = _FIELDS | _SECURITY_FIELDS if item.kind in ("cve", "kev") else _FIELDS
+    fields = _FIELDS | _SECURITY_FIELDS if item.kind in SECURITY_KINDS else _FIELDS
     values: dict[str, str] = {}
     out: list[str] = []
     for literal, name in parse(template):
