@@ -242,6 +242,9 @@ def test_a_cve_template_fills_severity_score_and_kev_from_a_real_nvd_record() ->
     ('mention = ["s0123"]', '(a user group is written "<!subteam^S0123>")'),
     ('mention = ["<!everyone>"]', "@everyone is not allowed"),
     ('max_age = "a week"', "feeds.toml:8: feeds[0].routes[0].max_age: expected a duration"),
+    ('timezone = "Berlin"', "feeds.toml:8: feeds[0].routes[0].timezone: expected an IANA time zone name (Area/City) "
+                            "such as \"Europe/Berlin\", or \"UTC\"; got 'Berlin'"),
+    ('timezone = 2', "feeds[0].routes[0].timezone: expected an IANA time zone name"),
 ])
 def test_bad_route_options_are_one_clear_line(route: str, error: str) -> None:
     text = ('[channels.readings]\nconsole = true\n[[feeds]]\nname = "Blog"\nurl = "https://example.com/feed"\n'
@@ -249,6 +252,16 @@ def test_bad_route_options_are_one_clear_line(route: str, error: str) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_config(text)
     assert error in str(exc.value)
+
+
+def test_timezone_of_a_route_else_of_defaults_else_utc() -> None:
+    config = parse_config('[defaults]\ntimezone = "Pacific/Auckland"\n[channels.readings]\nconsole = true\n'
+                          '[[feeds]]\nname = "Blog"\nurl = "https://example.com/feed"\nchannels = ["readings"]\n'
+                          '[[feeds]]\nname = "Other"\nurl = "https://example.com/other"\n'
+                          '  [[feeds.routes]]\n  channel = "readings"\n  timezone = "America/New_York"\n')
+    assert [f.routes[0].timezone for f in config.feeds] == ["Pacific/Auckland", "America/New_York"]
+    assert parse_config('[channels.r]\nconsole = true\n[[feeds]]\nname = "B"\nurl = "https://e.com/f"\n'
+                        'channels = ["r"]\n').feeds[0].routes[0].timezone == "UTC"
 
 
 def test_check_names_the_channel_template_an_rss_feed_cannot_use(relay: Relay) -> None:

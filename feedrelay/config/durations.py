@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MAX_DURATION = 10 * 365 * 86400.0
 MAX_SIZE = 1024**3
@@ -66,3 +67,22 @@ def parse_size(value: object) -> int:
     return int(size)
 
 
+
+
+def parse_zone(value: object) -> str:
+    """An IANA time zone name (``"Europe/Berlin"``, ``"UTC"``), checked against the zone database; returned as
+    written, for :func:`zone` to turn into a ``ZoneInfo``."""
+    expected = 'expected an IANA time zone name (Area/City) such as "Europe/Berlin", or "UTC"'
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(expected)
+    name = value.strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(expected) from None
+    return name
+
+
+def zone(name: str) -> ZoneInfo:
+    """The ``ZoneInfo`` of a name :func:`parse_zone` accepted."""
+    return ZoneInfo(name)

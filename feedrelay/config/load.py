@@ -15,7 +15,7 @@ from typing import Any
 
 from feedrelay import registry
 from feedrelay.config import route_options
-from feedrelay.config.durations import parse_duration, parse_size
+from feedrelay.config.durations import parse_duration, parse_size, parse_zone
 from feedrelay.config.model import (
     DEFAULT_FILTER_FIELDS,
     DEFAULT_SLACK_API_URL,
@@ -428,9 +428,10 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
 
 
 def _route_options(c: _Checker, raw: dict[str, Any], keypath: str, defaults: Defaults) -> dict[str, Any]:
-    """A route's max_age, own template ("" until resolved against its channel) and mentions."""
+    """A route's max_age, own template ("" until resolved against its channel), mentions and time zone."""
     return {"max_age": route_options.max_age(c, raw, keypath, defaults.max_age),
-            "template": route_options.template(c, raw, keypath), "mention": route_options.mentions(c, raw, keypath)}
+            "template": route_options.template(c, raw, keypath), "mention": route_options.mentions(c, raw, keypath),
+            "timezone": route_options.timezone(c, raw, keypath, defaults.timezone)}
 
 
 def _defaults(c: _Checker, raw: object) -> Defaults:
@@ -447,6 +448,7 @@ def _defaults(c: _Checker, raw: object) -> Defaults:
         "retention": c.convert(t, "retention", "defaults", parse_duration, d.retention),
         "jitter": c.get(t, "jitter", "defaults", (int, float), d.jitter),
         "max_age": c.convert(t, "max_age", "defaults", parse_duration, d.max_age),
+        "timezone": c.convert(t, "timezone", "defaults", parse_zone, d.timezone),
     }
     if values["interval"] < 1:  # checked here too, so the error names the key that was set, not a feed
         raise c.fail("defaults.interval", 'expected at least "1s" (and most publishers ask for minutes)')

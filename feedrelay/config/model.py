@@ -51,6 +51,7 @@ class Route:
     max_age: float = 0.0  # seconds; entries dated older are remembered, not posted (0: no limit)
     template: str = "full"  # a preset (full, compact) or a custom template: what the route's messages show
     mention: tuple[str, ...] = ()  # Slack mention syntax added to the route's messages (config only)
+    timezone: str = "UTC"  # IANA name: where "daily" (digests, daily threads) begins and ends for this route
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class Defaults:
     retention: float = 90 * 86400.0
     jitter: float = 0.1
     max_age: float = 0.0  # routes' age limit (0: none)
+    timezone: str = "UTC"  # routes' time zone (IANA name)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The keys that shape what a route posts, beside its filter: ``max_age``, ``template`` and ``mention``.
+"""The keys that shape what a route posts, beside its filter: ``max_age``, ``template``, ``mention``, ``timezone``.
 
 Checked here as the rest of the file is, with errors that name the file, the line and the key; the template's
 placeholders are the render stage's (feedrelay.render.template), checked when the config is loaded.
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from feedrelay.config import Channel, Route, _Checker
 
-ROUTE_KEYS = ("max_age", "template", "mention")
+ROUTE_KEYS = ("max_age", "template", "mention", "timezone")
 MAX_MENTIONS = 10
 
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
@@ -27,6 +27,12 @@ def max_age(c: _Checker, raw: dict[str, Any], keypath: str, default: float) -> f
     from feedrelay.config import parse_duration
 
     return float(c.convert(raw, "max_age", keypath, parse_duration, default))
+
+
+def timezone(c: _Checker, raw: dict[str, Any], keypath: str, default: str) -> str:
+    from feedrelay.config.durations import parse_zone
+
+    return str(c.convert(raw, "timezone", keypath, parse_zone, default))
 
 
 def template(c: _Checker, raw: dict[str, Any], keypath: str) -> str:

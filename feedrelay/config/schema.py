@@ -55,6 +55,8 @@ _PHRASES: list[tuple[str, Callable[[re.Match[str]], dict[str, Any]]]] = [
     (r"a list of non-empty strings", lambda m: dict(_STRINGS)),
     (r"a duration such as (.*)", lambda m: {"type": ["string", "number"], "description": f"a duration such as {m[1]}"}),
     (r"a size such as (.*)", lambda m: {"type": ["string", "integer"], "description": f"a size such as {m[1]}"}),
+    (r"an IANA time zone name .*", lambda m: {"type": "string", "description": 'an IANA time zone such as '
+                                                                            '"Europe/Berlin", or "UTC"'}),
     (r"a CVSS score between (\d+) and (\d+)", lambda m: {"type": "number", "minimum": int(m[1]),
                                                          "maximum": int(m[2])}),
 ]
