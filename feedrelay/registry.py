@@ -134,6 +134,12 @@ def _kev(feed: Feed, ctx: SourceContext) -> Source:
     return KEVSource(feed, ctx.fetcher)
 
 
+def _cvelist(feed: Feed, ctx: SourceContext) -> Source:
+    from feedrelay.sources.cvelist import CVEListSource
+
+    return CVEListSource(feed, ctx.fetcher)
+
+
 def _slack(channel: Channel, ctx: SinkContext) -> Sink:
     from feedrelay.delivery.sinks import ConsoleSink, SlackBotSink
 
@@ -169,6 +175,8 @@ register_source("rss", _rss)
 register_source("nvd", _nvd, default_url="https://services.nvd.nist.gov/rest/json/cves/2.0", security=True)
 register_source("kev", _kev,
                 default_url="https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json",
+                security=True)
+register_source("cvelist", _cvelist, default_url="https://raw.githubusercontent.com/CVEProject/cvelistV5/main/",
                 security=True)
 register_sink("slack", _slack)
 register_sink("webhook", _webhook)

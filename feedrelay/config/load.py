@@ -138,7 +138,9 @@ def _suggest(key: str, allowed: tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-_SECURITY_KEYS = ("min_severity", "min_score", "include_unscored", "vendors", "products", "cwes", "kev_only")
+_SECURITY_KEYS = ("min_severity", "min_score", "include_unscored", "vendors", "products", "cwes", "kev_only",
+                  "ssvc_exploitation", "automatable")
+_EXPLOITATION = ("none", "poc", "active")
 _FILTER_KEYS = ("include", "exclude", "include_regex", "exclude_regex", "fields", *_SECURITY_KEYS)
 _FEED_KEYS = ("name", "url", "type", "interval", "backlog", "channel", "channels", "routes", "api_key_env",
               "headers", "auth", "user_agent", "updates", *_FILTER_KEYS, *route_options.ROUTE_KEYS)
@@ -191,6 +193,8 @@ def _filter(c: _Checker, raw: dict[str, Any], keypath: str) -> Filter:
         products=tuple(v.lower() for v in c.strings(raw, "products", keypath)),
         cwes=tuple(v.upper() for v in c.strings(raw, "cwes", keypath)),
         kev_only=c.get(raw, "kev_only", keypath, bool, False),
+        ssvc_exploitation=tuple(v.lower() for v in c.strings(raw, "ssvc_exploitation", keypath)),
+        automatable=c.get(raw, "automatable", keypath, bool, None),
     )
     if flt.min_severity is not None and flt.min_severity.lower() not in _SEVERITIES:
         raise c.fail(f"{keypath}.min_severity", f"expected one of {', '.join(_SEVERITIES)}")
@@ -198,6 +202,11 @@ def _filter(c: _Checker, raw: dict[str, Any], keypath: str) -> Filter:
         # An ID written otherwise ("79", "CWE79") would match no item, and the route would stay silent.
         if not re.fullmatch(r"CWE-\d+", cwe):
             raise c.fail(f"{keypath}.cwes[{i}]", f'expected a CWE ID such as "CWE-79", not {cwe!r}')
+    for i, value in enumerate(flt.ssvc_exploitation):
+        # A misspelt value ("activ", "exploited") would match no CVE, and the route would stay silent.
+        if value not in _EXPLOITATION:
+            raise c.fail(f"{keypath}.ssvc_exploitation[{i}]", f"expected one of {', '.join(_EXPLOITATION)} (CISA SSVC "
+                                                             f"Exploitation), not {value!r}")
     _check_regexes(c, flt.include_regex, f"{keypath}.include_regex")
     _check_regexes(c, flt.exclude_regex, f"{keypath}.exclude_regex")
     return flt
@@ -390,7 +399,8 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
         for table, path in [(t, keypath)] + [(r, f"{keypath}.routes[{j}]") for j, r in
                                              enumerate(raw_routes) if isinstance(r, dict)]:
             if wrong := next((k for k in _SECURITY_KEYS if k in table), None):
-                raise c.fail(f"{path}.{wrong}", "applies to NVD and KEV feeds only (type = \"nvd\" or \"kev\"); "
+                raise c.fail(f"{path}.{wrong}", "applies to security feeds only (type = \"nvd\", \"kev\" or "
+                                                "\"cvelist\"); "
                                                 "for RSS use include/exclude keywords or regexes")
     if shorthand:
         feed_filter = _filter(c, {k: v for k, v in t.items() if k in _FILTER_KEYS}, keypath)

@@ -36,6 +36,9 @@ class Filter:
     products: tuple[str, ...] = ()
     cwes: tuple[str, ...] = ()
     kev_only: bool = False
+    # CISA's SSVC (cvelist items): exploitation values that pass; automatable = true/false (None: not a rule).
+    ssvc_exploitation: tuple[str, ...] = ()
+    automatable: bool | None = None
 
     @property
     def empty(self) -> bool:
@@ -85,7 +88,7 @@ class HttpOptions:
 class Feed:
     name: str
     url: str
-    kind: str  # rss | nvd | kev, or a kind registered with feedrelay.register_source
+    kind: str  # rss | nvd | kev | cvelist, or a kind registered with feedrelay.register_source
     interval: float
     backlog: int
     routes: tuple[Route, ...]

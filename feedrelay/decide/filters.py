@@ -155,6 +155,15 @@ def _security(flt: Filter, item: Item) -> Decision | None:
                 return Decision(False, f"excluded: score {score} below min_score {flt.min_score}")
     if flt.kev_only and not extra.get("kev"):
         return Decision(False, "excluded: not in CISA KEV (kev_only)")
+    if flt.ssvc_exploitation and extra.get("ssvc_exploitation") not in flt.ssvc_exploitation:
+        # Like kev_only: a CVE CISA has not assessed (yet, or an NVD record, which has no SSVC) does not pass.
+        value = extra.get("ssvc_exploitation")
+        return Decision(False, f"excluded: CISA SSVC exploitation {value} not in ssvc_exploitation" if value else
+                        "excluded: no CISA SSVC assessment (ssvc_exploitation)")
+    if flt.automatable is not None and extra.get("automatable") is not flt.automatable:
+        value = extra.get("automatable")
+        return Decision(False, "excluded: no CISA SSVC assessment (automatable)" if value is None else
+                        f"excluded: CISA SSVC automatable is {'yes' if value else 'no'}")
     if flt.cwes and not set(flt.cwes) & {c.upper() for c in extra.get("cwes", ())}:
         return Decision(False, f"excluded: none of CWEs {', '.join(flt.cwes)}")
     if flt.vendors or flt.products:
@@ -163,6 +172,12 @@ def _security(flt: Filter, item: Item) -> Decision | None:
         have |= {("product", p.lower()) for p in extra.get("products", ())}
         if have:
             matched = any(w in have for w in wanted)
+            if not matched and (extra.get("cna_vendors") or extra.get("cna_products")):
+                # A CNA names its vendor as it likes ("Apache Software Foundation"): a listed name also matches as
+                # whole words of the CNA's vendor or product names (cvelist items).
+                names = {"vendor": "\n".join(extra.get("cna_vendors", ())),
+                         "product": "\n".join(extra.get("cna_products", ()))}
+                matched = any(names[kind] and _keyword(name).search(names[kind]) for kind, name in wanted)
         else:
             # Most new CVEs have no CPE data yet: fall back to the names appearing in the text.
             text = filter_text(item, ("title", "summary"))

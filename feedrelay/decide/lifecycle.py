@@ -20,7 +20,16 @@ from feedrelay.decide.filters import evaluate
 from feedrelay.model import SECURITY_KINDS, Intent, Item, comparable_title
 from feedrelay.registry import is_security
 
-SOURCES = {"": "NVD", "Primary": "NVD", "Secondary": "CNA", "CISA-ADP": "CISA-ADP"}
+SOURCES = {"": "NVD", "Primary": "NVD", "Secondary": "CNA", "CNA": "CNA", "CISA-ADP": "CISA-ADP"}
+SCORE_KEYS = ("score", "severity", "source", "cvss_version", "vector", "rank")
+SSVC_KEYS = ("ssvc_exploitation", "automatable", "technical_impact")
+
+
+def score_rank(state: Mapping[str, Any]) -> int:
+    """Whose score a story keeps when its sources disagree: NVD's own (Primary) 3, the CVE List's (the CNA's or CISA's,
+    first hand) 2, NVD's copy of a CNA or CISA score 1. States kept before ranks were stored: NVD's is 3."""
+    rank = state.get("rank")
+    return int(rank) if isinstance(rank, int) else 3 if state.get("source") == "NVD" else 1
 
 
 @dataclass(frozen=True)
@@ -80,9 +89,14 @@ def compact(item: Item, route: Route) -> dict[str, Any]:
         return {"title": item.title[:300], "text": hashlib.sha256(text.encode()).hexdigest()[:16]}
     state: dict[str, Any] = {}
     if item.kind == "cve":
-        state.update(score=x.get("score"), severity=x.get("severity"),
-                     source=SOURCES.get(str(x.get("score_source") or ""), "NVD") if x.get("severity") else None,
+        source = SOURCES.get(str(x.get("score_source") or ""), "NVD") if x.get("severity") else None
+        state.update(score=x.get("score"), severity=x.get("severity"), source=source,
                      rejected=bool(x.get("rejected")))
+        if source:
+            cvelist = x.get("origin") == "cvelist"
+            state.update(cvss_version=x.get("cvss_version"), vector=x.get("vector") or "",
+                         rank=2 if cvelist else 3 if source == "NVD" else 1)
+        state.update({k: x[k] for k in SSVC_KEYS if x.get(k) is not None})
     if x.get("kev"):  # (an NVD record without its KEV fields says nothing about KEV: NVD lags CISA)
         state.update(kev=True, kev_due=x.get("kev_due"), kev_added=x.get("kev_added"))
         if item.kind == "kev":
@@ -98,7 +112,13 @@ def merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     """The story as it is now. Each source tells its part: KEV has no score, NVD's record may lack KEV's fields,
     so a value one source does not give is kept from the other."""
     merged = dict(old or {})
+    if old and old.get("severity") and new.get("severity") and score_rank(new) < score_rank(old):
+        # NVD's own score outranks the CVE List's, which outranks NVD's copy of it: two sources of one CVE polled in
+        # turn must not flip the story's score back and forth (a reply each time).
+        new = {k: v for k, v in new.items() if k not in SCORE_KEYS}
     merged.update({k: v for k, v in new.items() if v is not None or k not in merged})
+    if old and old.get("rejected"):
+        merged["rejected"] = True  # a rejection is final; NVD's copy lags the CVE List's by hours
     if old and "matches" in old:
         merged["matches"] = sorted(set(old["matches"]) | set(new.get("matches", ())))
     return merged
@@ -135,6 +155,7 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             out.append(f"KEV due date: {old['kev_due']} → {new['kev_due']}")
         if new.get("ransomware") != old.get("ransomware") and old.get("ransomware"):
             out.append(f"Known ransomware use: {old['ransomware']} → {new['ransomware']}")
+    out += ssvc_changes(old, new)
     if new.get("rejected") and not old.get("rejected"):
         out.append("Rejected: this CVE ID was withdrawn; nothing needs doing")
     if added := [m for m in new.get("matches", ()) if m not in old.get("matches", ())]:
@@ -142,12 +163,37 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def ssvc_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """CISA's SSVC moving: exploitation none → poc → active (or back), automatable changing. A first assessment is
+    news only when it finds exploitation (poc or active): "none" is what most CVEs get."""
+    out = []
+    was, now = old.get("ssvc_exploitation"), new.get("ssvc_exploitation")
+    if now and was != now and (was or now != "none"):
+        out.append(f"CISA SSVC: exploitation {was} → {now}" if was else f"CISA SSVC: exploitation {now}")
+    if old.get("automatable") is not None and new.get("automatable") is not None \
+            and old["automatable"] != new["automatable"]:
+        out.append(f"CISA SSVC: automatable {'yes' if old['automatable'] else 'no'} → "
+                   f"{'yes' if new['automatable'] else 'no'}")
+    return out
+
+
+_SCORE_SOURCE = {"NVD": "Primary", "CNA": "Secondary", "CISA-ADP": "CISA-ADP"}
+
+
 def badge_item(item: Item, state: Mapping[str, Any]) -> Item:
-    """The item as the first message should now show it: its own data, and what the other source told (KEV)."""
-    if item.kind != "cve" or not state.get("kev") or item.extra.get("kev"):
+    """The item as the first message should now show it: its own data, and what the other sources told (KEV, CISA's
+    SSVC, a score that outranks its own)."""
+    if item.kind != "cve":
         return item
-    extra = {**item.extra, "kev": True, "kev_due": state.get("kev_due"), "kev_added": state.get("kev_added")}
-    return replace(item, extra=extra)
+    extra = dict(item.extra)
+    if state.get("kev") and not extra.get("kev"):
+        extra.update(kev=True, kev_due=state.get("kev_due"), kev_added=state.get("kev_added"))
+    extra.update({k: state[k] for k in SSVC_KEYS if state.get(k) is not None and extra.get(k) is None})
+    own = compact(item, Route(""))
+    if state.get("severity") and (not own.get("severity") or score_rank(state) > score_rank(own)):
+        extra.update(score=state.get("score"), severity=state.get("severity"), cvss_version=state.get("cvss_version"),
+                     vector=state.get("vector") or "", score_source=_SCORE_SOURCE.get(str(state.get("source")), ""))
+    return item if extra == item.extra else replace(item, extra=extra)
 
 
 def _when(ts: float) -> str:

@@ -21,7 +21,7 @@ def severity_label(extra: dict[str, Any]) -> str:
         label += f" {extra['score']:.1f}"
     if extra.get("cvss_version"):
         label += f" (CVSS {extra['cvss_version']}"
-        if extra.get("score_source") == "Secondary":
+        if extra.get("score_source") in ("Secondary", "CNA"):
             label += ", CNA score"
         elif extra.get("score_source") == "CISA-ADP":
             label += ", CISA-ADP score"
@@ -45,7 +45,7 @@ def _affected(extra: dict[str, Any], limit: int = 5) -> str:
         groups: dict[str, list[str]] = {}
         for vendor, product in pairs[:limit]:
             groups.setdefault(vendor, []).append(product)
-        shown = "; ".join(f"{v} {', '.join(ps)}" for v, ps in groups.items())
+        shown = "; ".join(f"{v} {', '.join(ps)}".strip() for v, ps in groups.items())  # (a CNA's "n/a" vendor: "")
         more = int(extra.get("affected_total") or len(pairs)) - limit
     else:
         # Unpaired names cannot be matched up safely: list them alone.
@@ -54,6 +54,22 @@ def _affected(extra: dict[str, Any], limit: int = 5) -> str:
     if more > 0:
         shown += f" and {more} more"
     return fit(shown, 500)
+
+
+SSVC_EMOJI = {"active": "🔥", "poc": "🧪", "none": ""}
+
+
+def ssvc_label(extra: dict[str, Any]) -> str:
+    """CISA's SSVC decision points, where CISA has assessed the CVE: "🔥 Exploitation: active · Automatable: yes ·
+    Technical impact: total"; "" when unknown."""
+    parts = []
+    if exploitation := extra.get("ssvc_exploitation"):
+        parts.append(f"{SSVC_EMOJI.get(exploitation, '')} Exploitation: {exploitation}".strip())
+    if extra.get("automatable") is not None:
+        parts.append(f"Automatable: {'yes' if extra['automatable'] else 'no'}")
+    if impact := extra.get("technical_impact"):
+        parts.append(f"Technical impact: {impact}")
+    return " · ".join(parts)
 
 
 def _references(urls: list[str], limit: int = 3) -> str:
@@ -75,10 +91,14 @@ def render_cve(item: Item, feed_name: str) -> Message:
     if x.get("rejected"):
         heading += "  ⛔ *Rejected*"
     blocks: list[dict[str, Any]] = [section(heading)]
+    if x.get("name"):  # the CNA's title (CVE List records)
+        blocks.append(section(f"*{fit(x['name'], 300)}*"))
     if item.summary:
         blocks.append(section(fit(item.summary, DESCRIPTION_LIMIT)))
     fields = [("Affects", _affected(x)), ("Vector", escape(x.get("vector", ""))),
               ("Weakness", escape(", ".join(x.get("cwes") or [])[:200])), ("Status", escape(x.get("status", "")))]
+    if ssvc := ssvc_label(x):
+        fields.insert(0, ("CISA SSVC", escape(ssvc)))
     if x.get("kev"):
         fields.insert(0, ("KEV due date", escape(str(x.get("kev_due") or "")) +
                           (f" (added {escape(str(x.get('kev_added')))})" if x.get("kev_added") else "")))
@@ -88,6 +108,8 @@ def render_cve(item: Item, feed_name: str) -> Message:
         blocks.append(section(f"References: {refs}"))
     blocks.append(context(feed_name, item.link, item.published))
     badge = " [CISA KEV]" if x.get("kev") else ""
+    if x.get("ssvc_exploitation") in ("poc", "active"):
+        badge += f" [SSVC exploitation: {x['ssvc_exploitation']}]"
     text = f"{cve} {escape(severity_label(x))}{badge}: {fit(item.summary, 300)}"
     return Message(text=text[:3000], blocks=blocks)
 
