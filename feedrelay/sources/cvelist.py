@@ -391,16 +391,25 @@ class CVEListSource:
         """The records of these changes, read concurrently (the Fetcher keeps to its per-host limit). A record that
         cannot be fetched fails the poll (its changes are read again next time); one that is not a CVE record is
         skipped and reported, unless none is one (then the url is wrong, and the poll fails)."""
+        oversized: list[str] = []
+
         async def one(cve_id: str) -> Item | str:
             url = self.base + record_path(cve_id)
             try:
                 resp = await self.fetcher.get(url, accept="application/json", options=self.feed.http)
             except FetchError as exc:
+                if exc.status is None and "-byte limit" in str(exc):
+                    # Too big to read is not cured by reading again: reported and skipped, like a broken record.
+                    oversized.append(f"{cve_id} at {url} was skipped: {exc}")
+                    return ""
                 raise SourceError(f"CVE List record {cve_id} ({url}): {exc}; its changes will be read again",
                                   retry_after=exc.retry_after, config_problem=exc.config_problem) from None
             try:
                 return parse_record(resp.body, cve_id)
             except ValueError as exc:
+                if "-byte limit" in str(exc):
+                    oversized.append(f"{cve_id} at {url} was skipped: {exc}")
+                    return ""
                 return f"{cve_id} at {url} was skipped: {exc}"
 
         results = await asyncio.gather(*(one(cve_id) for _, cve_id in keys), return_exceptions=True)
@@ -408,7 +417,8 @@ class CVEListSource:
             if isinstance(r, BaseException):
                 raise r
         items = [r for r in results if isinstance(r, Item)]
-        bad = [r for r in results if isinstance(r, str)]
+        bad = [r for r in results if isinstance(r, str) and r]
+        problems.extend(oversized)
         if bad and not items:
             raise SourceError(f"CVE List: {bad[0]}" + (f" (and {len(bad) - 1} more like it)" if len(bad) > 1 else "")
                               + "; check the feed's url (the base of a CVE List v5 copy, such as "
