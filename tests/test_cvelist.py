@@ -353,3 +353,12 @@ def test_a_catch_up_is_read_in_bounded_parts_that_cover_every_change(feed_server
     assert all(len(p) <= 2 for p in parts) and len(parts) == 3
     seen = [k for p in parts for k in p]
     assert sorted(seen) == [f"CVE-2026-{1000 + n}" for n in range(1, 7)]  # each once, none of the first poll
+
+
+def test_the_documented_config_loads_as_written() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "security-sources.md").read_text()
+    section = doc[doc.index('## CVE List v5 with CISA Vulnrichment (`type = "cvelist"`)'):]
+    block = section[section.index("```toml\n") + 8 : section.index("```\n", section.index("```toml\n") + 8)]
+    [source] = parse_config(block).feeds
+    assert source.kind == "cvelist" and source.url == cvelist.DEFAULT_URL
+    assert [r.filter.ssvc_exploitation for r in source.routes] == [(), ("active",)]
