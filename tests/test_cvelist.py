@@ -362,3 +362,33 @@ def test_the_documented_config_loads_as_written() -> None:
     [source] = parse_config(block).feeds
     assert source.kind == "cvelist" and source.url == cvelist.DEFAULT_URL
     assert [r.filter.ssvc_exploitation for r in source.routes] == [(), ("active",)]
+
+
+def test_ssvc_changes_and_score_precedence_in_the_story_state() -> None:
+    from feedrelay.config import Route
+    from feedrelay.decide.lifecycle import changes, compact, merge
+
+    route = Route("security")
+    none, active, poc = (compact(item(n), route) for n in (HUGEGRAPH_NONE, HUGEGRAPH_ACTIVE, "CVE-2024-10291.json"))
+    assert none["ssvc_exploitation"] == "none" and none["automatable"] is True and none["rank"] == 2
+    assert "CISA SSVC: exploitation none → active" in changes(none, merge(none, active))
+    def ssvc_lines(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+        return [line for line in changes(old, merge(old, new)) if "SSVC" in line]
+
+    assert ssvc_lines({}, none) == []  # a first assessment of "none" is not news
+    assert ssvc_lines({}, poc) == ["CISA SSVC: exploitation poc"]
+    flipped = {**poc, "automatable": True}
+    assert changes(poc, merge(poc, flipped)) == ["CISA SSVC: automatable no → yes"]
+    nvd = cve_item(synthetic("CVE-2024-27348", metrics={"cvssMetricV31": [{"type": "Primary", "cvssData": {
+        "version": "3.1", "baseScore": 8.8, "baseSeverity": "HIGH"}}]})["cve"])
+    nvd_copy = cve_item(synthetic("CVE-2024-27348", metrics={"cvssMetricV31": [{"type": "Secondary", "cvssData": {
+        "version": "3.1", "baseScore": 7.0, "baseSeverity": "HIGH"}}]})["cve"])
+    assert nvd and nvd_copy
+    primary, copy = compact(nvd, route), compact(nvd_copy, route)
+    # NVD's own score outranks the CVE List's, which outranks NVD's copy of a CNA score; an unranked old state
+    # (kept before ranks) with NVD's score counts as NVD's.
+    assert merge(primary, none)["score"] == 8.8 and merge(none, primary)["score"] == 8.8
+    assert merge(none, copy)["score"] == 9.8 and merge(copy, none)["score"] == 9.8
+    legacy = {k: v for k, v in primary.items() if k != "rank"}
+    assert merge(legacy, none)["score"] == 8.8
+    assert merge({"rejected": True}, {"rejected": False})["rejected"] is True

@@ -99,7 +99,10 @@ def render_cve(item: Item, feed_name: str) -> Message:
               ("Weakness", escape(", ".join(x.get("cwes") or [])[:200])), ("Status", escape(x.get("status", "")))]
     if ssvc := ssvc_label(x):
         fields.insert(0, ("CISA SSVC", escape(ssvc)))
-    if x.get("kev"):
+    if x.get("kev") and not x.get("kev_due") and x.get("kev_added"):
+        # (CISA's ADP container records the KEV addition, not its due date: a KEV feed tells that)
+        fields.insert(0, ("CISA KEV", f"added {escape(str(x['kev_added']))}"))
+    elif x.get("kev"):
         fields.insert(0, ("KEV due date", escape(str(x.get("kev_due") or "")) +
                           (f" (added {escape(str(x.get('kev_added')))})" if x.get("kev_added") else "")))
     if any(v for _, v in fields):

@@ -59,6 +59,11 @@ def _utc(text: object) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
+def _stamp(dt: datetime) -> str:
+    """One fixed format (isoformat drops a zero fraction), so that stamps compare as strings in time order."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
 def _words(name: str) -> str:
     return " ".join(name.replace("_", " ").casefold().split())[:200]
 
@@ -319,7 +324,7 @@ def parse_delta_log(body: bytes) -> tuple[dict[str, Key], list[str], str | None]
         if when is None:
             problems.append("a batch without a valid fetchTime was skipped")
             continue
-        stamp = when.isoformat()
+        stamp = _stamp(when)
         oldest = min(oldest or stamp, stamp)
         for entry in _list(batch.get("new")) + _list(batch.get("updated")):
             cve_id = entry.get("cveId")
@@ -370,7 +375,7 @@ class CVEListSource:
         kept = {"etag": resp.etag, "last_modified": resp.last_modified}
         newest = max(changes.values(), default=None)
         if watermark is None:
-            mark_now = [newest[0], "~"] if newest else [datetime.now(UTC).isoformat(), "~"]
+            mark_now = [newest[0], "~"] if newest else [_stamp(datetime.now(UTC)), "~"]
             # First poll: remember where the log is; with `backlog`, the newest N records are read to be posted.
             wanted = sorted(changes.values(), reverse=True)[: self.feed.backlog] if self.feed.backlog else []
             items = await self._records([k for k in sorted(wanted)], problems)
