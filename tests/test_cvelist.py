@@ -392,3 +392,11 @@ def test_ssvc_changes_and_score_precedence_in_the_story_state() -> None:
     legacy = {k: v for k, v in primary.items() if k != "rank"}
     assert merge(legacy, none)["score"] == 8.8
     assert merge({"rejected": True}, {"rejected": False})["rejected"] is True
+
+
+def test_a_custom_template_shows_ssvc() -> None:
+    hugegraph = item(HUGEGRAPH_ACTIVE)
+    text = json.dumps(render(hugegraph, "CVE List", "{cve} {severity} {ssvc}").to_json(), ensure_ascii=False)
+    assert "CVE-2024-27348 🔴 Critical 🔥 Exploitation: active · Automatable: yes · Technical impact: total" in text
+    nvd = cve_item(synthetic("CVE-2026-1")["cve"])
+    assert nvd and "Exploitation" not in json.dumps(render(nvd, "NVD", "{cve} {ssvc}").to_json())  # NVD: no SSVC

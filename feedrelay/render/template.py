@@ -18,7 +18,7 @@ from feedrelay.model import SECURITY_KINDS, Item
 from feedrelay.render.message import TEXT_LIMIT, Message
 from feedrelay.render.mrkdwn import SECTION_LIMIT, TITLE_LIMIT, escape, fit, host_of, link, safe_url, section, when
 from feedrelay.render.posts import SUMMARY_LIMIT, cve_links
-from feedrelay.render.security import _affected, severity_label
+from feedrelay.render.security import _affected, severity_label, ssvc_label
 
 PRESETS = ("full", "compact")
 MAX_TEMPLATE = 3000  # characters of template text (a message, not a document)
@@ -68,7 +68,7 @@ _FIELDS: dict[str, Callable[[Item, str], str]] = {
     "categories": lambda i, f: fit(", ".join(i.categories[:20]), 300),
     "cves": lambda i, f: _cves(i),
 }
-# Only NVD and KEV items carry these; a template using them is for routes of nvd and kev feeds.
+# Only security items (NVD, KEV, CVE List) carry these; a template using them is for routes of security feeds.
 _SECURITY_FIELDS: dict[str, Callable[[Item, str], str]] = {
     "cve": lambda i, f: escape(str(i.extra.get("cve", ""))[:40]),
     "severity": lambda i, f: _severity(i.extra),
@@ -79,6 +79,7 @@ _SECURITY_FIELDS: dict[str, Callable[[Item, str], str]] = {
     "cwes": lambda i, f: fit(", ".join(i.extra.get("cwes") or []), 200),
     "status": lambda i, f: fit(str(i.extra.get("status") or ""), 100),
     "kev_due": lambda i, f: fit(str(i.extra.get("kev_due") or ""), 40),
+    "ssvc": lambda i, f: fit(ssvc_label(i.extra), 200),  # CISA's SSVC (cvelist items), or nothing
 }
 PLACEHOLDERS = tuple(_FIELDS)
 SECURITY_PLACEHOLDERS = tuple(_SECURITY_FIELDS)
