@@ -141,8 +141,9 @@ def test_the_real_delta_log_is_read_and_links_are_never_followed() -> None:
     hostile = json.loads((FIXTURES / "deltaLog-2025-09-04.json").read_text())
     hostile[0]["updated"][0]["githubLink"] = "https://evil.example/steal.json"
     hostile[0]["updated"][1]["cveId"] = "CVE-2025-1/../../../../etc/passwd"
+    hostile[1]["updated"][0]["githubLink"] = ""  # (a mirror that leaves links out: nothing to report)
     changes, problems, _ = parse_delta_log(json.dumps(hostile).encode())
-    assert "CVE-2025-26429" in changes and len(changes) == 18
+    assert "CVE-2025-26429" in changes and len(changes) == 18 and len(problems) == 2
     assert any("githubLink points to 'https://evil.example/steal.json'" in p for p in problems)
     assert any("is not a CVE id was skipped" in p for p in problems)
 

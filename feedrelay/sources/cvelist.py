@@ -337,7 +337,7 @@ def parse_delta_log(body: bytes, since: str = "") -> tuple[dict[str, Key], list[
             link = entry.get("githubLink")
             # The record is always read from the configured base URL at the path its id gives, never from a link in
             # the data: a link to anywhere else is only reported.
-            if isinstance(link, str) and not urlsplit(link).path.endswith("/" + record_path(cve_id)):
+            if isinstance(link, str) and link and not urlsplit(link).path.endswith("/" + record_path(cve_id)):
                 problems.append(f"{cve_id}'s githubLink points to {link[:120]!r}, not to its record; ignored, the "
                                 "record is read from the feed's url")
             key = (stamp, cve_id)
