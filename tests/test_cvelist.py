@@ -401,3 +401,17 @@ def test_a_custom_template_shows_ssvc() -> None:
     assert "CVE-2024-27348 🔴 Critical 🔥 Exploitation: active · Automatable: yes · Technical impact: total" in text
     nvd = cve_item(synthetic("CVE-2026-1")["cve"])
     assert nvd and "Exploitation" not in json.dumps(render(nvd, "NVD", "{cve} {ssvc}").to_json())  # NVD: no SSVC
+
+
+def test_cna_text_cannot_ping_or_disguise_a_link() -> None:
+    record = real_record(HUGEGRAPH_ACTIVE)
+    cna = record["containers"]["cna"]
+    cna["title"] = "<!channel> urgent <@U123>"
+    cna["affected"][0]["vendor"] = "<https://evil.example|Apache>"
+    cna["descriptions"][0]["value"] = "See <!here> and <https://evil.example|https://apache.org>"
+    cna["references"] = [{"url": "javascript:alert(1)"}, {"url": "https://lists.apache.org/thread/x"}]
+    message = render(record_item(record), "CVE List").to_json()
+    text = json.dumps([message["text"], message["blocks"]])  # (the terminal's plain text is not Slack's)
+    assert "<!channel>" not in text and "<!here>" not in text and "<@U123>" not in text
+    assert "<https://evil.example|" not in text and "javascript:" not in text
+    assert "<https://lists.apache.org/thread/x|lists.apache.org>" in text
