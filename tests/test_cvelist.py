@@ -415,3 +415,23 @@ def test_cna_text_cannot_ping_or_disguise_a_link() -> None:
     assert "<!channel>" not in text and "<!here>" not in text and "<@U123>" not in text
     assert "<https://evil.example|" not in text and "javascript:" not in text
     assert "<https://lists.apache.org/thread/x|lists.apache.org>" in text
+
+
+def test_nvd_and_cvelist_bringing_a_new_cve_in_one_run_post_it_once(relay: Relay, feed_server: FeedServer,
+                                                                    fake_slack: FakeSlack) -> None:
+    record = synthetic("CVE-2024-27348")
+    nvd = FakeNVD(feed_server, [record], by_date=True)
+    record["cve"]["lastModified"] = "2020-01-01T00:00:00.000"  # type: ignore[index]
+    repo = FakeCVEList(feed_server)
+    repo.publish(real_record("CVE-2024-20268.json"))
+    relay.configure(channels=CHANNELS, feeds=[
+        {"name": "NVD", "type": "nvd", "url": nvd.url, "channels": ["security"]},
+        feed(repo.url, channels=["security"])])
+    assert relay("once").code == 0
+    record["cve"]["lastModified"] = (datetime.now(UTC) - timedelta(minutes=1)).strftime(  # type: ignore[index]
+        "%Y-%m-%dT%H:%M:%S.000")
+    repo.publish(real_record(HUGEGRAPH_NONE))
+    result = relay("once")
+    assert result.code == 0, result.output
+    [top] = [p for p in fake_slack.posts if p.thread_ts is None]  # one message; the other source's data follow it
+    assert "CVE-2024-27348" in (top.text or "")
