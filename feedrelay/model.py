@@ -104,6 +104,7 @@ class Intent:
     broadcast: bool = False  # a reply also shown in the channel (updates = "broadcast")
     template: str = "full"  # the route's: a preset ("full", "compact") or its own template (render/template.py)
     mention: tuple[str, ...] = ()  # the route's mentions, Slack syntax checked at config load; never from feed text
+    thread: str = ""  # a post that goes under this story's first message (the day's parent, thread = "daily")
 
 
 @dataclass(frozen=True)

@@ -86,3 +86,19 @@ def test_a_webhook_channel_gets_replies_as_posts_and_no_edits(tmp_path: Path, fa
                                                     row("update", "first, now", "hook")])
     assert [(p.text, p.thread_ts) for p in fake_slack.messages("webhook:hook")] == [("first", None), ("changed", None)]
     assert fake_slack.edits == []
+
+
+def test_a_story_first_posted_in_a_daily_thread_gets_its_follow_ups_in_that_thread(
+        tmp_path: Path, fake_slack: FakeSlack) -> None:
+    db = tmp_path / "feedrelay.db"
+    day = "day\tNVD\t2026-12-02"
+    parent = Delivery("security", "NVD", day, "day:NVD", {"text": "NVD: Wed 2 Dec 2026", "blocks": [],
+                                                          "plain": "NVD"}, action="post", story=day)
+    cve = row("post", "CVE-2026-0001")
+    cve = replace(cve, message={**cve.message, "thread": day})  # thread = "daily": under the day's parent
+    deliver(db, fake_slack, [parent, cve, row("reply", "Added to CISA KEV"), row("update", "CVE, now in KEV")])
+    head, first, reply = fake_slack.messages("#security")
+    assert head.thread_ts is None and first.thread_ts == head.ts
+    # Slack has one level of threads: the follow-up goes to the day's thread; the edit is of the CVE's own message.
+    assert (reply.text, reply.thread_ts) == ("Added to CISA KEV", head.ts)
+    assert [e.ts for e in fake_slack.edits] == [first.ts]

@@ -451,7 +451,7 @@ def preview(state: State, target: str, limit: int) -> None:
 
 
 def _show_routes(feed: Feed) -> None:
-    """What each route posts beside its filter: the template, the age limit, the mentions."""
+    """What each route posts beside its filter: the template, the age limit, the mentions, the delivery mode."""
     from feedrelay.render.template import describe
 
     for r in feed.routes:
@@ -460,6 +460,8 @@ def _show_routes(feed: Feed) -> None:
             shown.append(f"max_age {format_duration(r.max_age)}")
         if r.mention:
             shown.append(f"mention {' '.join(r.mention)}")
+        if r.thread == "daily":
+            shown.append(f"daily thread ({r.timezone})")
         click.echo(f"route → {r.channel}: {', '.join(shown)}")
     click.echo()
 

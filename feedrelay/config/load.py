@@ -441,7 +441,8 @@ def _route_options(c: _Checker, raw: dict[str, Any], keypath: str, defaults: Def
     """A route's max_age, own template ("" until resolved against its channel), mentions and time zone."""
     return {"max_age": route_options.max_age(c, raw, keypath, defaults.max_age),
             "template": route_options.template(c, raw, keypath), "mention": route_options.mentions(c, raw, keypath),
-            "timezone": route_options.timezone(c, raw, keypath, defaults.timezone)}
+            "timezone": route_options.timezone(c, raw, keypath, defaults.timezone),
+            "thread": route_options.thread(c, raw, keypath)}
 
 
 def _defaults(c: _Checker, raw: object) -> Defaults:

@@ -55,6 +55,7 @@ class Route:
     template: str = "full"  # a preset (full, compact) or a custom template: what the route's messages show
     mention: tuple[str, ...] = ()  # Slack mention syntax added to the route's messages (config only)
     timezone: str = "UTC"  # IANA name: where "daily" (digests, daily threads) begins and ends for this route
+    thread: str = ""  # "daily": the day's posts go as replies under one parent message per day ("" = off)
 
 
 @dataclass(frozen=True)

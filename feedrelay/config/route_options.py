@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from feedrelay.config import Channel, Route, _Checker
 
-ROUTE_KEYS = ("max_age", "template", "mention", "timezone")
+ROUTE_KEYS = ("max_age", "template", "mention", "timezone", "thread")
 MAX_MENTIONS = 10
 
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
@@ -33,6 +33,16 @@ def timezone(c: _Checker, raw: dict[str, Any], keypath: str, default: str) -> st
     from feedrelay.config.durations import parse_zone
 
     return str(c.convert(raw, "timezone", keypath, parse_zone, default))
+
+
+THREAD_MODES = ("daily", "off")
+
+
+def thread(c: _Checker, raw: dict[str, Any], keypath: str) -> str:
+    value = c.get(raw, "thread", keypath, str, "off").strip()
+    if value not in THREAD_MODES:
+        raise c.fail(f"{keypath}.thread", f'expected one of {", ".join(THREAD_MODES)}; got {value!r}')
+    return "" if value == "off" else value
 
 
 def template(c: _Checker, raw: dict[str, Any], keypath: str) -> str:
@@ -118,5 +128,7 @@ def resolve(c: _Checker, routes: list[Route], paths: list[str], kind: str, feed:
                                    "(template = \"full\" keeps the usual layout)")
             raise _at_placeholder(c, where, f"{{{wrong[0]}}} is for NVD and KEV feeds only (type = \"nvd\" or "
                                             f"\"kev\"), and {feed!r} is an RSS feed{tail}", wrong[0])
-        out.append(dataclasses.replace(route, template=chosen))
+        # A webhook can neither reply in a thread nor learn its message's ts: its daily thread is plain posts.
+        threaded = route.thread if channels[route.channel].kind != "webhook" else ""
+        out.append(dataclasses.replace(route, template=chosen, thread=threaded))
     return out

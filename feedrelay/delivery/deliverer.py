@@ -206,6 +206,9 @@ class Deliverer:
         """Send one row as its action says. A reply or an update is at the head of its channel's queue only once its
         story's first message has left it (rows go out in order), so the first message's ts is known by now."""
         if row.action == "post":
+            day = self.outbox.parent(channel, row.message["thread"]) if row.message.get("thread") else None
+            if day is not None and sink.threads(day[0]):  # under its daily thread's parent (thread = "daily")
+                return await sink.send(row.message, plain=plain, thread_ts=day[0])
             return await sink.send(row.message, plain=plain)
         parent = self.outbox.parent(channel, row.story) if row.story else None
         if parent is None or not sink.threads(parent[0]):
@@ -220,7 +223,11 @@ class Deliverer:
             return await sink.send(row.message, plain=plain)
         ts, channel_id = parent
         if row.action == "reply":
-            return await sink.send(row.message, plain=plain, thread_ts=ts, broadcast=bool(row.message.get("broadcast")))
+            # A story first posted in a daily thread is itself a reply: its follow-ups join that day's thread.
+            thread = self.outbox.day_thread(channel, row.story or "")
+            day = self.outbox.parent(channel, thread) if thread else None
+            return await sink.send(row.message, plain=plain, thread_ts=day[0] if day else ts,
+                                   broadcast=bool(row.message.get("broadcast")))
         outcome = await sink.update(channel_id, ts, row.message, plain=plain)
         if outcome.kind == "edit_refused":
             log.warning("channel %s: Slack refused to edit message %s (%s); its current state is posted as a reply "

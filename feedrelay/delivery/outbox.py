@@ -113,6 +113,14 @@ class Outbox:
                               [channel, story]).fetchone()
         return (row[0], row[1] or "") if row and row[0] else None
 
+    def day_thread(self, channel: str, story: str) -> str | None:
+        """The day story (thread = "daily") under whose parent a story's first message was posted, if it was: its
+        replies go to that thread, as Slack has one level of threads."""
+        row = self.db.execute(
+            "SELECT json_extract(message, '$.thread') FROM outbox WHERE channel = ? AND story = ? AND action = 'post' "
+            "AND status = 'sent' ORDER BY id LIMIT 1", [channel, story]).fetchone()
+        return row[0] if row and row[0] else None
+
     def last_sent(self, channel: str) -> float | None:
         return self.db.execute("SELECT MAX(sent_at) FROM outbox WHERE channel = ? AND status = 'sent'",
                                [channel]).fetchone()[0]

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from feedrelay.model import SECURITY_KINDS, Delivery, Intent, Item
 from feedrelay.render.changes import render_change, story_label
+from feedrelay.render.daily import render_day
 from feedrelay.render.message import Message
 from feedrelay.render.posts import render_post
 from feedrelay.render.security import render_security
@@ -22,6 +23,8 @@ __all__ = ["Message", "deliveries", "render"]
 def render(item: Item, feed_name: str, template: str = "full", mention: tuple[str, ...] = ()) -> Message:
     """The message for a relayed item (a post, a CVE or a KEV addition) in the route's template, with its
     mentions."""
+    if item.kind == "day":  # a daily thread's parent (feedrelay.decide.daily)
+        return render_day(item)
     if template == "compact":
         message = render_compact(item, feed_name)
     elif template != "full":
@@ -49,6 +52,8 @@ def deliveries(intents: Iterable[Intent]) -> list[Delivery]:
             else:
                 message = render(item, intent.feed, intent.template, intent.mention).to_json()
             rendered[cache] = message
+        if intent.thread:
+            message = {**message, "thread": intent.thread}
         if intent.action != "post" or intent.changes:
             message = {**message, "parent": story_label(item), "changes": list(intent.changes)}
             if intent.broadcast:

@@ -15,11 +15,11 @@ from typing import Any
 
 from feedrelay import render
 from feedrelay.config import Alerts, Feed
-from feedrelay.decide import filters
+from feedrelay.decide import daily, filters
 from feedrelay.decide.decider import Plan, decide_poll
-from feedrelay.decide.lifecycle import Outcome, judge, story_key, tracked
+from feedrelay.decide.lifecycle import Outcome, StoryWrite, judge, story_key, tracked
 from feedrelay.delivery.outbox import Outbox
-from feedrelay.model import Delivery, Item, Lookalike
+from feedrelay.model import Delivery, Intent, Item, Lookalike
 from feedrelay.runtime.alerts import feed_failing, feed_incident, feed_recovered
 from feedrelay.sources import PollResult, Source, SourceError
 from feedrelay.store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
@@ -120,8 +120,10 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
                 # (NVD returns what changed, not a listing: a CVE it keeps modifying is seen again, too)
                 store.still_listed(feed.name, known, now, gen)
             if life is None:
-                queued = outbox.enqueue(render.deliveries(plan.intents), window=dedupe_window, now=now,
+                intents, parents = _daily(store, feed, plan.intents, now)
+                queued = outbox.enqueue(render.deliveries(intents), window=dedupe_window, now=now,
                                         except_feed=feed.name)
+                _start(store, feed, parents, queued, now)
             else:
                 queued = _keep(store, outbox, feed, life, dedupe_window, now)
             store.record_success(feed.name, state, warning=warning,
@@ -264,13 +266,28 @@ def _keep(store: Store, outbox: Outbox, feed: Feed, life: Outcome | None, window
     """Inside the poll's transaction: queue the lifecycle's messages and store the stories they start or change."""
     if life is None:
         return []
-    queued = outbox.enqueue(render.deliveries(life.intents), window=window, now=now, except_feed=feed.name)
-    started = {(d.channel, d.story) for d in queued if d.action == "post"}
-    # A first post the outbox dropped (the same article from another feed, just posted) starts no story here.
-    stories = Stories(store)
-    stories.write(feed.name, [w for w in life.stories if not w.new or (w.channel, w.story) in started], now)
-    stories.hold(feed.name, life.holds, life.released)
+    intents, parents = _daily(store, feed, life.intents, now)
+    queued = outbox.enqueue(render.deliveries(intents), window=window, now=now, except_feed=feed.name)
+    _start(store, feed, life.stories + parents, queued, now)
+    Stories(store).hold(feed.name, life.holds, life.released)
     return queued
+
+
+def _daily(store: Store, feed: Feed, intents: list[Intent], now: float) -> tuple[list[Intent], list[StoryWrite]]:
+    """The intents placed in their daily threads, and the day parents to start (thread = "daily")."""
+    if not any(r.thread == "daily" for r in feed.routes):
+        return intents, []
+    today = daily.days(feed, now)
+    found = Stories(store).get([c for c, _ in today], [s for _, s in today])
+    return daily.thread_daily(feed, intents, set(found), now)
+
+
+def _start(store: Store, feed: Feed, writes: list[StoryWrite], queued: list[Delivery], now: float) -> None:
+    """Store the stories these queued rows start or change. A first post the outbox dropped (the same article from
+    another feed, just posted) starts no story here."""
+    started = {(d.channel, d.story) for d in queued if d.action == "post"}
+    if writes:
+        Stories(store).write(feed.name, [w for w in writes if not w.new or (w.channel, w.story) in started], now)
 
 
 def _moved_on(store: Store, feed: Feed) -> bool:
