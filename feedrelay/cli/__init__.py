@@ -460,6 +460,8 @@ def _show_routes(feed: Feed) -> None:
             shown.append(f"max_age {format_duration(r.max_age)}")
         if r.mention:
             shown.append(f"mention {' '.join(r.mention)}")
+        if r.max_per_poll:
+            shown.append(f"max_per_poll {r.max_per_poll} (the rest as one \"N more\" message)")
         if r.thread == "daily":
             shown.append(f"daily thread ({r.timezone})")
         click.echo(f"route → {r.channel}: {', '.join(shown)}")

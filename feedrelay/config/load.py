@@ -442,7 +442,8 @@ def _route_options(c: _Checker, raw: dict[str, Any], keypath: str, defaults: Def
     return {"max_age": route_options.max_age(c, raw, keypath, defaults.max_age),
             "template": route_options.template(c, raw, keypath), "mention": route_options.mentions(c, raw, keypath),
             "timezone": route_options.timezone(c, raw, keypath, defaults.timezone),
-            "thread": route_options.thread(c, raw, keypath)}
+            "thread": route_options.thread(c, raw, keypath),
+            "max_per_poll": route_options.max_per_poll(c, raw, keypath)}
 
 
 def _defaults(c: _Checker, raw: object) -> Defaults:

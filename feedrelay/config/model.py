@@ -55,6 +55,7 @@ class Route:
     template: str = "full"  # a preset (full, compact) or a custom template: what the route's messages show
     mention: tuple[str, ...] = ()  # Slack mention syntax added to the route's messages (config only)
     timezone: str = "UTC"  # IANA name: where "daily" (digests, daily threads) begins and ends for this route
+    max_per_poll: int = 0  # past this many posts in one poll, the rest are one "N more" message (0: no cap)
     thread: str = ""  # "daily": the day's posts go as replies under one parent message per day ("" = off)
 
 

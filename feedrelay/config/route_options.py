@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from feedrelay.config import Channel, Route, _Checker
 
-ROUTE_KEYS = ("max_age", "template", "mention", "timezone", "thread")
+ROUTE_KEYS = ("max_age", "template", "mention", "timezone", "thread", "max_per_poll")
 MAX_MENTIONS = 10
 
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
@@ -33,6 +33,13 @@ def timezone(c: _Checker, raw: dict[str, Any], keypath: str, default: str) -> st
     from feedrelay.config.durations import parse_zone
 
     return str(c.convert(raw, "timezone", keypath, parse_zone, default))
+
+
+def max_per_poll(c: _Checker, raw: dict[str, Any], keypath: str) -> int:
+    value = c.get(raw, "max_per_poll", keypath, int, 0)
+    if value < 0:
+        raise c.fail(f"{keypath}.max_per_poll", "expected 0 (no cap) or more")
+    return int(value)
 
 
 THREAD_MODES = ("daily", "off")

@@ -13,6 +13,7 @@ from feedrelay.model import SECURITY_KINDS, Delivery, Intent, Item
 from feedrelay.render.changes import render_change, story_label
 from feedrelay.render.daily import render_day
 from feedrelay.render.message import Message
+from feedrelay.render.overflow import render_overflow
 from feedrelay.render.posts import render_post
 from feedrelay.render.security import render_security
 from feedrelay.render.template import render_compact, render_custom, with_mentions
@@ -25,6 +26,8 @@ def render(item: Item, feed_name: str, template: str = "full", mention: tuple[st
     mentions."""
     if item.kind == "day":  # a daily thread's parent (feedrelay.decide.daily)
         return render_day(item)
+    if item.kind == "overflow":  # a capped route's "N more from <feed>" (feedrelay.decide.caps)
+        return with_mentions(render_overflow(item), mention)
     if template == "compact":
         message = render_compact(item, feed_name)
     elif template != "full":

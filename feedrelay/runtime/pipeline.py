@@ -15,7 +15,7 @@ from typing import Any
 
 from feedrelay import render
 from feedrelay.config import Alerts, Feed
-from feedrelay.decide import daily, filters
+from feedrelay.decide import caps, daily, filters
 from feedrelay.decide.decider import Plan, decide_poll
 from feedrelay.decide.lifecycle import Outcome, StoryWrite, judge, story_key, tracked
 from feedrelay.delivery.outbox import Outbox
@@ -120,7 +120,7 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
                 # (NVD returns what changed, not a listing: a CVE it keeps modifying is seen again, too)
                 store.still_listed(feed.name, known, now, gen)
             if life is None:
-                intents, parents = _daily(store, feed, plan.intents, now)
+                intents, parents = _place(store, feed, plan.intents, now)
                 queued = outbox.enqueue(render.deliveries(intents), window=dedupe_window, now=now,
                                         except_feed=feed.name)
                 _start(store, feed, parents, queued, now)
@@ -266,15 +266,16 @@ def _keep(store: Store, outbox: Outbox, feed: Feed, life: Outcome | None, window
     """Inside the poll's transaction: queue the lifecycle's messages and store the stories they start or change."""
     if life is None:
         return []
-    intents, parents = _daily(store, feed, life.intents, now)
+    intents, parents = _place(store, feed, life.intents, now)
     queued = outbox.enqueue(render.deliveries(intents), window=window, now=now, except_feed=feed.name)
     _start(store, feed, life.stories + parents, queued, now)
     Stories(store).hold(feed.name, life.holds, life.released)
     return queued
 
 
-def _daily(store: Store, feed: Feed, intents: list[Intent], now: float) -> tuple[list[Intent], list[StoryWrite]]:
-    """The intents placed in their daily threads, and the day parents to start (thread = "daily")."""
+def _place(store: Store, feed: Feed, intents: list[Intent], now: float) -> tuple[list[Intent], list[StoryWrite]]:
+    """The intents capped (max_per_poll) and placed in their daily threads, and the day parents to start."""
+    intents = caps.cap(feed, intents, now=now)
     if not any(r.thread == "daily" for r in feed.routes):
         return intents, []
     today = daily.days(feed, now)
