@@ -19,6 +19,8 @@ from feedrelay.delivery.outbox import Outbox
 from feedrelay.delivery.sinks import Sinks
 from feedrelay.ingest.fetch import Fetcher
 from feedrelay.ingest.workers import ParsePool
+from feedrelay.runtime import epss as epss_refresh
+from feedrelay.runtime.epss import EpssReport
 from feedrelay.runtime.metrics import Metrics
 from feedrelay.runtime.pipeline import FeedReport, poll_feed
 from feedrelay.runtime.preview import Preview, preview
@@ -59,6 +61,7 @@ class Relay:
         self.metrics = Metrics()  # counters and histograms since start, and the database's gauges, for /metrics
         self.metrics.watch(self.db_path, lambda: ((f.name for f in self.config.feeds), self.config.channels))
         self._started = False
+        self._epss_fetcher: Fetcher | None = None  # made at the first EPSS check (a file of its own size limits)
 
     async def __aenter__(self) -> Relay:
         await self.start()
@@ -111,6 +114,9 @@ class Relay:
         await self.deliverer.stop()
         await self.sinks.close()
         await self.fetcher.aclose()
+        if self._epss_fetcher is not None:
+            await self._epss_fetcher.aclose()
+            self._epss_fetcher = None
         self.parse_pool.close()
         self.store.close()
         self._lock.release()
@@ -148,7 +154,8 @@ class Relay:
     async def _poll_part(self, feed: Feed) -> FeedReport:
         started = time.monotonic()
         report = await poll_feed(feed, self.source(feed), self.store, self.outbox,
-                                 dedupe_window=self.config.defaults.dedupe_window, alerts=self.config.alerts)
+                                 dedupe_window=self.config.defaults.dedupe_window, alerts=self.config.alerts,
+                                 epss=self.config.epss is not None)
         if report.channels:
             self.deliverer.wake(report.channels)
         self._count(report, time.monotonic() - started)
@@ -180,12 +187,26 @@ class Relay:
         Every feed goes through the dispatcher: at most POLL_CONCURRENCY polls run at once, and at most
         ``per_host`` per origin, so feeds of a slow host never hold slots that other hosts' feeds could use,
         and 10,000 feeds are never 10,000 coroutines."""
+        await self.refresh_epss()  # first: the polls' filters and messages use the scores
         futures = [self.polls.submit(feed) for feed in self.config.feeds]
         try:
             return list(await asyncio.gather(*futures))  # only a damaged database raises; it ends the round
         finally:
             for future in futures:
                 future.cancel()  # (after an error: the rest of the round is dropped)
+
+    async def refresh_epss(self, *, force: bool = False) -> EpssReport | None:
+        """Check for a new EPSS file, if EPSS is used and a check is due (``force``: now). Never raises for the
+        file's or the server's problems (they are recorded, shown by `status` and alerted); None when nothing
+        was due."""
+        if self.config.epss is None:
+            return None
+        if self._epss_fetcher is None:
+            self._epss_fetcher = epss_refresh.make_fetcher(self.config, dict(self.environ))
+        report = await epss_refresh.refresh(self.config, self.store, self.outbox, self._epss_fetcher, force=force)
+        if report and report.queued:
+            self.deliverer.wake({d.channel for d in report.queued})
+        return report
 
     async def drain(self, max_wait: float) -> dict[str, ChannelReport]:
         return await self.deliverer.drain(deadline=time.time() + max_wait)
