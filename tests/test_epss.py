@@ -264,3 +264,53 @@ def test_a_crash_mid_load_keeps_yesterdays_scores(tmp_path: Path) -> None:
     reopened = Store(tmp_path / "feedrelay.db")  # a restart
     assert EPSS(reopened).lookup(["CVE-1999-0016", "CVE-2030-0001"]) == {"CVE-1999-0016": Score(0.95739, 0.99871)}
     reopened.close()
+
+
+def test_the_daemon_checks_from_its_scheduler_and_a_restart_keeps_the_scores(
+        tmp_path: Path, feed_server: FeedServer, fake_slack: FakeSlack) -> None:
+    from tests.cli import wait_until
+
+    url = serve(feed_server, gzip.compress(SLICE, mtime=0))
+    nvd = FakeNVD(feed_server, fixture_records())
+    relay = Relay(tmp_path, fake_slack.api_url)
+    relay.configure(channels=SECURITY, epss={"url": url, "refresh": "1h"},
+                    feeds=[{"name": "NVD", "type": "nvd", "url": nvd.url, "interval": "1s",
+                            "routes": [{"channel": "security", "min_epss": "1%"}]}])
+    daemon = relay.start()
+    try:
+        wait_until(lambda: feed_server.hits(PATH) == 1 and len(nvd.queries) >= 2)
+        wait_until(lambda: cves(fake_slack) == ["CVE-2022-0020"])
+    finally:
+        daemon.stop()
+    assert "EPSS: loaded 68 scores" in daemon.log()
+    again = relay.start()  # a restart within `refresh`: the scores are there, the file is not fetched again
+    try:
+        seen = len(nvd.queries)
+        wait_until(lambda: len(nvd.queries) >= seen + 2)
+    finally:
+        again.stop()
+    assert feed_server.hits(PATH) == 1 and cves(fake_slack) == ["CVE-2022-0020"]
+    assert "68 scores of 2026-09-29T12:00:22Z" in relay("status").out
+
+
+def test_nvd_returning_a_posted_cve_whose_epss_crossed_the_bar_replies_in_its_thread() -> None:
+    from feedrelay.config import Feed, Filter, Route
+    from feedrelay.decide.decider import Plan
+    from feedrelay.decide.epss import with_score
+    from feedrelay.decide.lifecycle import Story, compact, judge
+    from feedrelay.model import Item
+
+    cve = "CVE-2022-0020"
+    route = Route("security", Filter(min_epss=0.1), updates="thread")
+    feed = Feed("NVD", "https://nvd.example/", "nvd", 900.0, 0, (route,))
+    item = Item(cve, cve, f"https://nvd.nist.gov/vuln/detail/{cve}", "A flaw.", kind="cve",
+                extra={"cve": cve, "severity": "high", "score": 8.1})
+    low, high = with_score(item, Score(0.01711, 0.76457)), with_score(item, Score(0.15213, 0.95103))
+    posted = {("security", cve): Story(compact(low, route) | {"root": "cve"}, 0.0)}
+    out = judge(feed, [high], Plan(), posted, {}, {cve: 1.0}, now=10.0, since=0.0)
+    assert [(i.action, i.changes) for i in out.intents] == [
+        ("reply", ("EPSS rose to 15.2% (95th percentile), above this route's bar 10.0%",)), ("update", ())]
+    drift = with_score(item, Score(0.16, 0.96))
+    now_high = {("security", cve): Story(out.stories[0].state, 0.0)}
+    # Daily drift above the bar is not news: nothing is sent.
+    assert judge(feed, [drift], Plan(), now_high, {}, {cve: 1.0}, now=20.0, since=0.0).intents == []

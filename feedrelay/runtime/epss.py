@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from feedrelay import render
 from feedrelay.config import Config
-from feedrelay.decide.epss import rescore
+from feedrelay.decide.epss import CANDIDATE_DAYS, rescore
 from feedrelay.decide.lifecycle import Story
 from feedrelay.delivery.outbox import Outbox
 from feedrelay.ingest.epss import EpssFile, EpssFileError, parse
 from feedrelay.ingest.fetch import Fetcher, FetchError, public_url
-from feedrelay.model import Delivery
+from feedrelay.model import Delivery, Score
 from feedrelay.runtime.alerts import feed_failing, feed_incident, feed_recovered
 from feedrelay.store import DB_ERRORS, Store, describe
 from feedrelay.store.epss import EPSS
@@ -127,10 +127,16 @@ def _rows(body: bytes, meta: EpssFile) -> Iterator[tuple[str, float, float]]:
 def _rescore(config: Config, store: Store, outbox: Outbox, epss: EPSS, date: str, now: float, *,
              baseline: bool) -> list[Delivery]:
     """Inside the load's transaction: post the candidates that now pass, tell the stories that crossed a bar."""
-    candidates = epss.candidates()
-    bars = {r.channel for f in config.feeds for r in f.routes if r.filter.epss_bar}
+    epss.settle(older_than=now - CANDIDATE_DAYS * 86400)
+    routes = [r for f in config.feeds for r in f.routes if r.filter.epss_bar]
+    if not routes:
+        return []
+    # The lowest bar of any route: a CVE below it cannot pass one, and is not read (there may be tens of thousands).
+    floor = Score(min(r.filter.min_epss or 0.0 for r in routes), min(r.filter.min_epss_percentile or 0.0
+                                                                        for r in routes))
+    candidates = epss.candidates(floor)
     stories: dict[tuple[str, str], Story] = {}
-    for channel, story, state, first in epss.stories_with_scores(bars):
+    for channel, story, state, first in epss.stories_with_scores({r.channel for r in routes}, floor):
         stories[(channel, story)] = Story(json.loads(state) if state else None, first)
     if candidates:
         stories.update(Stories(store).get([c.channel for c in candidates], [c.story for c in candidates]))

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from feedrelay.config import Config, Feed
+from feedrelay.decide.epss import CANDIDATE_DAYS
 from feedrelay.delivery.deliverer import ChannelReport, Deliverer
 from feedrelay.delivery.outbox import Outbox
 from feedrelay.delivery.sinks import Sinks
@@ -28,6 +29,7 @@ from feedrelay.runtime.scheduler import Dispatcher
 from feedrelay.runtime.status import Status, read_status, status_of
 from feedrelay.sources import Source, make_source
 from feedrelay.store import DatabaseLock, Store
+from feedrelay.store.epss import EPSS
 from feedrelay.store.stories import Stories
 
 log = logging.getLogger(__name__)
@@ -217,6 +219,8 @@ class Relay:
         with self.store.transaction():
             sent = self.outbox.prune(keep=max(d.dedupe_window, 7 * 86400))
             Stories(self.store).prune(retention=max(d.retention, d.dedupe_window))
+            # (candidates of a relay whose EPSS file stopped coming: the load that would settle them never runs)
+            EPSS(self.store).settle(older_than=time.time() - CANDIDATE_DAYS * 86400)
         if removed or sent:
             log.info("pruned %d remembered item(s) and %d delivered message(s)", removed, sent)
 

@@ -210,9 +210,15 @@ def _not_polled(database: str, config: Config) -> Status:
     feeds = sorted(config.feeds, key=lambda f: f.name)
     return Status(database=database, feeds=[_never_polled(f.name, f.url) for f in feeds],
                   channels={name: ChannelStatus(name=name, configured=True) for name in sorted(config.channels)},
-                  polled=False, epss=EpssStatus(url=config.epss.url) if config.epss else None,
+                  polled=False, epss=EpssStatus(url=_public(config.epss.url)) if config.epss else None,
                   notes=[f"{database}: no database yet: nothing has been polled; `feedrelay once` or `feedrelay run` "
                          "creates it"])
+
+
+def _public(url: str) -> str:
+    from feedrelay.ingest.fetch import public_url
+
+    return public_url(url)
 
 
 def ago(ts: float | None, now: float) -> str:

@@ -92,9 +92,19 @@ class EPSS:
 
     # --- candidates -------------------------------------------------------------------------------
 
-    def candidates(self) -> list[Candidate]:
-        return [Candidate(ch, story, feed, since, item_from_json(item)) for ch, story, feed, since, item in
-                self.db.execute("SELECT channel, story, feed, since, item FROM epss_candidates")]
+    def candidates(self, floor: Score) -> list[Candidate]:
+        """The candidates whose CVE now scores at least ``floor`` (the lowest bar of any route: only they can
+        pass one), without reading the others' items."""
+        rows = self.db.execute(
+            "SELECT c.channel, c.story, c.feed, c.since, c.item FROM epss_candidates c JOIN epss e ON e.cve = c.story "
+            "WHERE e.epss >= ? AND e.percentile >= ?", [floor.epss, floor.percentile])
+        return [Candidate(ch, story, feed, since, item_from_json(item)) for ch, story, feed, since, item in rows]
+
+    def settle(self, *, older_than: float) -> int:
+        """Forget the candidates that expired, and those since posted in their channel (by any feed)."""
+        n = self.db.execute("DELETE FROM epss_candidates WHERE since < ?", [older_than]).rowcount
+        return n + self.db.execute("DELETE FROM epss_candidates WHERE EXISTS (SELECT 1 FROM stories s WHERE "
+                                   "s.channel = epss_candidates.channel AND s.story = epss_candidates.story)").rowcount
 
     def remember(self, feed: str, items: Iterable[tuple[str, str, Item]], now: float | None = None) -> None:
         """(channel, story, item) a route of ``feed`` held back for its EPSS alone; a candidate seen again keeps
@@ -109,14 +119,16 @@ class EPSS:
         self.db.conn.executemany("DELETE FROM epss_candidates WHERE channel = ? AND story = ? AND feed = ?",
                                  list(keys))
 
-    def stories_with_scores(self, channels: Iterable[str]) -> list[tuple[str, str, str | None, float]]:
-        """(channel, story, state JSON, first posted) of the stories in these channels whose CVE has a score."""
+    def stories_with_scores(self, channels: Iterable[str], floor: Score) -> list[tuple[str, str, str | None, float]]:
+        """(channel, story, state JSON, first posted) of the stories in these channels whose CVE now scores at
+        least ``floor`` (only they can have crossed a bar)."""
         channels = sorted(set(channels))
         if not channels:
             return []
         marks = ",".join("?" * len(channels))
         return self.db.execute(f"SELECT s.channel, s.story, s.state, s.first_posted FROM stories s JOIN epss e "
-                               f"ON e.cve = s.story WHERE s.channel IN ({marks})", channels).fetchall()
+                               f"ON e.cve = s.story WHERE s.channel IN ({marks}) AND e.epss >= ? AND "
+                               f"e.percentile >= ?", [*channels, floor.epss, floor.percentile]).fetchall()
 
     def counts(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM epss_candidates").fetchone()[0])
