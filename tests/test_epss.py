@@ -58,14 +58,18 @@ def test_the_real_slice_parses_with_its_score_date() -> None:
     assert list(parse(SLICE, EpssFile())) == rows  # a server that decoded the gzip itself
 
 
+def _gz(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
 @pytest.mark.parametrize(("body", "says"), [
-    (gzip.compress(SLICE)[:300], "cut short"),
+    (_gz(SLICE)[:300], "cut short"),
     (b"<html><body>Service Unavailable</body></html>", "not gzip and not an EPSS CSV"),
-    (gzip.compress(b"<html>maintenance</html>\n"), "expected the header cve,epss,percentile"),
-    (gzip.compress(b"#model_version:v1,score_date:x\ncve,epss,percentile\n"), "no scores"),
-    (gzip.compress(b"cve,epss,percentile\n" + b"CVE-2020-1,2.5,0.1\n" * 1500), "rows are not cve,epss,percentile"),
+    (_gz(b"<html>maintenance</html>\n"), "expected the header cve,epss,percentile"),
+    (_gz(b"#model_version:v1,score_date:x\ncve,epss,percentile\n"), "no scores"),
+    (_gz(b"cve,epss,percentile\n" + b"CVE-2020-1,2.5,0.1\n" * 1500), "rows are not cve,epss,percentile"),
     (b"\x1f\x8b\x08\x00garbage-after-the-magic", "corrupt gzip"),
-])
+], ids=["truncated", "html", "gzipped-html", "header-only", "garbage-rows", "corrupt-gzip"])
 def test_hostile_files_are_refused_with_what_was_wrong(body: bytes, says: str) -> None:
     with pytest.raises(EpssFileError, match=says):
         list(parse(body, EpssFile()))
@@ -220,8 +224,8 @@ def test_a_posted_cve_crossing_a_routes_bar_gets_a_thread_update_once(
 
 @pytest.mark.parametrize(("status", "headers", "body"), [
     (503, {"Retry-After": "120"}, b"busy"), (429, {"Retry-After": "3600"}, b"slow down"), (404, {}, b"gone"),
-    (200, {}, b"<html>login</html>"), (200, {}, gzip.compress(SLICE)[:500]),
-])
+    (200, {}, b"<html>login</html>"), (200, {}, _gz(SLICE)[:500]),
+], ids=["503-retry-after", "429-retry-after", "404", "html", "truncated"])
 def test_a_failing_check_keeps_the_last_good_scores_and_alerts(
         tmp_path: Path, feed_server: FeedServer, fake_slack: FakeSlack, status: int, headers: dict[str, str],
         body: bytes) -> None:
