@@ -50,10 +50,10 @@ def due(config: Config, store: Store, now: float) -> bool:
     info = EPSS(store).info()
     if info.not_before and now < info.not_before:
         return False
+    if info.error and info.attempted:  # (first: a new url that fails is not tried at every tick)
+        return now >= info.attempted + min(RETRY, settings.refresh)
     if info.url and info.url != settings.url:
         return True  # a new url: its file now
-    if info.error and info.attempted:
-        return now >= info.attempted + min(RETRY, settings.refresh)
     return info.checked is None or now >= info.checked + settings.refresh
 
 
