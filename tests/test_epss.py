@@ -318,3 +318,24 @@ def test_nvd_returning_a_posted_cve_whose_epss_crossed_the_bar_replies_in_its_th
     now_high = {("security", cve): Story(out.stories[0].state, 0.0)}
     # Daily drift above the bar is not news: nothing is sent.
     assert judge(feed, [drift], Plan(), now_high, {}, {cve: 1.0}, now=20.0, since=0.0).intents == []
+
+
+def test_when_a_check_is_due(tmp_path: Path) -> None:
+    from feedrelay.runtime.epss import RETRY, due
+
+    base = '[channels.s]\nconsole = true\n[epss]\nurl = "https://a.example/e.csv.gz"\nrefresh = "6h"\n'
+    config = parse_config(base, tmp_path / "feeds.toml", environ={})
+    store = Store(tmp_path / "feedrelay.db")
+    epss = EPSS(store)
+    assert due(config, store, 0.0)  # never checked
+    epss.note(url="https://a.example/e.csv.gz", checked=1000.0, attempted=1000.0)
+    assert not due(config, store, 1000.0 + 6 * 3600 - 1) and due(config, store, 1000.0 + 6 * 3600)
+    moved = parse_config(base.replace("a.example", "b.example"), tmp_path / "feeds.toml", environ={})
+    assert due(moved, store, 1001.0)  # a new url: at once
+    epss.note(attempted=2000.0, error="EPSS scores from https://b.example/e.csv.gz: HTTP 500", not_before=None)
+    assert not due(moved, store, 2000.0 + RETRY - 1) and due(moved, store, 2000.0 + RETRY)
+    epss.note(not_before=2000.0 + 2 * RETRY)  # Retry-After
+    assert not due(moved, store, 2000.0 + RETRY) and due(moved, store, 2000.0 + 2 * RETRY)
+    quiet = parse_config("[channels.s]\nconsole = true\n", tmp_path / "feeds.toml", environ={})
+    assert not due(quiet, store, 10**9)
+    store.close()
