@@ -339,3 +339,26 @@ def test_when_a_check_is_due(tmp_path: Path) -> None:
     quiet = parse_config("[channels.s]\nconsole = true\n", tmp_path / "feeds.toml", environ={})
     assert not due(quiet, store, 10**9)
     store.close()
+
+
+def test_every_cve_message_shows_the_score_when_known() -> None:
+    from feedrelay.decide.epss import with_score
+    from feedrelay.model import Item
+    from feedrelay.render import render
+
+    score = Score(0.15213, 0.95103)
+    kev = with_score(Item("CVE-2022-0020", "CVE-2022-0020: X", "https://nvd.nist.gov/vuln/detail/CVE-2022-0020",
+                          "A flaw.", kind="kev", extra={"cve": "CVE-2022-0020", "kev": True, "kev_due": "2026-10-01",
+                                                        "vendors": ["acme"], "products": ["widget"]}), score)
+    nvd = with_score(Item("CVE-2022-0020", "CVE-2022-0020", "https://nvd.nist.gov/vuln/detail/CVE-2022-0020",
+                          "A flaw.", kind="cve", extra={"cve": "CVE-2022-0020", "severity": "high", "score": 8.1}),
+                     score)
+    badge = "EPSS 15.2% (95th percentile)"
+    for item in (kev, nvd):
+        full = render(item, "NVD")
+        assert (badge in json.dumps(full.blocks) or "*EPSS*\\n15.2% (95th percentile)" in json.dumps(full.blocks))
+        assert badge in full.text
+        assert badge in json.dumps(render(item, "NVD", "compact").blocks)
+    assert render(nvd, "NVD", "{cve}: {epss}").blocks[0]["text"]["text"] == f"CVE-2022-0020: {badge}"
+    unknown = with_score(nvd, None)
+    assert "EPSS" not in json.dumps(render(unknown, "NVD").to_json())
