@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="run this Python file in each feedrelay worker before the Relay opens, to A/B-test a "
                         "candidate change (e.g. a monkeypatch) without editing feedrelay; the report says so")
     p.add_argument("--store", action="store_true", help="run the store scaling benchmark instead")
+    p.add_argument("--epss", action="store_true", help="run the EPSS daily load and lookup benchmark instead")
+    p.add_argument("--epss-rows", type=int, default=300_000, help="rows of the generated EPSS file for --epss "
+                   "(default: %(default)s)")
     p.add_argument("--store-sizes", default="10000,100000,1000000",
                    help="remembered-item counts for --store (default: %(default)s)")
     p.add_argument("--soak", action="store_true", help="run the soak test instead: one relay, many rounds; memory, "
@@ -79,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         feeds = _ints(args.feeds) if args.feeds != p.get_default("feeds") else [1000, 10000]
         return run_daemon(feeds, interval=args.daemon_interval, cycles=args.daemon_cycles, slow_delay=args.slow_delay,
                           per_host=args.per_host, out=args.out)
+
+    if args.epss:
+        from .epss_load import run as run_epss
+
+        return run_epss(20_000 if args.quick else args.epss_rows, out=args.out)
 
     if args.store:
         from .store_scale import run as run_store

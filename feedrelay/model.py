@@ -88,6 +88,18 @@ class Decision:
     # Not decided: a search timed out, or the poll's filter budget was spent. The entry is neither posted nor
     # dropped: the pipeline keeps it to be judged again at a later poll (decide/filters.py).
     undecided: bool = False
+    # Failed the route's EPSS bar alone (min_epss / min_epss_percentile): remembered as a candidate, posted if a
+    # later EPSS file lifts it over the bar (decide/epss.py).
+    epss: bool = False
+
+
+@dataclass(frozen=True)
+class Score:
+    """A CVE's EPSS score, as of the loaded file's score date: probability of exploitation activity in the next
+    30 days, and its percentile among all scored CVEs (both 0–1)."""
+
+    epss: float
+    percentile: float
 
 
 @dataclass(frozen=True)

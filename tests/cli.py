@@ -42,10 +42,10 @@ def toml_value(value: Any) -> str:
 
 def write_config(path: Path, *, feeds: list[dict[str, Any]], channels: Mapping[str, Mapping[str, Any]] | None = None,
                  defaults: Mapping[str, Any] | None = None, alerts: Mapping[str, Any] | None = None,
-                 metrics: Mapping[str, Any] | None = None) -> Path:
+                 metrics: Mapping[str, Any] | None = None, epss: Mapping[str, Any] | None = None) -> Path:
     """A feeds.toml; a feed's "routes" is a list of tables."""
     lines = []
-    for table, values in (("defaults", defaults), ("alerts", alerts), ("metrics", metrics)):
+    for table, values in (("defaults", defaults), ("alerts", alerts), ("metrics", metrics), ("epss", epss)):
         if values:
             lines.append(f"[{table}]")
             lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]

@@ -44,3 +44,13 @@ def test_bench_daemon_quick_schedules_every_feed_and_delivers_every_item_once() 
     rows = [line for line in p.stdout.splitlines() if line.startswith("| 50 |")]
     assert len(rows) == 2 and all(line.rstrip().endswith("| OK |") for line in rows), rows
     assert "(1/1)" in rows[0] and "(1/1)" in rows[1]  # the item published reached Slack, once
+
+
+def test_bench_epss_quick_loads_and_looks_up_through_feedrelays_own_path() -> None:
+    """The EPSS daily load benchmark at 20,000 rows: both loads keep every row; timing is judged by the full run."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    p = subprocess.run([sys.executable, "-m", "bench", "--epss", "--quick"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=240)
+    assert "| first (empty table) | 20,000 |" in p.stdout and "| daily (rows replaced) | 20,000 |" in p.stdout, \
+        p.stdout[-3000:] + p.stderr[-3000:]
+    assert "lookup per message:" in p.stdout

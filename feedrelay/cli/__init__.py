@@ -508,6 +508,10 @@ def status(state: State, as_json: bool) -> None:
         if f.held:
             click.echo(f"  {f.feed}: {f.held} unscored CVE(s) on hold, waiting for a score (the oldest since "
                        f"{ago(f.held_since, now)}; include_unscored = \"after …\")")
+    if e := report.epss:
+        click.echo(f"{'EPSS':<28} {ago(e.checked, now):>10} {e.rows:>6} {'':>7} {'':>6}  {e.state(now)}")
+        if e.candidates:
+            click.echo(f"  EPSS: {e.candidates} CVE(s) below a route's EPSS bar, posted if a new score passes it")
     if report.channels:
         click.echo(f"\n{'CHANNEL':<28} {'SENT':>6} {'PENDING':>7} {'FAILED':>6}  STATE")
         for name, c in sorted(report.channels.items()):

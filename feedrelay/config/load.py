@@ -26,6 +26,7 @@ from feedrelay.config.model import (
     Config,
     ConfigError,
     Defaults,
+    Epss,
     Feed,
     Filter,
     HttpOptions,
@@ -139,7 +140,7 @@ def _suggest(key: str, allowed: tuple[str, ...]) -> str:
 
 
 _SECURITY_KEYS = ("min_severity", "min_score", "include_unscored", "vendors", "products", "cwes", "kev_only",
-                  "ssvc_exploitation", "automatable")
+                  "ssvc_exploitation", "automatable", "min_epss", "min_epss_percentile")
 _EXPLOITATION = ("none", "poc", "active")
 _FILTER_KEYS = ("include", "exclude", "include_regex", "exclude_regex", "fields", *_SECURITY_KEYS)
 _FEED_KEYS = ("name", "url", "type", "interval", "backlog", "channel", "channels", "routes", "api_key_env",
@@ -195,6 +196,8 @@ def _filter(c: _Checker, raw: dict[str, Any], keypath: str) -> Filter:
         kev_only=c.get(raw, "kev_only", keypath, bool, False),
         ssvc_exploitation=tuple(v.lower() for v in c.strings(raw, "ssvc_exploitation", keypath)),
         automatable=c.get(raw, "automatable", keypath, bool, None),
+        min_epss=c.convert(raw, "min_epss", keypath, _fraction, None),
+        min_epss_percentile=c.convert(raw, "min_epss_percentile", keypath, _fraction, None),
     )
     if flt.min_severity is not None and flt.min_severity.lower() not in _SEVERITIES:
         raise c.fail(f"{keypath}.min_severity", f"expected one of {', '.join(_SEVERITIES)}")
@@ -239,6 +242,15 @@ def _updates(c: _Checker, raw: dict[str, Any], keypath: str, kind: str, channel:
         raise c.fail(f"{keypath}.updates", f"channel {channel.name!r} is a webhook, which cannot reply in a thread "
                                            'or edit a message; use updates = "post" (a new message) or "off"')
     return value
+
+
+def _fraction(value: object) -> float:
+    """min_epss / min_epss_percentile: 0.1 or "10%" (EPSS publishes both as fractions of 1)."""
+    if isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", value)):
+        value = float(m.group(1)) / 100
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError('expected a probability between 0 and 1 or a percentage such as "10%"')
+    return float(value)
 
 
 def _score(value: object) -> float:
@@ -495,7 +507,7 @@ def parse_config(text: str, path: Path | str = "feeds.toml", environ: Mapping[st
 
 def _validate(raw: dict[str, Any], text: str, path: Path, environ: Mapping[str, str]) -> Config:
     c = _Checker(path, text)
-    c.table(raw, "", ("database", "defaults", "slack", "channels", "feeds", "alerts", "metrics"))
+    c.table(raw, "", ("database", "defaults", "slack", "channels", "feeds", "alerts", "metrics", "epss"))
     defaults = _defaults(c, raw.get("defaults", {}))
     st = c.table(raw.get("slack", {}), "slack", ("token_env", "api_url"))
     api_url = environ.get("SLACK_API_URL") or c.get(st, "api_url", "slack", str, DEFAULT_SLACK_API_URL)
@@ -525,8 +537,22 @@ def _validate(raw: dict[str, Any], text: str, path: Path, environ: Mapping[str, 
         database = str(path.parent / database) if path.parent != Path() else database
     alerts = _alerts(c, raw["alerts"], channels) if "alerts" in raw else None
     metrics = _metrics(c, raw["metrics"]) if "metrics" in raw else None
+    epss = _epss(c, raw["epss"]) if "epss" in raw else None
+    if epss is None and any(r.filter.epss_bar for f in feeds for r in f.routes):
+        epss = Epss()  # a route's EPSS bar needs the scores: FIRST's daily file, checked at the default refresh
     return Config(path=path, defaults=defaults, slack=slack, channels=channels, feeds=feeds, database=database,
-                  alerts=alerts, metrics=metrics)
+                  alerts=alerts, metrics=metrics, epss=epss)
+
+
+def _epss(c: _Checker, raw: object) -> Epss:
+    t = c.table(raw, "epss", ("url", "refresh"))
+    url = c.get(t, "url", "epss", str, Epss.url).strip()
+    if not _valid_url(url):
+        raise c.fail("epss.url", f"expected an http(s) URL such as {Epss.url}")
+    refresh = c.convert(t, "refresh", "epss", parse_duration, Epss.refresh)
+    if refresh < 60:
+        raise c.fail("epss.refresh", 'must be at least "1m" (FIRST publishes one file a day; "6h" is the default)')
+    return Epss(url=url, refresh=refresh)
 
 
 def _metrics(c: _Checker, raw: object) -> Metrics:

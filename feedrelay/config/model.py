@@ -39,6 +39,13 @@ class Filter:
     # CISA's SSVC (cvelist items): exploitation values that pass; automatable = true/false (None: not a rule).
     ssvc_exploitation: tuple[str, ...] = ()
     automatable: bool | None = None
+    min_epss: float | None = None  # EPSS probability (0–1) a CVE must reach; unknown EPSS does not pass
+    min_epss_percentile: float | None = None  # EPSS percentile (0–1) a CVE must reach
+
+    @property
+    def epss_bar(self) -> bool:
+        """Whether the route has an EPSS rule (which makes feedrelay fetch EPSS scores)."""
+        return self.min_epss is not None or self.min_epss_percentile is not None
 
     @property
     def empty(self) -> bool:
@@ -135,6 +142,17 @@ class Metrics:
     port: int
 
 
+DEFAULT_EPSS_URL = "https://epss.empiricalsecurity.com/epss_scores-current.csv.gz"
+
+
+@dataclass(frozen=True)
+class Epss:
+    """FIRST's daily EPSS scores: where the file is, and how often to look for a new one (a conditional GET)."""
+
+    url: str = DEFAULT_EPSS_URL
+    refresh: float = 6 * 3600.0
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -145,6 +163,7 @@ class Config:
     database: str = "feedrelay.db"
     alerts: Alerts | None = None
     metrics: Metrics | None = None
+    epss: Epss | None = None  # set by [epss], or by any route's min_epss / min_epss_percentile; None: never fetched
 
     def feed(self, name: str) -> Feed | None:
         return next((f for f in self.feeds if f.name == name), None)

@@ -57,6 +57,8 @@ _PHRASES: list[tuple[str, Callable[[re.Match[str]], dict[str, Any]]]] = [
     (r"a size such as (.*)", lambda m: {"type": ["string", "integer"], "description": f"a size such as {m[1]}"}),
     (r"an IANA time zone name .*", lambda m: {"type": "string", "description": 'an IANA time zone such as '
                                                                             '"Europe/Berlin", or "UTC"'}),
+    (r"a probability between 0 and 1 or a percentage such as (.*)",
+     lambda m: {"type": ["number", "string"], "description": f"0 to 1, or a percentage such as {m[1]}"}),
     (r"a CVSS score between (\d+) and (\d+)", lambda m: {"type": "number", "minimum": int(m[1]),
                                                          "maximum": int(m[2])}),
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import regex
 
 from feedrelay.config import Filter, format_duration
+from feedrelay.decide import epss
 from feedrelay.model import SECURITY_KINDS, Decision, Item
 
 MAX_FILTER_TEXT = 20_000  # characters of item text a rule looks at; bounds regex work on hostile input
@@ -193,6 +194,9 @@ def evaluate(flt: Filter, item: Item) -> Decision:
     unscored item that a route with a hold (include_unscored = "after 72h") would pass is held instead: the
     lifecycle posts it later."""
     decision = _evaluate(flt, item)
+    # Last, so that a CVE failing only this rule is known to (a candidate when the next EPSS file comes).
+    if decision.passed and (below := epss.check(flt, item)) is not None:
+        return below
     if decision.passed and flt.unscored_hold and item.extra.get("severity") is None and item.kind in SECURITY_KINDS \
             and (flt.min_severity is not None or flt.min_score is not None):
         return Decision(False, f"held: unscored; posted when a score passes, or unscored after "

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from feedrelay.config import Feed, Route
+from feedrelay.decide import epss
 from feedrelay.decide.decider import Plan, Verdict, oldest_first, unique
 from feedrelay.decide.filters import evaluate
 from feedrelay.model import SECURITY_KINDS, Intent, Item, comparable_title
@@ -97,6 +98,8 @@ def compact(item: Item, route: Route) -> dict[str, Any]:
             state.update(cvss_version=x.get("cvss_version"), vector=x.get("vector") or "",
                          rank=2 if cvelist else 3 if source == "NVD" else 1)
         state.update({k: x[k] for k in SSVC_KEYS if x.get(k) is not None})
+    if isinstance(x.get("epss"), int | float):  # (for the crossing of an EPSS bar: see decide/epss.py)
+        state.update(epss=x["epss"], epss_percentile=x.get("epss_percentile"))
     if x.get("kev"):  # (an NVD record without its KEV fields says nothing about KEV: NVD lags CISA)
         state.update(kev=True, kev_due=x.get("kev_due"), kev_added=x.get("kev_added"))
         if item.kind == "kev":
@@ -207,7 +210,7 @@ def _follow_up(feed: Feed, route: Route, item: Item, story: str, found: Story, s
     if found.state is None:
         out.stories.append(StoryWrite(route.channel, story, merged, new=False))  # from now on it can be compared
         return
-    lines = changes(found.state, merged)
+    lines = changes(found.state, merged) + epss.crossed(route.filter, found.state, merged)
     # A KEV addition cannot redraw an NVD message (it lacks the record): that badge is redrawn at NVD's next
     # modification of the CVE, which comes within about a day (NIST enriches KEV entries first).
     redraw = item.kind == "cve" or merged.get("root") == item.kind

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from feedrelay.decide.epss import label as epss_label
+from feedrelay.decide.epss import score_of
 from feedrelay.model import Item
 from feedrelay.render.message import Message
 from feedrelay.render.mrkdwn import context, escape, fit, host_of, link, safe_url, section
@@ -27,6 +29,12 @@ def severity_label(extra: dict[str, Any]) -> str:
             label += ", CISA-ADP score"
         label += ")"
     return label
+
+
+def epss_badge(extra: dict[str, Any]) -> str:
+    """"EPSS 12.3% (96th percentile)" when the CVE's score is known, else ""."""
+    score = score_of(extra)
+    return epss_label(score) if score else ""
 
 
 def _field_list(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -88,6 +96,8 @@ def render_cve(item: Item, feed_name: str) -> Message:
     heading = f"*{link(item.link, x.get('cve', item.title))}*  {escape(severity_label(x))}"
     if x.get("kev"):
         heading += "  🚨 *CISA KEV*"
+    if epss := epss_badge(x):
+        heading += f"  📈 {epss}"
     if x.get("rejected"):
         heading += "  ⛔ *Rejected*"
     blocks: list[dict[str, Any]] = [section(heading)]
@@ -113,6 +123,7 @@ def render_cve(item: Item, feed_name: str) -> Message:
     badge = " [CISA KEV]" if x.get("kev") else ""
     if x.get("ssvc_exploitation") in ("poc", "active"):
         badge += f" [SSVC exploitation: {x['ssvc_exploitation']}]"
+    badge += f" [{epss}]" if epss else ""
     text = f"{cve} {escape(severity_label(x))}{badge}: {fit(item.summary, 300)}"
     return Message(text=text[:3000], blocks=blocks)
 
@@ -130,6 +141,7 @@ def render_kev(item: Item, feed_name: str) -> Message:
     if item.summary:
         blocks.append(section(fit(item.summary, DESCRIPTION_LIMIT)))
     blocks.append(_field_list([
+        ("EPSS", epss_badge(x).removeprefix("EPSS ")),
         ("Date added", escape(str(x.get("kev_added") or ""))),
         ("Due date", escape(str(x.get("kev_due") or ""))),
         ("Known ransomware use", escape(x.get("ransomware") or "Unknown")),
@@ -141,4 +153,6 @@ def render_kev(item: Item, feed_name: str) -> Message:
         blocks.append(section(f"Notes: {refs}"))
     blocks.append(context(feed_name, item.link, item.published))
     text = f"Added to CISA KEV: {escape(cve)} — {affected} — {fit(x.get('name', ''), 300)}"
+    if epss := epss_badge(x):
+        text += f" [{epss}]"
     return Message(text=text[:3000], blocks=blocks)

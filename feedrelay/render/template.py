@@ -18,7 +18,7 @@ from feedrelay.model import SECURITY_KINDS, Item
 from feedrelay.render.message import TEXT_LIMIT, Message
 from feedrelay.render.mrkdwn import SECTION_LIMIT, TITLE_LIMIT, escape, fit, host_of, link, safe_url, section, when
 from feedrelay.render.posts import SUMMARY_LIMIT, cve_links
-from feedrelay.render.security import _affected, severity_label, ssvc_label
+from feedrelay.render.security import _affected, epss_badge, severity_label, ssvc_label
 
 PRESETS = ("full", "compact")
 MAX_TEMPLATE = 3000  # characters of template text (a message, not a document)
@@ -80,6 +80,7 @@ _SECURITY_FIELDS: dict[str, Callable[[Item, str], str]] = {
     "status": lambda i, f: fit(str(i.extra.get("status") or ""), 100),
     "kev_due": lambda i, f: fit(str(i.extra.get("kev_due") or ""), 40),
     "ssvc": lambda i, f: fit(ssvc_label(i.extra), 200),  # CISA's SSVC (cvelist items), or nothing
+    "epss": lambda i, f: epss_badge(i.extra),
 }
 PLACEHOLDERS = tuple(_FIELDS)
 SECURITY_PLACEHOLDERS = tuple(_SECURITY_FIELDS)
@@ -150,6 +151,8 @@ def render_compact(item: Item, feed_name: str) -> Message:
     parts = [f"*{_title_link(item)}*"]
     if item.kind == "cve":
         parts.append(escape(severity_label(item.extra)) + ("  🚨 CISA KEV" if item.extra.get("kev") else ""))
+    if item.kind in SECURITY_KINDS and (epss := epss_badge(item.extra)):
+        parts.append(epss)
     parts.append(fit(feed_name, 150))
     line = " · ".join(parts)
     fallback = f"{fit(one_line(item.title) or item.link or '(untitled)', TITLE_LIMIT)} — {fit(feed_name, 100)}"

@@ -60,16 +60,18 @@ def _delivery(alerts: Alerts, key: str, message: dict[str, Any]) -> Delivery:
     return Delivery(alerts.channel, ALERTS_FEED, key, key, message)
 
 
-def feed_failing(alerts: Alerts, feed: str, error: str, *, since: float, attempts: int, now: float) -> Delivery | None:
-    """An alert once a feed has been failing for ``feed_failing_after``; None before (a blip is not news)."""
+def feed_failing(alerts: Alerts, feed: str, error: str, *, since: float, attempts: int, now: float,
+                 hint: str = "") -> Delivery | None:
+    """An alert once a feed has been failing for ``feed_failing_after``; None before (a blip is not news).
+    ``hint``: what to do, for a source that is not a feed (EPSS), in place of the feed's."""
     if now - since < alerts.feed_failing_after:
         return None
     name = fit(feed, 150)
     polls = "1 failed poll" if attempts == 1 else f"{attempts} failed polls in a row"
     heading = f":warning: Feed *{name}* has been failing for {duration(now - since)} ({polls})"
     lines = [heading, f"Last error: {fit(error, 500)}",
-             f"It is retried at its interval; `feedrelay preview \"{name}\"` shows what the feed returns now. "
-             + runbook(alerts, FEED_FAILING)]
+             (hint or f"It is retried at its interval; `feedrelay preview \"{name}\"` shows what the feed returns "
+                       "now.") + " " + runbook(alerts, FEED_FAILING)]
     return _delivery(alerts, feed_incident(feed, since),
                      _message(f"feedrelay: feed {name} has been failing for {duration(now - since)}", lines))
 

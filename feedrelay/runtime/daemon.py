@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from feedrelay.config import Config, ConfigError, Feed, format_duration, load_config
-from feedrelay.runtime import health, metrics
+from feedrelay.runtime import epss, health, metrics
 from feedrelay.runtime.alerts import config_rejected
 from feedrelay.runtime.pipeline import FeedReport
 from feedrelay.runtime.relay import Relay
@@ -226,6 +226,9 @@ class Daemon:
         self.relay.start_delivering()
         self.schedule_all(self.relay.config.feeds)
         self.scheduler.add_job(self.check_config, "interval", seconds=CONFIG_CHECK, id="_config")
+        # EPSS: asked every few minutes whether a check is due (its `refresh`, or sooner after a failure).
+        self.scheduler.add_job(self._epss, "interval", seconds=epss.TICK, id="_epss",
+                               next_run_time=datetime.now().astimezone())
         self.scheduler.add_job(self._prune, "interval", seconds=PRUNE_EVERY, id="_prune",
                                next_run_time=datetime.now().astimezone() + timedelta(seconds=60))
         self.scheduler.start()
@@ -262,6 +265,17 @@ class Daemon:
             return None
         log.info("metrics at %s", metrics.url(settings.host, settings.port))
         return endpoint
+
+    async def _epss(self) -> None:
+        try:
+            await self.relay.refresh_epss()
+        except DB_ERRORS as exc:
+            # (the scores of the last good file stay; a damaged file stops the relay, as in a poll)
+            message = describe(exc, self.relay.db_path)
+            log.error("EPSS: %s", message)
+            if damaged(exc):
+                self.fatal = message
+                self.stopping.set()
 
     async def _prune(self) -> None:
         try:

@@ -20,9 +20,11 @@ from feedrelay.decide.decider import Plan, decide_poll
 from feedrelay.decide.lifecycle import Outcome, StoryWrite, judge, story_key, tracked
 from feedrelay.delivery.outbox import Outbox
 from feedrelay.model import Delivery, Intent, Item, Lookalike
+from feedrelay.registry import is_security
 from feedrelay.runtime.alerts import feed_failing, feed_incident, feed_recovered
 from feedrelay.sources import PollResult, Source, SourceError
 from feedrelay.store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
+from feedrelay.store.epss import EPSS
 from feedrelay.store.stories import Stories
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,9 @@ class FeedReport:
 
 
 async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *, dedupe_window: float,
-                    alerts: Alerts | None = None, now: float | None = None) -> FeedReport:
-    """Poll once and queue what is new. Never raises for a feed's own problems: they are recorded."""
+                    alerts: Alerts | None = None, now: float | None = None, epss: bool = False) -> FeedReport:
+    """Poll once and queue what is new. Never raises for a feed's own problems: they are recorded. ``epss``:
+    security items get their CVE's EPSS score from the store before the filters run."""
     now = time.time() if now is None else now
     try:
         row = store.feed(feed.name) or store.ensure_feed(feed.name, feed.url, feed.kind)
@@ -95,6 +98,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
                 recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
             return FeedReport(feed.name, unchanged=True, channels=frozenset(d.channel for d in recovered + released),
                               queued_to=Counter(d.channel for d in recovered + released))
+        if epss and is_security(feed.kind):
+            result.items = EPSS(store).enrich(result.items)  # one batch lookup per poll
         known, lookalikes, upgraded = _inputs(feed, row, result.items, store)
     except DB_ERRORS as exc:
         if damaged(exc):
@@ -126,6 +131,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
                 _start(store, feed, parents, queued, now)
             else:
                 queued = _keep(store, outbox, feed, life, dedupe_window, now)
+            if epss:
+                _epss_candidates(store, feed, plan, life)
             store.record_success(feed.name, state, warning=warning,
                                  listed=len(result.items) if result.listing else None, listing_gen=gen, now=now)
             recovered = _recovery(outbox, feed, row, alerts, dedupe_window, now)
@@ -289,6 +296,14 @@ def _start(store: Store, feed: Feed, writes: list[StoryWrite], queued: list[Deli
     started = {(d.channel, d.story) for d in queued if d.action == "post"}
     if writes:
         Stories(store).write(feed.name, [w for w in writes if not w.new or (w.channel, w.story) in started], now)
+def _epss_candidates(store: Store, feed: Feed, plan: Plan, life: Outcome | None) -> None:
+    """Inside the poll's transaction: CVEs a route turned down for their EPSS alone wait for the next EPSS file."""
+    if not any(r.filter.epss_bar for r in feed.routes):
+        return
+    held = [(v.channel, story_key(feed.name, v.item), v.item) for v in plan.verdicts + (life.verdicts if life else [])
+            if v.decision.epss]
+    if held:
+        EPSS(store).remember(feed.name, held)
 
 
 def _moved_on(store: Store, feed: Feed) -> bool:

@@ -111,9 +111,14 @@ async def preview(target: str, config: Config | None, database: str | None = Non
 def _decide(feed: Feed, items: list[Item], store: Any, defaults: Defaults, limit: int, now: float) -> Preview:
     from feedrelay import render
     from feedrelay.decide.decider import route
+    from feedrelay.registry import is_security
     from feedrelay.runtime.pipeline import as_synced, plan_poll
 
     row = as_synced(store.feed(feed.name) if store is not None else None, feed)
+    if store is not None and is_security(feed.kind) and store.db["epss"].exists():
+        from feedrelay.store.epss import EPSS
+
+        items = EPSS(store).enrich(items)  # as a poll sees them (and shows them) when EPSS is used
     plan, known = plan_poll(feed, row, items, store)
     posted: set[tuple[str, str]] = set()
     if plan.intents:

@@ -14,11 +14,14 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from feedrelay.config import Config, Feed
+from feedrelay.decide.epss import CANDIDATE_DAYS
 from feedrelay.delivery.deliverer import ChannelReport, Deliverer
 from feedrelay.delivery.outbox import Outbox
 from feedrelay.delivery.sinks import Sinks
 from feedrelay.ingest.fetch import Fetcher
 from feedrelay.ingest.workers import ParsePool
+from feedrelay.runtime import epss as epss_refresh
+from feedrelay.runtime.epss import EpssReport
 from feedrelay.runtime.metrics import Metrics
 from feedrelay.runtime.pipeline import FeedReport, poll_feed
 from feedrelay.runtime.preview import Preview, preview
@@ -26,6 +29,7 @@ from feedrelay.runtime.scheduler import Dispatcher
 from feedrelay.runtime.status import Status, read_status, status_of
 from feedrelay.sources import Source, make_source
 from feedrelay.store import DatabaseLock, Store
+from feedrelay.store.epss import EPSS
 from feedrelay.store.stories import Stories
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ class Relay:
         self.metrics = Metrics()  # counters and histograms since start, and the database's gauges, for /metrics
         self.metrics.watch(self.db_path, lambda: ((f.name for f in self.config.feeds), self.config.channels))
         self._started = False
+        self._epss_fetcher: Fetcher | None = None  # made at the first EPSS check (a file of its own size limits)
 
     async def __aenter__(self) -> Relay:
         await self.start()
@@ -111,6 +116,9 @@ class Relay:
         await self.deliverer.stop()
         await self.sinks.close()
         await self.fetcher.aclose()
+        if self._epss_fetcher is not None:
+            await self._epss_fetcher.aclose()
+            self._epss_fetcher = None
         self.parse_pool.close()
         self.store.close()
         self._lock.release()
@@ -148,7 +156,8 @@ class Relay:
     async def _poll_part(self, feed: Feed) -> FeedReport:
         started = time.monotonic()
         report = await poll_feed(feed, self.source(feed), self.store, self.outbox,
-                                 dedupe_window=self.config.defaults.dedupe_window, alerts=self.config.alerts)
+                                 dedupe_window=self.config.defaults.dedupe_window, alerts=self.config.alerts,
+                                 epss=self.config.epss is not None)
         if report.channels:
             self.deliverer.wake(report.channels)
         self._count(report, time.monotonic() - started)
@@ -180,12 +189,26 @@ class Relay:
         Every feed goes through the dispatcher: at most POLL_CONCURRENCY polls run at once, and at most
         ``per_host`` per origin, so feeds of a slow host never hold slots that other hosts' feeds could use,
         and 10,000 feeds are never 10,000 coroutines."""
+        await self.refresh_epss()  # first: the polls' filters and messages use the scores
         futures = [self.polls.submit(feed) for feed in self.config.feeds]
         try:
             return list(await asyncio.gather(*futures))  # only a damaged database raises; it ends the round
         finally:
             for future in futures:
                 future.cancel()  # (after an error: the rest of the round is dropped)
+
+    async def refresh_epss(self, *, force: bool = False) -> EpssReport | None:
+        """Check for a new EPSS file, if EPSS is used and a check is due (``force``: now). Never raises for the
+        file's or the server's problems (they are recorded, shown by `status` and alerted); None when nothing
+        was due."""
+        if self.config.epss is None:
+            return None
+        if self._epss_fetcher is None:
+            self._epss_fetcher = epss_refresh.make_fetcher(self.config, dict(self.environ))
+        report = await epss_refresh.refresh(self.config, self.store, self.outbox, self._epss_fetcher, force=force)
+        if report and report.queued:
+            self.deliverer.wake({d.channel for d in report.queued})
+        return report
 
     async def drain(self, max_wait: float) -> dict[str, ChannelReport]:
         return await self.deliverer.drain(deadline=time.time() + max_wait)
@@ -196,6 +219,8 @@ class Relay:
         with self.store.transaction():
             sent = self.outbox.prune(keep=max(d.dedupe_window, 7 * 86400))
             Stories(self.store).prune(retention=max(d.retention, d.dedupe_window))
+            # (candidates of a relay whose EPSS file stopped coming: the load that would settle them never runs)
+            EPSS(self.store).settle(older_than=time.time() - CANDIDATE_DAYS * 86400)
         if removed or sent:
             log.info("pruned %d remembered item(s) and %d delivered message(s)", removed, sent)
 

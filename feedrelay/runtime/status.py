@@ -74,17 +74,41 @@ class ChannelStatus:
 
 
 @dataclass(frozen=True)
+class EpssStatus:
+    """EPSS scores: the loaded file's score date and rows, the last check, the last error (scores kept)."""
+
+    url: str
+    score_date: str = ""
+    model_version: str = ""
+    rows: int = 0
+    loaded: float | None = None
+    checked: float | None = None
+    error: str = ""
+    failing_since: float | None = None
+    candidates: int = 0  # CVEs routes wait on for a higher EPSS
+
+    def state(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        scores = f"{self.rows:,} scores of {self.score_date or 'an undated file'}" if self.rows else "no scores yet"
+        health = f"ERROR: {self.error}" if self.error else "ok" if self.checked else "never checked"
+        checked = f", checked {ago(self.checked, now)}" if self.checked else ""
+        return f"{scores}{checked}; {health}"
+
+
+@dataclass(frozen=True)
 class Status:
     database: str
     feeds: list[FeedStatus]
     channels: dict[str, ChannelStatus]
     polled: bool = True  # False: no database yet, nothing was polled
     notes: list[str] = field(default_factory=list)
+    epss: EpssStatus | None = None  # None: EPSS is not used
 
     @property
     def needs_attention(self) -> bool:
         """A feed failing, a channel failing or messages rejected: what the runbooks are for."""
-        return any(f.error for f in self.feeds) or any(c.failing or c.failed for c in self.channels.values())
+        return any(f.error for f in self.feeds) or any(c.failing or c.failed for c in self.channels.values()) or \
+            bool(self.epss and self.epss.error)
 
     def to_json(self) -> dict[str, Any]:
         """What `feedrelay status --json` prints."""
@@ -95,7 +119,10 @@ class Status:
             if c.configured is None:
                 del row["configured"]
             channels[name] = row
-        return {"feeds": [asdict(f) for f in self.feeds], "channels": channels}
+        out: dict[str, Any] = {"feeds": [asdict(f) for f in self.feeds], "channels": channels}
+        if self.epss is not None:
+            out["epss"] = asdict(self.epss)
+        return out
 
 
 def read_status(database: str, config: Config | None = None, *, now: float | None = None) -> Status:
@@ -152,7 +179,22 @@ def status_of(store: Any, config: Config | None, *, now: float | None = None) ->
     if config:
         for name in config.channels.keys() - per_channel.keys():  # (a new channel is there too, with nothing yet)
             channels[name] = ChannelStatus(name=name, configured=True)
-    return Status(database=store.path, feeds=feeds, channels=channels)
+    return Status(database=store.path, feeds=feeds, channels=channels, epss=_epss(store, config))
+
+
+def _epss(store: Any, config: Config | None) -> EpssStatus | None:
+    from feedrelay.ingest.fetch import public_url
+    from feedrelay.store.epss import EPSS
+
+    epss = EPSS(store)
+    info = epss.info()
+    if (config is None or config.epss is None) and not info.url:
+        return None
+    url = config.epss.url if config and config.epss else info.url
+    candidates = epss.counts() if store.db["epss_candidates"].exists() else 0
+    return EpssStatus(url=public_url(url), score_date=info.score_date, model_version=info.model_version,
+                      rows=info.rows, loaded=info.loaded, checked=info.checked, error=info.error,
+                      failing_since=info.error_since, candidates=candidates)
 
 
 def _never_polled(name: str, url: str) -> FeedStatus:
@@ -168,9 +210,15 @@ def _not_polled(database: str, config: Config) -> Status:
     feeds = sorted(config.feeds, key=lambda f: f.name)
     return Status(database=database, feeds=[_never_polled(f.name, f.url) for f in feeds],
                   channels={name: ChannelStatus(name=name, configured=True) for name in sorted(config.channels)},
-                  polled=False,
+                  polled=False, epss=EpssStatus(url=_public(config.epss.url)) if config.epss else None,
                   notes=[f"{database}: no database yet: nothing has been polled; `feedrelay once` or `feedrelay run` "
                          "creates it"])
+
+
+def _public(url: str) -> str:
+    from feedrelay.ingest.fetch import public_url
+
+    return public_url(url)
 
 
 def ago(ts: float | None, now: float) -> str:

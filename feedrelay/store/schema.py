@@ -81,6 +81,23 @@ CREATE TABLE IF NOT EXISTS holds (
     item TEXT NOT NULL,                       -- the item as last seen, to post when the hold runs out
     PRIMARY KEY (feed, channel, key)
 ) WITHOUT ROWID;
+-- FIRST's EPSS scores as of the last good daily file (feedrelay/store/epss.py): replaced whole, in one transaction.
+CREATE TABLE IF NOT EXISTS epss (
+    cve TEXT PRIMARY KEY,
+    epss REAL NOT NULL,                       -- probability of exploitation in the next 30 days, 0-1
+    percentile REAL NOT NULL                  -- 0-1
+) WITHOUT ROWID;
+-- One row: the file's validators, its score date, the last check and the last error (for `status` and alerts).
+CREATE TABLE IF NOT EXISTS epss_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+-- CVEs a route would post but for its EPSS bar: judged again after each new EPSS file, until they expire.
+CREATE TABLE IF NOT EXISTS epss_candidates (
+    channel TEXT NOT NULL,
+    story TEXT NOT NULL,                      -- the CVE ID
+    feed TEXT NOT NULL,                       -- the feed whose route it failed
+    since REAL NOT NULL,
+    item TEXT NOT NULL,                       -- the item as last seen (JSON), to post when it passes
+    PRIMARY KEY (channel, story, feed)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channels (
     name TEXT PRIMARY KEY,
     failing TEXT,                             -- a permanent Slack error, shown in `status`
