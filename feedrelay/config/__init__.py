@@ -20,6 +20,7 @@ from feedrelay.config.model import (
     Channel,
     Config,
     ConfigError,
+    CveLookup,
     Defaults,
     Feed,
     Filter,
@@ -32,7 +33,8 @@ from feedrelay.config.model import (
 
 __all__ = [
     "DEFAULT_FILTER_FIELDS", "DEFAULT_SLACK_API_URL", "DEFAULT_TOKEN_ENV", "FILTER_FIELDS", "MAX_DURATION", "MAX_SIZE",
-    "Alerts", "Channel", "Config", "ConfigError", "Defaults", "Feed", "Filter", "HttpOptions", "Metrics", "Route",
+    "Alerts", "Channel", "Config", "ConfigError", "CveLookup", "Defaults", "Feed", "Filter", "HttpOptions", "Metrics",
+    "Route",
     "SlackSettings", "_Checker", "_valid_url", "basic_credentials", "database_of", "format_duration", "load_config",
     "parse_config", "parse_duration", "parse_size",
 ]

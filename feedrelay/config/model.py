@@ -38,6 +38,12 @@ class Filter:
     kev_only: bool = False
 
     @property
+    def security_rules(self) -> bool:
+        """Whether a rule here judges CVEs (on an RSS route: the CVEs an entry mentions)."""
+        return bool(self.min_severity is not None or self.min_score is not None or self.vendors or self.products
+                    or self.cwes or self.kev_only)
+
+    @property
     def empty(self) -> bool:
         return self == Filter(fields=self.fields)
 
@@ -125,6 +131,19 @@ class Alerts:
 
 
 @dataclass(frozen=True)
+class CveLookup:
+    """NVD lookups by id of CVEs that RSS entries mention and no NVD or KEV feed told of (``[cve_lookup]``).
+    On when the table is present or an NVD feed is configured; never otherwise (no surprise calls to NVD)."""
+
+    enabled: bool = False
+    url: str = ""  # the NVD CVE API 2.0 endpoint: the NVD feed's, else the public one
+    api_key_env: str = ""  # the NVD feed's, unless given
+    max_per_poll: int = 10  # lookups one poll of one feed may make; the rest wait for the next poll
+    refresh: float = 86400.0  # a looked-up CVE is asked for again after this
+    retry_unknown: float = 6 * 3600.0  # an id NVD did not know is asked for again after this
+
+
+@dataclass(frozen=True)
 class Metrics:
     host: str  # where /metrics listens: an address of this machine, not a public one (there is no auth)
     port: int
@@ -140,6 +159,7 @@ class Config:
     database: str = "feedrelay.db"
     alerts: Alerts | None = None
     metrics: Metrics | None = None
+    cve_lookup: CveLookup = CveLookup()
 
     def feed(self, name: str) -> Feed | None:
         return next((f for f in self.feeds if f.name == name), None)
@@ -148,6 +168,8 @@ class Config:
         names = {self.slack.token_env}
         names.update(c.webhook_env for c in self.channels.values() if c.webhook_env)
         names.update(f.api_key_env for f in self.feeds if f.api_key_env)
+        if self.cve_lookup.api_key_env:
+            names.add(self.cve_lookup.api_key_env)
         names.update(var for f in self.feeds for var in f.http.env_names())
         return names
 

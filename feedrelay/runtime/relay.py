@@ -25,7 +25,9 @@ from feedrelay.runtime.preview import Preview, preview
 from feedrelay.runtime.scheduler import Dispatcher
 from feedrelay.runtime.status import Status, read_status, status_of
 from feedrelay.sources import Source, make_source
+from feedrelay.sources.cve_lookup import CveLookup
 from feedrelay.store import DatabaseLock, Store
+from feedrelay.store.cve_facts import CveFactsTable
 from feedrelay.store.stories import Stories
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class Relay:
         self.store: Store
         self.outbox: Outbox
         self.fetcher: Fetcher
+        self._lookup: CveLookup | None = None
         self.polls: Dispatcher  # every poll of `once` and `run` goes through it
         self.sinks: Sinks
         self.deliverer: Deliverer
@@ -148,7 +151,8 @@ class Relay:
     async def _poll_part(self, feed: Feed) -> FeedReport:
         started = time.monotonic()
         report = await poll_feed(feed, self.source(feed), self.store, self.outbox,
-                                 dedupe_window=self.config.defaults.dedupe_window, alerts=self.config.alerts)
+                                 dedupe_window=self.config.defaults.dedupe_window, alerts=self.config.alerts,
+                                 cves=self._cve_lookup())
         if report.channels:
             self.deliverer.wake(report.channels)
         self._count(report, time.monotonic() - started)
@@ -187,6 +191,15 @@ class Relay:
             for future in futures:
                 future.cancel()  # (after an error: the rest of the round is dropped)
 
+    def _cve_lookup(self) -> CveLookup | None:
+        """NVD lookups of mentioned CVEs, as the configuration has them now (a reload may turn them on or off)."""
+        settings = self.config.cve_lookup
+        if not settings.enabled:
+            return None
+        if self._lookup is None or self._lookup.settings != settings:
+            self._lookup = CveLookup(settings, self.fetcher, self.environ)
+        return self._lookup
+
     async def drain(self, max_wait: float) -> dict[str, ChannelReport]:
         return await self.deliverer.drain(deadline=time.time() + max_wait)
 
@@ -196,6 +209,7 @@ class Relay:
         with self.store.transaction():
             sent = self.outbox.prune(keep=max(d.dedupe_window, 7 * 86400))
             Stories(self.store).prune(retention=max(d.retention, d.dedupe_window))
+            CveFactsTable(self.store).prune(retention=max(d.retention, d.dedupe_window))
         if removed or sent:
             log.info("pruned %d remembered item(s) and %d delivered message(s)", removed, sent)
 
