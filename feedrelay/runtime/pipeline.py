@@ -218,7 +218,8 @@ async def _enrich(feed: Feed, row: FeedRow, items: list[Item], known: set[str], 
     if stale and cves is not None:
         order = list(dict.fromkeys(c for found in ids.values() for c in found if c in stale))
         looked = await cves.lookup(order)
-        table.looked_up(looked.found, now)
+        with store.transaction():  # (kept even if the poll fails later: NVD's answers are facts of their own)
+            table.looked_up(looked.found, now)
         facts.update(table.known(looked.found, rules, now)[0])
         pending = looked.deferred - facts.keys()
     facts = _with_epss(store, facts)
