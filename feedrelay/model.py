@@ -131,3 +131,43 @@ class Delivery:
     legacy_dedupe_key: str = ""  # what rows written before schema 2 hold for the same article (the bare link)
     action: str = "post"  # post | reply | update: see Intent
     story: str = ""
+
+
+@dataclass(frozen=True)
+class CveFacts:
+    """What feedrelay knows of one CVE, from its NVD and KEV items or an NVD lookup by id: the badge an entry
+    mentioning the CVE shows, and what security rules on RSS routes judge it by (decide/mentions.py).
+
+    ``epss``/``epss_percentile`` stay None until the EPSS table fills them (the pipeline's `_enrich`)."""
+
+    cve: str
+    severity: str | None = None  # none | low | medium | high | critical; None: unscored
+    score: float | None = None
+    score_source: str = ""  # NVD | CNA | CISA-ADP: whose score it is
+    kev: bool = False
+    kev_due: str | None = None
+    epss: float | None = None  # probability 0–1
+    epss_percentile: float | None = None  # 0–1
+    vendors: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()
+    cwes: tuple[str, ...] = ()
+    rejected: bool = False
+
+    def as_extra(self) -> dict[str, Any]:
+        """The facts as the ``extra`` of a CVE item, so the security rules judge a mention as they judge NVD's."""
+        return {"cve": self.cve, "severity": self.severity, "score": self.score, "score_source": self.score_source,
+                "kev": self.kev, "kev_due": self.kev_due, "epss": self.epss, "epss_percentile": self.epss_percentile,
+                "vendors": list(self.vendors), "products": list(self.products), "cwes": list(self.cwes),
+                "rejected": self.rejected}
+
+    @classmethod
+    def from_extra(cls, x: dict[str, Any]) -> CveFacts:
+        score = x.get("score")
+        return cls(cve=str(x.get("cve", "")), severity=x.get("severity") or None,
+                   score=float(score) if isinstance(score, int | float) else None,
+                   score_source=str(x.get("score_source") or ""), kev=bool(x.get("kev")),
+                   kev_due=str(x["kev_due"]) if x.get("kev_due") else None,
+                   epss=x.get("epss"), epss_percentile=x.get("epss_percentile"),
+                   vendors=tuple(str(v) for v in x.get("vendors") or ())[:50],
+                   products=tuple(str(p) for p in x.get("products") or ())[:50],
+                   cwes=tuple(str(c) for c in x.get("cwes") or ())[:20], rejected=bool(x.get("rejected")))

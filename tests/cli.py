@@ -42,10 +42,12 @@ def toml_value(value: Any) -> str:
 
 def write_config(path: Path, *, feeds: list[dict[str, Any]], channels: Mapping[str, Mapping[str, Any]] | None = None,
                  defaults: Mapping[str, Any] | None = None, alerts: Mapping[str, Any] | None = None,
-                 metrics: Mapping[str, Any] | None = None, epss: Mapping[str, Any] | None = None) -> Path:
-    """A feeds.toml; a feed's "routes" is a list of tables."""
+                 metrics: Mapping[str, Any] | None = None, epss: Mapping[str, Any] | None = None,
+                 tables: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+    """A feeds.toml; a feed's "routes" is a list of tables; ``tables`` are further top-level tables by name."""
     lines = []
-    for table, values in (("defaults", defaults), ("alerts", alerts), ("metrics", metrics), ("epss", epss)):
+    for table, values in (("defaults", defaults), ("alerts", alerts), ("metrics", metrics), ("epss", epss),
+                          *(tables or {}).items()):
         if values:
             lines.append(f"[{table}]")
             lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]

@@ -43,6 +43,7 @@ class FakeNVD:
         self.page_size = page_size
         self.api_key = api_key
         self.queries: list[dict[str, str]] = []
+        self.lookups: list[str] = []  # the cveId of each lookup by id, in order
         self.failures: list[int] = []  # statuses to answer to the next requests, in order (0: answer normally)
         self.bad_request: str | None = None  # answer 404 + this `message` header, as NVD does for bad parameters
         # Called with startIndex before a page is cut: NVD's results change while a client pages through them.
@@ -68,6 +69,14 @@ class FakeNVD:
             return
         if self.api_key is not None and h.headers.get("apiKey") != self.api_key:
             self._send(h, 403, {"message": "Invalid apiKey"})
+            return
+        if "cveId" in query:  # a lookup by id: that record, or none (NVD answers 200 with totalResults 0)
+            with self.lock:
+                self.lookups.append(query["cveId"])
+            found = [r for r in self.records if r["cve"]["id"] == query["cveId"]]
+            self._send(h, 200, {"resultsPerPage": len(found), "startIndex": 0, "totalResults": len(found),
+                                "format": "NVD_CVE", "version": "2.0", "timestamp": "2026-11-25T00:00:00.000",
+                                "vulnerabilities": found})
             return
         for key in ("lastModStartDate", "lastModEndDate"):
             if not DATE.match(query.get(key, "")) or "%2B" not in raw_query:

@@ -102,8 +102,9 @@ def test_config_keys_and_their_errors(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=re.escape(says)):
             parse_config(text, tmp_path / "feeds.toml", environ={})
     rss = '[channels.s]\nconsole = true\n[[feeds]]\nname = "B"\nurl = "https://x.example/f"\nchannels = ["s"]\n'
-    with pytest.raises(ConfigError, match="min_epss: applies to security feeds only"):
-        parse_config(rss + "min_epss = 0.1\n", tmp_path / "feeds.toml", environ={})
+    # On an RSS route the bar judges the CVEs an entry mentions (decide/mentions.py), and needs the scores.
+    config = parse_config(rss + "min_epss = 0.1\n", tmp_path / "feeds.toml", environ={})
+    assert config.feeds[0].routes[0].filter.min_epss == 0.1 and config.epss is not None
 
 
 def test_label() -> None:

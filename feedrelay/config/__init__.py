@@ -20,6 +20,7 @@ from feedrelay.config.model import (
     Channel,
     Config,
     ConfigError,
+    CveLookup,
     Defaults,
     Epss,
     Feed,
@@ -33,7 +34,8 @@ from feedrelay.config.model import (
 
 __all__ = [
     "DEFAULT_FILTER_FIELDS", "DEFAULT_SLACK_API_URL", "DEFAULT_TOKEN_ENV", "FILTER_FIELDS", "MAX_DURATION", "MAX_SIZE",
-    "Alerts", "Channel", "Config", "ConfigError", "Defaults", "Epss", "Feed", "Filter", "HttpOptions", "Metrics",
-    "Route", "SlackSettings", "_Checker", "_valid_url", "basic_credentials", "database_of", "format_duration",
-    "load_config", "parse_config", "parse_duration", "parse_size",
+    "Alerts", "Channel", "Config", "ConfigError", "CveLookup", "Defaults", "Epss", "Feed", "Filter", "HttpOptions",
+    "Metrics", "Route",
+    "SlackSettings", "_Checker", "_valid_url", "basic_credentials", "database_of", "format_duration", "load_config",
+    "parse_config", "parse_duration", "parse_size",
 ]

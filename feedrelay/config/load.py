@@ -25,6 +25,7 @@ from feedrelay.config.model import (
     Channel,
     Config,
     ConfigError,
+    CveLookup,
     Defaults,
     Epss,
     Feed,
@@ -145,6 +146,7 @@ _EXPLOITATION = ("none", "poc", "active")
 _FILTER_KEYS = ("include", "exclude", "include_regex", "exclude_regex", "fields", *_SECURITY_KEYS)
 _FEED_KEYS = ("name", "url", "type", "interval", "backlog", "channel", "channels", "routes", "api_key_env",
               "headers", "auth", "user_agent", "updates", *_FILTER_KEYS, *route_options.ROUTE_KEYS)
+_NVD_URL = "https://services.nvd.nist.gov/rest/json/cves/2.0"  # the public endpoint, as registry.py has it
 _UPDATES = ("thread", "broadcast", "post", "off")
 _SEVERITIES = ("none", "low", "medium", "high", "critical")
 
@@ -408,12 +410,18 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
         raise c.fail(f"{keypath}.channel", "expected a channel name")
     shorthand = [t["channel"]] if "channel" in t else list(c.strings(t, "channels", keypath))
     if not registry.is_security(kind):
+        # On an RSS route the security keys judge the CVEs an entry mentions (decide/mentions.py); a hold waits for
+        # a source to return the CVE scored, which only security feeds do.
         for table, path in [(t, keypath)] + [(r, f"{keypath}.routes[{j}]") for j, r in
                                              enumerate(raw_routes) if isinstance(r, dict)]:
-            if wrong := next((k for k in _SECURITY_KEYS if k in table), None):
-                raise c.fail(f"{path}.{wrong}", "applies to security feeds only (type = \"nvd\", \"kev\" or "
-                                                "\"cvelist\"); "
-                                                "for RSS use include/exclude keywords or regexes")
+            if isinstance(table.get("include_unscored"), str):
+                raise c.fail(f"{path}.include_unscored", 'a hold ("after …") applies to NVD and KEV feeds only; on '
+                                                         "an RSS route a mentioned CVE without a score passes with "
+                                                         "include_unscored = true, or not with false")
+            # CISA's SSVC comes with CVE List records only; the facts kept for mentioned CVEs have none.
+            if wrong := next((k for k in ("ssvc_exploitation", "automatable") if k in table), None):
+                raise c.fail(f"{path}.{wrong}", "applies to security feeds only (type = \"cvelist\" carries "
+                                                "CISA's SSVC); on an RSS route use kev_only, min_severity or min_epss")
     if shorthand:
         feed_filter = _filter(c, {k: v for k, v in t.items() if k in _FILTER_KEYS}, keypath)
         options = _route_options(c, t, keypath, defaults)
@@ -507,7 +515,7 @@ def parse_config(text: str, path: Path | str = "feeds.toml", environ: Mapping[st
 
 def _validate(raw: dict[str, Any], text: str, path: Path, environ: Mapping[str, str]) -> Config:
     c = _Checker(path, text)
-    c.table(raw, "", ("database", "defaults", "slack", "channels", "feeds", "alerts", "metrics", "epss"))
+    c.table(raw, "", ("database", "defaults", "slack", "channels", "feeds", "alerts", "metrics", "epss", "cve_lookup"))
     defaults = _defaults(c, raw.get("defaults", {}))
     st = c.table(raw.get("slack", {}), "slack", ("token_env", "api_url"))
     api_url = environ.get("SLACK_API_URL") or c.get(st, "api_url", "slack", str, DEFAULT_SLACK_API_URL)
@@ -540,8 +548,9 @@ def _validate(raw: dict[str, Any], text: str, path: Path, environ: Mapping[str, 
     epss = _epss(c, raw["epss"]) if "epss" in raw else None
     if epss is None and any(r.filter.epss_bar for f in feeds for r in f.routes):
         epss = Epss()  # a route's EPSS bar needs the scores: FIRST's daily file, checked at the default refresh
+    cve_lookup = _cve_lookup(c, raw.get("cve_lookup"), feeds)
     return Config(path=path, defaults=defaults, slack=slack, channels=channels, feeds=feeds, database=database,
-                  alerts=alerts, metrics=metrics, epss=epss)
+                  alerts=alerts, metrics=metrics, epss=epss, cve_lookup=cve_lookup)
 
 
 def _epss(c: _Checker, raw: object) -> Epss:
@@ -553,6 +562,35 @@ def _epss(c: _Checker, raw: object) -> Epss:
     if refresh < 60:
         raise c.fail("epss.refresh", 'must be at least "1m" (FIRST publishes one file a day; "6h" is the default)')
     return Epss(url=url, refresh=refresh)
+
+
+def _cve_lookup(c: _Checker, raw: object, feeds: tuple[Feed, ...]) -> CveLookup:
+    """Lookups are on where the table is or an NVD feed is configured, and nowhere else: a config that never named
+    NVD never calls it (tests and CI have no internet)."""
+    nvd = next((f for f in feeds if f.kind == "nvd"), None)
+    if raw is None:
+        if nvd is None:
+            return CveLookup()
+        return CveLookup(enabled=True, url=nvd.url, api_key_env=nvd.api_key_env)
+    t = c.table(raw, "cve_lookup", ("enabled", "url", "api_key_env", "max_per_poll", "refresh", "retry_unknown"))
+    url = c.get(t, "url", "cve_lookup", str, nvd.url if nvd else _NVD_URL).strip()
+    if not _valid_url(url):
+        raise c.fail("cve_lookup.url", "expected an http(s) URL of the NVD CVE API 2.0, such as "
+                                       "https://services.nvd.nist.gov/rest/json/cves/2.0")
+    # (the NVD feed's key goes to the NVD feed's endpoint only: another url gets its own api_key_env, or none)
+    api_key_env = nvd.api_key_env if nvd and url == nvd.url else ""
+    if t.get("api_key_env") != "":
+        api_key_env = _env_name(c, t, "api_key_env", "cve_lookup", api_key_env, example="NVD_API_KEY",
+                                holds="the API key")
+    max_per_poll = c.get(t, "max_per_poll", "cve_lookup", int, CveLookup.max_per_poll)
+    if not 0 <= max_per_poll <= 1000:
+        raise c.fail("cve_lookup.max_per_poll", "expected 0 to 1000 lookups a poll (NVD allows 5 requests in 30 s "
+                                                "without an API key, 50 with one)")
+    refresh = c.convert(t, "refresh", "cve_lookup", parse_duration, CveLookup.refresh)
+    retry_unknown = c.convert(t, "retry_unknown", "cve_lookup", parse_duration, CveLookup.retry_unknown)
+    return CveLookup(enabled=c.get(t, "enabled", "cve_lookup", bool, True) and max_per_poll > 0, url=url,
+                     api_key_env=api_key_env, max_per_poll=max_per_poll, refresh=refresh, retry_unknown=retry_unknown)
+
 
 
 def _metrics(c: _Checker, raw: object) -> Metrics:

@@ -48,6 +48,13 @@ class Filter:
         return self.min_epss is not None or self.min_epss_percentile is not None
 
     @property
+    def security_rules(self) -> bool:
+        """Whether a rule here judges CVEs (on an RSS route: the CVEs an entry mentions)."""
+        return bool(self.min_severity is not None or self.min_score is not None or self.vendors or self.products
+                    or self.cwes or self.kev_only or self.epss_bar or self.ssvc_exploitation
+                    or self.automatable is not None)
+
+    @property
     def empty(self) -> bool:
         return self == Filter(fields=self.fields)
 
@@ -137,6 +144,19 @@ class Alerts:
 
 
 @dataclass(frozen=True)
+class CveLookup:
+    """NVD lookups by id of CVEs that RSS entries mention and no NVD or KEV feed told of (``[cve_lookup]``).
+    On when the table is present or an NVD feed is configured; never otherwise (no surprise calls to NVD)."""
+
+    enabled: bool = False
+    url: str = ""  # the NVD CVE API 2.0 endpoint: the NVD feed's, else the public one
+    api_key_env: str = ""  # the NVD feed's, unless given
+    max_per_poll: int = 10  # lookups one poll of one feed may make; the rest wait for the next poll
+    refresh: float = 86400.0  # a looked-up CVE is asked for again after this
+    retry_unknown: float = 6 * 3600.0  # an id NVD did not know is asked for again after this
+
+
+@dataclass(frozen=True)
 class Metrics:
     host: str  # where /metrics listens: an address of this machine, not a public one (there is no auth)
     port: int
@@ -164,6 +184,7 @@ class Config:
     alerts: Alerts | None = None
     metrics: Metrics | None = None
     epss: Epss | None = None  # set by [epss], or by any route's min_epss / min_epss_percentile; None: never fetched
+    cve_lookup: CveLookup = CveLookup()
 
     def feed(self, name: str) -> Feed | None:
         return next((f for f in self.feeds if f.name == name), None)
@@ -172,6 +193,8 @@ class Config:
         names = {self.slack.token_env}
         names.update(c.webhook_env for c in self.channels.values() if c.webhook_env)
         names.update(f.api_key_env for f in self.feeds if f.api_key_env)
+        if self.cve_lookup.api_key_env:
+            names.add(self.cve_lookup.api_key_env)
         names.update(var for f in self.feeds for var in f.http.env_names())
         return names
 

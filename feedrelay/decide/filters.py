@@ -136,8 +136,42 @@ def _search(flt: Filter, rule: _Rule, text: str) -> bool:
         b.spent[(flt, rule.label)] += b.clock() - start  # type: ignore[assignment]  # (a Counter of seconds)
 
 
+def _mentions(flt: Filter, item: Item) -> Decision | None:
+    """An RSS entry under security rules: it passes if ANY CVE it mentions passes them all (the same rules, AND
+    across keys, as an NVD route's); one that mentions no CVE fails. While a mentioned CVE is still to be looked
+    up and none passes yet, the entry is undecided: judged again at a later poll, not dropped."""
+    if not flt.security_rules:
+        return None
+    mentions = item.extra.get("mentions") or []
+    if not mentions:
+        return Decision(False, "excluded: mentions no CVE (this route has security keys)")
+    why: list[str] = []
+    pending: list[str] = []
+    for m in mentions:
+        cve = str(m.get("cve", ""))
+        if m.get("pending"):
+            pending.append(cve)
+            continue
+        if m.get("unknown"):
+            why.append(f"{cve}: not known (not in NVD, or lookups off)")
+            continue
+        # Judged as an NVD record of it would be; a CVE without CPE data is matched by vendor or product names in
+        # the entry's own text (its title and summary), as NVD's are in their description.
+        probe = Item(key=cve, title=item.title, link="", summary=item.summary, kind="cve", extra=m)
+        decision = _security(flt, probe)
+        if decision is None:
+            return None
+        why.append(f"{cve}: {decision.reason.removeprefix('excluded: ')}")
+    if pending:
+        return Decision(False, f"held: {len(pending)} mentioned CVE(s) not looked up yet ({', '.join(pending[:3])}); "
+                               "judged again at a later poll", undecided=True)
+    return Decision(False, f"excluded: no mentioned CVE passes ({'; '.join(why[:3])})")
+
+
 def _security(flt: Filter, item: Item) -> Decision | None:
     """Severity, score, vendor/product, CWE and KEV rules; None when none of them rejects."""
+    if item.kind not in SECURITY_KINDS:
+        return _mentions(flt, item)
     extra = item.extra
     if extra.get("rejected"):
         return Decision(False, "excluded: Rejected (the CVE ID was withdrawn)")

@@ -159,3 +159,21 @@ def truncate(text: str, limit: int, ellipsis: str = "…") -> str:
 
 def one_line(text: str) -> str:
     return " ".join(text.split()) if "\n" in text else text
+
+
+# CVE ids: a 4-digit year and a sequence of 4 to 7 digits (the CVE Program allows any length from 4; 7 is today's
+# longest and bounds a hostile "CVE-2026-999…"). Written in any case by hand-edited advisories ("cve-2026-1234").
+_CVE_ID = re.compile(r"(?<![\w-])CVE-(\d{4})-(\d{4,7})(?![\w-])", re.IGNORECASE)
+MAX_CVE_IDS = 100  # per entry: an Oracle patch update names hundreds; rules and badges look at the first 100
+
+
+def cve_ids(text: str, limit: int = MAX_CVE_IDS) -> list[str]:
+    """The CVE ids free text names, upper case, each once, in order of first mention."""
+    if "cve-" not in text.lower():  # (most entries name none)
+        return []
+    seen: dict[str, None] = {}
+    for match in _CVE_ID.finditer(text):
+        seen[f"CVE-{match.group(1)}-{match.group(2)}"] = None
+        if len(seen) >= limit:
+            break
+    return list(seen)

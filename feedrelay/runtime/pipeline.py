@@ -18,12 +18,15 @@ from feedrelay.config import Alerts, Feed
 from feedrelay.decide import caps, daily, filters
 from feedrelay.decide.decider import Plan, decide_poll
 from feedrelay.decide.lifecycle import Outcome, StoryWrite, judge, story_key, tracked
+from feedrelay.decide.mentions import attach, mentioned
 from feedrelay.delivery.outbox import Outbox
-from feedrelay.model import Delivery, Intent, Item, Lookalike
+from feedrelay.model import CveFacts, Delivery, Intent, Item, Lookalike
 from feedrelay.registry import is_security
 from feedrelay.runtime.alerts import feed_failing, feed_incident, feed_recovered
 from feedrelay.sources import PollResult, Source, SourceError
+from feedrelay.sources.cve_lookup import CveLookup
 from feedrelay.store import DB_ERRORS, FeedRow, Store, StoreError, damaged, describe
+from feedrelay.store.cve_facts import CacheRules, CveFactsTable
 from feedrelay.store.epss import EPSS
 from feedrelay.store.stories import Stories
 
@@ -56,9 +59,11 @@ class FeedReport:
 
 
 async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *, dedupe_window: float,
-                    alerts: Alerts | None = None, now: float | None = None, epss: bool = False) -> FeedReport:
+                    alerts: Alerts | None = None, now: float | None = None, epss: bool = False,
+                    cves: CveLookup | None = None) -> FeedReport:
     """Poll once and queue what is new. Never raises for a feed's own problems: they are recorded. ``epss``:
-    security items get their CVE's EPSS score from the store before the filters run."""
+    security items get their CVE's EPSS score from the store before the filters run. ``cves``: NVD lookups of the
+    CVEs an RSS entry mentions that no feed told of (None: lookups off)."""
     now = time.time() if now is None else now
     try:
         row = store.feed(feed.name) or store.ensure_feed(feed.name, feed.url, feed.kind)
@@ -101,6 +106,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
         if epss and is_security(feed.kind):
             result.items = EPSS(store).enrich(result.items)  # one batch lookup per poll
         known, lookalikes, upgraded = _inputs(feed, row, result.items, store)
+        if not is_security(feed.kind):
+            result = replace(result, items=await _enrich(feed, row, result.items, known, store, cves, now))
     except DB_ERRORS as exc:
         if damaged(exc):
             raise StoreError(describe(exc, store.path)) from None
@@ -112,7 +119,8 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
     held = _hold(plan)
     state, warning = result.state, result.warning
     if held:
-        warning = "; ".join(w for w in (warning, _held_warning(feed, spent, held)) if w)
+        why = _held_warning(feed, spent, held) if spent.exhausted or spent.culprit() else _lookup_warning(held)
+        warning = "; ".join(w for w in (warning, why) if w)
         state = _replay_state(row.state, result)
     try:
         first = plan.first_poll
@@ -121,6 +129,9 @@ async def poll_feed(feed: Feed, source: Source, store: Store, outbox: Outbox, *,
         life = _lifecycle(feed, store, judged, plan, known, now, not result.listing) if tracked(feed) else None
         with store.transaction():
             store.remember(feed.name, plan.remember, now, gen)
+            if is_security(feed.kind):
+                # (every CVE a security source returns: badges and rules of RSS entries that mention it)
+                CveFactsTable(store).remember(result.items, now)
             if known:
                 # (NVD returns what changed, not a listing: a CVE it keeps modifying is seen again, too)
                 store.still_listed(feed.name, known, now, gen)
@@ -196,6 +207,43 @@ def _replay_state(old: dict[str, Any], result: PollResult) -> dict[str, Any]:
     validators, so no 304 and no "same bytes" skip); a window of changes (NVD) is read again from where it was."""
     base = result.state if result.listing else old
     return {k: v for k, v in base.items() if k not in VALIDATORS}
+
+
+async def _enrich(feed: Feed, row: FeedRow, items: list[Item], known: set[str], store: Store,
+                  cves: CveLookup | None, now: float) -> list[Item]:
+    """New entries with the facts of the CVEs they mention (``extra["mentions"]``: decide/mentions.py), looking up
+    from NVD, within the poll's allowance, the ids nothing told of. Ids left over are pending: a route whose
+    security rules they could decide holds the entry for a later poll."""
+    if not row.initialized and not feed.backlog:
+        return items  # a first poll only remembers
+    ids = {i.key: found for i in items if i.key not in known and (found := mentioned(i))}
+    if not ids:
+        return items
+    table = CveFactsTable(store)
+    rules = CacheRules(cves.settings.refresh, cves.settings.retry_unknown) if cves else CacheRules()
+    facts, stale = table.known({c for found in ids.values() for c in found}, rules, now)
+    pending: set[str] = set()
+    if stale and cves is not None:
+        order = list(dict.fromkeys(c for found in ids.values() for c in found if c in stale))
+        looked = await cves.lookup(order)
+        with store.transaction():  # (kept even if the poll fails later: NVD's answers are facts of their own)
+            table.looked_up(looked.found, now)
+        facts.update(table.known(looked.found, rules, now)[0])
+        pending = looked.deferred - facts.keys()
+    facts = _with_epss(store, facts)
+    return [replace(i, extra=attach(i, ids[i.key], facts, pending)) if i.key in ids else i for i in items]
+
+
+def _with_epss(store: Store, facts: dict[str, CveFacts]) -> dict[str, CveFacts]:
+    """The known CVEs with their EPSS scores from the last EPSS file (for the badges and min_epss of mentions)."""
+    scores = EPSS(store).lookup(facts) if facts else {}
+    return {cve: replace(f, epss=scores[cve].epss, epss_percentile=scores[cve].percentile) if cve in scores else f
+            for cve, f in facts.items()}
+
+
+def _lookup_warning(held: Collection[str]) -> str:
+    return (f"{len(held)} new entry(ies) held: they mention CVEs not looked up from NVD yet (this poll's lookups, "
+            "or NVD's rate limit, were spent, or NVD failed); they are judged again at the next poll")
 
 
 def _held_warning(feed: Feed, spent: filters.Budget, held: Collection[str]) -> str:

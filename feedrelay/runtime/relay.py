@@ -28,7 +28,9 @@ from feedrelay.runtime.preview import Preview, preview
 from feedrelay.runtime.scheduler import Dispatcher
 from feedrelay.runtime.status import Status, read_status, status_of
 from feedrelay.sources import Source, make_source
+from feedrelay.sources.cve_lookup import CveLookup
 from feedrelay.store import DatabaseLock, Store
+from feedrelay.store.cve_facts import CveFactsTable
 from feedrelay.store.epss import EPSS
 from feedrelay.store.stories import Stories
 
@@ -53,6 +55,7 @@ class Relay:
         self.store: Store
         self.outbox: Outbox
         self.fetcher: Fetcher
+        self._lookup: CveLookup | None = None
         self.polls: Dispatcher  # every poll of `once` and `run` goes through it
         self.sinks: Sinks
         self.deliverer: Deliverer
@@ -157,7 +160,7 @@ class Relay:
         started = time.monotonic()
         report = await poll_feed(feed, self.source(feed), self.store, self.outbox,
                                  dedupe_window=self.config.defaults.dedupe_window, alerts=self.config.alerts,
-                                 epss=self.config.epss is not None)
+                                 epss=self.config.epss is not None, cves=self._cve_lookup())
         if report.channels:
             self.deliverer.wake(report.channels)
         self._count(report, time.monotonic() - started)
@@ -209,6 +212,14 @@ class Relay:
         if report and report.queued:
             self.deliverer.wake({d.channel for d in report.queued})
         return report
+    def _cve_lookup(self) -> CveLookup | None:
+        """NVD lookups of mentioned CVEs, as the configuration has them now (a reload may turn them on or off)."""
+        settings = self.config.cve_lookup
+        if not settings.enabled:
+            return None
+        if self._lookup is None or self._lookup.settings != settings:
+            self._lookup = CveLookup(settings, self.fetcher, self.environ)
+        return self._lookup
 
     async def drain(self, max_wait: float) -> dict[str, ChannelReport]:
         return await self.deliverer.drain(deadline=time.time() + max_wait)
@@ -221,6 +232,7 @@ class Relay:
             Stories(self.store).prune(retention=max(d.retention, d.dedupe_window))
             # (candidates of a relay whose EPSS file stopped coming: the load that would settle them never runs)
             EPSS(self.store).settle(older_than=time.time() - CANDIDATE_DAYS * 86400)
+            CveFactsTable(self.store).prune(retention=max(d.retention, d.dedupe_window))
         if removed or sent:
             log.info("pruned %d remembered item(s) and %d delivered message(s)", removed, sent)
 

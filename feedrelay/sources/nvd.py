@@ -46,17 +46,47 @@ class RateLimiter:
         self.count = count
         self.period = period
         self.sent: deque[float] = deque()
-        self.lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        # A limiter shared by an NVD feed and the CVE lookups outlives an event loop (a library user's second
+        # asyncio.run): a lock is bound to the loop that first used it.
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._lock = loop, asyncio.Lock()
+        return self._lock
 
     async def wait(self) -> None:
+        await self.try_wait(None)
+
+    async def try_wait(self, max_wait: float | None) -> bool:
+        """Wait for a slot; False at once (nothing counted) if that would take longer than ``max_wait``."""
         async with self.lock:
             now = time.monotonic()
             while self.sent and now - self.sent[0] >= self.period:
                 self.sent.popleft()
             if len(self.sent) >= self.count:
-                await asyncio.sleep(self.period - (now - self.sent[0]))
+                delay = self.period - (now - self.sent[0])
+                if max_wait is not None and delay > max_wait:
+                    return False
+                await asyncio.sleep(delay)
                 self.sent.popleft()
             self.sent.append(time.monotonic())
+            return True
+
+
+_LIMITERS: dict[tuple[str, bool], RateLimiter] = {}
+
+
+def shared_limiter(url: str, keyed: bool) -> RateLimiter:
+    """One limiter per NVD endpoint (and key or none) in this process: an NVD feed and the CVE lookups of RSS
+    entries share NVD's limit (5 requests per rolling 30 s without a key, 50 with one)."""
+    key = (url.split("?", 1)[0], keyed)
+    if key not in _LIMITERS:
+        _LIMITERS[key] = RateLimiter(50 if keyed else 5, 30.0)
+    return _LIMITERS[key]
 
 
 def nvd_time(dt: datetime) -> str:
@@ -206,8 +236,8 @@ class NVDSource:
         self.url = feed.url  # config fills in the public endpoint
         # The Relay's environment, not os.environ: a library user's Relay(environ=...) decides what a source sees.
         self.api_key = environ.get(feed.api_key_env, "").strip() if feed.api_key_env else ""
-        # Public limits: 5 requests per rolling 30 s without a key, 50 with one.
-        self.limiter = RateLimiter(50 if self.api_key else 5, 30.0)
+        # Public limits: 5 requests per rolling 30 s without a key, 50 with one (shared with the CVE lookups).
+        self.limiter = shared_limiter(self.url, bool(self.api_key))
         self.retry_delays = (2.0, 6.0)
 
     async def poll(self, state: dict[str, Any]) -> PollResult:

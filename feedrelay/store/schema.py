@@ -98,6 +98,16 @@ CREATE TABLE IF NOT EXISTS epss_candidates (
     item TEXT NOT NULL,                       -- the item as last seen (JSON), to post when it passes
     PRIMARY KEY (channel, story, feed)
 ) WITHOUT ROWID;
+-- What feedrelay knows of each CVE, for the badges and security rules of RSS entries that mention it
+-- (feedrelay/store/cve_facts.py). A new table, created where missing: no schema version of its own.
+CREATE TABLE IF NOT EXISTS cve_facts (
+    cve TEXT PRIMARY KEY,
+    record TEXT,                              -- JSON facts of its CVE record (an NVD feed or lookup); NULL: none
+    kev TEXT,                                 -- JSON of its KEV listing (due date, vendor, product); NULL: not listed
+    looked_up REAL,                           -- when NVD was last asked for it by id; NULL: a feed keeps it current
+    found INTEGER,                            -- that lookup's answer: 1 found, 0 NVD does not know the id (yet)
+    updated REAL NOT NULL                     -- when any of it last changed (pruning: retention)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channels (
     name TEXT PRIMARY KEY,
     failing TEXT,                             -- a permanent Slack error, shown in `status`
