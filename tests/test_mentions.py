@@ -140,6 +140,8 @@ def test_cisa_advisories_show_badges_from_nvd_kev_and_a_lookup_and_kev_only_post
     assert second.code == 0, second.output
     assert nvd.lookups == []
     feed_server.set("/ics-advisories.xml", ADVISORIES.read_bytes())
+    preview = relay("preview", "CISA ICS")  # decides as the poll will, from what is known (no lookups)
+    assert preview.code == 0 and preview.out.count("post → exploited") == 1, preview.output
     third = relay("once")
     assert third.code == 0, third.output
 

@@ -143,6 +143,7 @@ def _suggest(key: str, allowed: tuple[str, ...]) -> str:
 _SECURITY_KEYS = ("min_severity", "min_score", "include_unscored", "vendors", "products", "cwes", "kev_only",
                   "ssvc_exploitation", "automatable", "min_epss", "min_epss_percentile")
 _EXPLOITATION = ("none", "poc", "active")
+_SSVC_KEYS: tuple[str, ...] = ("ssvc_exploitation", "automatable")
 _FILTER_KEYS = ("include", "exclude", "include_regex", "exclude_regex", "fields", *_SECURITY_KEYS)
 _FEED_KEYS = ("name", "url", "type", "interval", "backlog", "channel", "channels", "routes", "api_key_env",
               "headers", "auth", "user_agent", "updates", *_FILTER_KEYS, *route_options.ROUTE_KEYS)
@@ -419,7 +420,7 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
                                                          "an RSS route a mentioned CVE without a score passes with "
                                                          "include_unscored = true, or not with false")
             # CISA's SSVC comes with CVE List records only; the facts kept for mentioned CVEs have none.
-            if wrong := next((k for k in ("ssvc_exploitation", "automatable") if k in table), None):
+            if wrong := next((k for k in _SSVC_KEYS if k in table), None):
                 raise c.fail(f"{path}.{wrong}", "applies to security feeds only (type = \"cvelist\" carries "
                                                 "CISA's SSVC); on an RSS route use kev_only, min_severity or min_epss")
     if shorthand:

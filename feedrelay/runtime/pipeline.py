@@ -287,8 +287,25 @@ def plan_poll(feed: Feed, row: FeedRow, items: list[Item], store: Store | None, 
     """What a poll of these items decides, from what the store knows of the feed (``store`` None: nothing yet),
     and the keys it already knew. A real poll and `preview` both decide here, so they cannot disagree."""
     known, lookalikes, upgraded = _inputs(feed, row, items, store) if store is not None else (set(), {}, set())
+    if store is not None and not is_security(feed.kind):
+        items = _known_mentions(feed, row, items, known, store, time.time() if now is None else now)
     plan, _ = _decide_now(feed, row, items, known, lookalikes, upgraded, now)
     return plan, known
+
+
+def _known_mentions(feed: Feed, row: FeedRow, items: list[Item], known: set[str], store: Store, now: float
+                    ) -> list[Item]:
+    """:func:`_enrich` without lookups, for `preview` (a read-only store): ids nothing told of yet are pending, as
+    a poll would find them before its lookups."""
+    if not row.initialized and not feed.backlog:
+        return items
+    ids = {i.key: found for i in items if i.key not in known and (found := mentioned(i))}
+    if not ids:
+        return items
+    facts, _ = CveFactsTable(store).known({c for found in ids.values() for c in found}, CacheRules(), now)
+    pending = {c for found in ids.values() for c in found} - facts.keys()
+    facts = _with_epss(store, facts)
+    return [replace(i, extra=attach(i, ids[i.key], facts, pending)) if i.key in ids else i for i in items]
 
 
 def as_synced(row: FeedRow | None, feed: Feed) -> FeedRow:
