@@ -21,7 +21,7 @@ from feedrelay.ingest.fetch import Fetcher, FetchError
 from feedrelay.ingest.text import clean
 from feedrelay.model import Item
 from feedrelay.sources import PollResult, SourceError
-from feedrelay.sources.nvd import CISA_ADP, DESCRIPTION_MAX, _cpe_name, severity_for
+from feedrelay.sources.nvd import CISA_ADP, DESCRIPTION_MAX, _cpe_name, score_fields, severity_for
 
 DEFAULT_URL = "https://raw.githubusercontent.com/CVEProject/cvelistV5/main/"
 DELTA_LOG = "cves/deltaLog.json"
@@ -259,11 +259,7 @@ def record_item(record: object, expected: str | None = None) -> Item:
     extra: dict[str, Any] = {
         "cve": cve_id,
         "status": state.capitalize(),
-        "severity": metric["severity"] if metric else None,
-        "score": metric["score"] if metric else None,
-        "cvss_version": metric["version"] if metric else None,
-        "vector": metric["vector"] if metric else "",
-        "score_source": metric["source_type"] if metric else "",
+        **score_fields(metric),
         **_names(cna, adp),
         "cwes": cwes,
         "references": [str(r.get("url", ""))[:500] for r in _list(cna.get("references"))[:5]],

@@ -136,6 +136,13 @@ def pick_metric(metrics: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def score_fields(metric: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``extra`` keys of a CVE item's score, from :func:`pick_metric` (None: unscored)."""
+    return {"severity": metric["severity"] if metric else None, "score": metric["score"] if metric else None,
+            "cvss_version": metric["version"] if metric else None, "vector": metric["vector"] if metric else "",
+            "score_source": metric["source_type"] if metric else ""}
+
+
 def severity_for(score: float) -> str:
     if score == 0:
         return "none"
@@ -199,11 +206,7 @@ def cve_item(cve: dict[str, Any]) -> Item | None:
     extra: dict[str, Any] = {
         "cve": cve_id,
         "status": status,
-        "severity": metric["severity"] if metric else None,
-        "score": metric["score"] if metric else None,
-        "cvss_version": metric["version"] if metric else None,
-        "vector": metric["vector"] if metric else "",
-        "score_source": metric["source_type"] if metric else "",
+        **score_fields(metric),
         "vendors": vendors,
         "products": products,
         "affected": affected,
