@@ -134,6 +134,12 @@ def _kev(feed: Feed, ctx: SourceContext) -> Source:
     return KEVSource(feed, ctx.fetcher)
 
 
+def _ghsa(feed: Feed, ctx: SourceContext) -> Source:
+    from feedrelay.sources.ghsa import GHSASource
+
+    return GHSASource(feed, ctx.fetcher, environ=ctx.environ)
+
+
 def _slack(channel: Channel, ctx: SinkContext) -> Sink:
     from feedrelay.delivery.sinks import ConsoleSink, SlackBotSink
 
@@ -170,6 +176,7 @@ register_source("nvd", _nvd, default_url="https://services.nvd.nist.gov/rest/jso
 register_source("kev", _kev,
                 default_url="https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json",
                 security=True)
+register_source("ghsa", _ghsa, default_url="https://api.github.com/advisories", security=True)
 register_sink("slack", _slack)
 register_sink("webhook", _webhook)
 register_sink("console", _console)

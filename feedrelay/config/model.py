@@ -36,6 +36,8 @@ class Filter:
     products: tuple[str, ...] = ()
     cwes: tuple[str, ...] = ()
     kev_only: bool = False
+    ecosystems: tuple[str, ...] = ()  # GitHub advisories: GitHub's ecosystem names (pip, npm, maven…)
+    packages: tuple[str, ...] = ()  # GitHub advisories: package names, lowercase
 
     @property
     def empty(self) -> bool:
@@ -91,6 +93,7 @@ class Feed:
     routes: tuple[Route, ...]
     api_key_env: str = ""  # NVD only
     http: HttpOptions = HttpOptions()
+    token_env: str = ""  # GitHub advisories only: the variable holding a GitHub token (higher rate limits)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ class Config:
         names = {self.slack.token_env}
         names.update(c.webhook_env for c in self.channels.values() if c.webhook_env)
         names.update(f.api_key_env for f in self.feeds if f.api_key_env)
+        names.update(f.token_env for f in self.feeds if f.token_env)
         names.update(var for f in self.feeds for var in f.http.env_names())
         return names
 
@@ -155,7 +159,8 @@ class Config:
         """The variables feeds fetch with (API keys, header values, basic auth) → those feeds."""
         needs: dict[str, list[str]] = {}
         for feed in self.feeds:
-            for var in dict.fromkeys(((feed.api_key_env,) if feed.api_key_env else ()) + feed.http.env_names()):
+            keys = tuple(v for v in (feed.api_key_env, feed.token_env) if v)
+            for var in dict.fromkeys(keys + feed.http.env_names()):
                 needs.setdefault(var, []).append(feed.name)
         return needs
 

@@ -138,6 +138,8 @@ def _search(flt: Filter, rule: _Rule, text: str) -> bool:
 def _security(flt: Filter, item: Item) -> Decision | None:
     """Severity, score, vendor/product, CWE and KEV rules; None when none of them rejects."""
     extra = item.extra
+    if extra.get("withdrawn"):
+        return Decision(False, "excluded: withdrawn by GitHub")
     if extra.get("rejected"):
         return Decision(False, "excluded: Rejected (the CVE ID was withdrawn)")
     severity = extra.get("severity")  # None = unscored
@@ -157,6 +159,10 @@ def _security(flt: Filter, item: Item) -> Decision | None:
         return Decision(False, "excluded: not in CISA KEV (kev_only)")
     if flt.cwes and not set(flt.cwes) & {c.upper() for c in extra.get("cwes", ())}:
         return Decision(False, f"excluded: none of CWEs {', '.join(flt.cwes)}")
+    if flt.ecosystems and not set(flt.ecosystems) & {str(e).lower() for e in extra.get("ecosystems", ())}:
+        return Decision(False, f"excluded: none of ecosystems {', '.join(flt.ecosystems)}")
+    if flt.packages and not set(flt.packages) & {str(p).lower() for p in extra.get("packages", ())}:
+        return Decision(False, "excluded: no listed package")
     if flt.vendors or flt.products:
         wanted = [("vendor", v) for v in flt.vendors] + [("product", p) for p in flt.products]
         have = {("vendor", v.lower()) for v in extra.get("vendors", ())}
