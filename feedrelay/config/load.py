@@ -391,6 +391,10 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
     token_env = ""
     if t.get("token_env") != "":
         token_env = _env_name(c, t, "token_env", keypath, "", example="GITHUB_TOKEN", holds="the token")
+        # GitHub's tokens look like variable names (ghp_…, github_pat_…): one pasted here is still refused, unquoted.
+        if token_env.lower().startswith(("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")):
+            raise c.fail(f"{keypath}.token_env", "must name an environment variable (like GITHUB_TOKEN), not hold "
+                                                 "the token itself; put the token in that variable")
     if token_env and kind != "ghsa":
         raise c.fail(f"{keypath}.token_env", "only GitHub advisory feeds (type = \"ghsa\") take a token")
     http = _http_options(c, t, keypath)

@@ -28,6 +28,7 @@ PAGE_SIZE = 100  # GitHub's largest per_page
 MAX_PAGES = 10  # per poll (1,000 advisories, ~10 MB at worst); `more` reads the rest at once
 OVERLAP = timedelta(hours=1)  # an advisory can reach the API's index a little after its updated_at
 DESCRIPTION_MAX = 3000
+MAX_RECENT = 2000  # advisories remembered from the overlap window (a bulk update touches many at once)
 MAX_PACKAGES = 500  # package names kept per advisory for the filters (a few advisories list hundreds)
 SHOWN_PACKAGES = 20  # vulnerable ranges kept for the message
 _SEVERITIES = {"low": "low", "medium": "medium", "moderate": "medium", "high": "high", "critical": "critical"}
@@ -168,12 +169,13 @@ class GHSASource:
         if mark is None:
             # First poll: the newest page is remembered (and `backlog` of it posted); later polls read on from it.
             data, _ = await self._page(self._query(None, "desc"))
-            items, newest = self._items(data)
-            start = newest or datetime.fromtimestamp(self.clock(), UTC)
-            return PollResult(items, {"watermark": start.isoformat()}, listing=False)
+            read = self._items(data)
+            start = max((u for _, u in read), default=None) or datetime.fromtimestamp(self.clock(), UTC)
+            return PollResult([i for i, _ in read], self._state(start, read, {}), listing=False)
         resume = state.get("next")
         url = resume if isinstance(resume, str) and self._ours(resume) else self._query(mark - OVERLAP, "asc")
-        found: dict[str, Item] = {}
+        recent: dict[str, Any] = state["recent"] if isinstance(state.get("recent"), dict) else {}
+        found: dict[str, tuple[Item, datetime]] = {}
         newest = mark
         for _ in range(MAX_PAGES):
             try:
@@ -185,16 +187,32 @@ class GHSASource:
                     resume = None
                     continue
                 raise
-            items, latest = self._items(data)
-            for item in items:
-                found[item.key] = item
-            newest = max(newest, latest or newest)
+            for item, updated in self._items(data):
+                found[item.key] = (item, updated)
+                newest = max(newest, updated)
             if following is None:
-                return PollResult(list(found.values()), {"watermark": newest.isoformat()}, listing=False)
+                return self._result(found, newest, recent, None)
             url = following
         # More pages than one poll reads: keep these, and resume at the cursor at once (`more`).
-        return PollResult(list(found.values()), {"watermark": newest.isoformat(), "next": url}, listing=False,
-                          more=True)
+        return self._result(found, newest, recent, url)
+
+    def _result(self, found: dict[str, tuple[Item, datetime]], newest: datetime, recent: dict[str, Any],
+                resume: str | None) -> PollResult:
+        # The overlap returns what the last poll read: unchanged (same updated_at), it is not news again. (Without
+        # this, the page the first poll remembered silently would be judged afresh, and posted, at the second.)
+        items = [i for i, u in found.values() if recent.get(i.key) != u.isoformat()]
+        state = self._state(newest, list(found.values()), recent)
+        if resume is not None:
+            state["next"] = resume
+        return PollResult(items, state, listing=False, more=resume is not None)
+
+    @staticmethod
+    def _state(newest: datetime, read: list[tuple[Item, datetime]], recent: dict[str, Any]) -> dict[str, Any]:
+        floor = (newest - OVERLAP).isoformat()
+        kept = {k: v for k, v in recent.items() if isinstance(v, str) and v >= floor}
+        kept.update({i.key: u.isoformat() for i, u in read if u >= newest - OVERLAP})
+        newest_first = sorted(kept.items(), key=lambda kv: kv[1], reverse=True)[:MAX_RECENT]
+        return {"watermark": newest.isoformat(), "recent": dict(newest_first)}
 
     def _query(self, since: datetime | None, direction: str) -> str:
         params = [("type", "reviewed"), ("sort", "updated"), ("direction", direction), ("per_page", str(PAGE_SIZE))]
@@ -206,20 +224,17 @@ class GHSASource:
     def _ours(self, url: str) -> bool:
         return _origin(url) == _origin(self.url)
 
-    def _items(self, data: list[Any]) -> tuple[list[Item], datetime | None]:
-        items: list[Item] = []
-        newest: datetime | None = None
+    def _items(self, data: list[Any]) -> list[tuple[Item, datetime]]:
+        """Each advisory with its updated_at (one without a readable updated_at is not a REST advisory: left out)."""
+        out: list[tuple[Item, datetime]] = []
         for advisory in data:
             if not isinstance(advisory, dict):
                 continue
             item = advisory_item(advisory)
-            if item is None:
-                continue
-            items.append(item)
             updated = _utc(advisory.get("updated_at"))
-            if updated is not None and (newest is None or updated > newest):
-                newest = updated
-        return items, newest
+            if item is not None and updated is not None:
+                out.append((item, updated))
+        return out
 
     async def _page(self, url: str) -> tuple[list[Any], str | None]:
         headers = {"X-GitHub-Api-Version": API_VERSION}
