@@ -12,7 +12,7 @@ from typing import Any
 
 # Item kinds of security news: each is a story keyed by its CVE id (``extra["cve"]``) where it has one, judged by the
 # security filter keys, and rendered with severity and KEV badges. A new security source adds its kind here.
-SECURITY_KINDS: tuple[str, ...] = ("cve", "kev")
+SECURITY_KINDS: tuple[str, ...] = ("cve", "kev", "ghsa")
 
 
 @dataclass(frozen=True, slots=True)

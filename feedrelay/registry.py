@@ -140,6 +140,12 @@ def _cvelist(feed: Feed, ctx: SourceContext) -> Source:
     return CVEListSource(feed, ctx.fetcher)
 
 
+def _ghsa(feed: Feed, ctx: SourceContext) -> Source:
+    from feedrelay.sources.ghsa import GHSASource
+
+    return GHSASource(feed, ctx.fetcher, environ=ctx.environ)
+
+
 def _slack(channel: Channel, ctx: SinkContext) -> Sink:
     from feedrelay.delivery.sinks import ConsoleSink, SlackBotSink
 
@@ -178,6 +184,7 @@ register_source("kev", _kev,
                 security=True)
 register_source("cvelist", _cvelist, default_url="https://raw.githubusercontent.com/CVEProject/cvelistV5/main/",
                 security=True)
+register_source("ghsa", _ghsa, default_url="https://api.github.com/advisories", security=True)
 register_sink("slack", _slack)
 register_sink("webhook", _webhook)
 register_sink("console", _console)

@@ -37,12 +37,12 @@ def test_unknown_feed_type_lists_the_registered_kinds(tmp_path: Path, clean_regi
                         feeds=[{"name": "Tickets", "type": "jira", "url": "http://127.0.0.1:1/", "channels": ["x"]}])
     with pytest.raises(feedrelay.ConfigError) as refused:
         feedrelay.load_config(path)
-    assert str(refused.value) == f"{path}:5: feeds[0].type: expected rss, nvd, kev or cvelist; got 'jira'"
+    assert str(refused.value) == f"{path}:5: feeds[0].type: expected rss, nvd, kev, cvelist or ghsa; got 'jira'"
 
     feedrelay.register_source("jira", lambda feed, ctx: StaticSource([]))
     assert feedrelay.load_config(path).feeds[0].kind == "jira"
     path.write_text(path.read_text().replace('"jira"', '"jra"'))
-    with pytest.raises(feedrelay.ConfigError, match=r"expected rss, nvd, kev, cvelist or jira; got 'jra'"):
+    with pytest.raises(feedrelay.ConfigError, match=r"expected rss, nvd, kev, cvelist, ghsa or jira; got 'jra'"):
         feedrelay.load_config(path)
     with pytest.raises(ValueError, match="already registered"):
         feedrelay.register_source("jira", lambda feed, ctx: StaticSource([]))

@@ -283,10 +283,11 @@ def check(state: State, require_slack: bool) -> None:
     config = state.config()
     if require_slack:
         state.require_slack(config)
-    # What the channels post with and the feeds' API keys: a bot token no channel uses is not missing.
-    needed = set(config.delivery_env()) | {f.api_key_env for f in config.feeds if f.api_key_env}
+    # What the channels post with and the feeds' API keys and tokens: a bot token no channel uses is not missing.
+    needed = set(config.delivery_env()) | {v for f in config.feeds for v in (f.api_key_env, f.token_env) if v}
     missing = sorted(n for n in needed if not os.environ.get(n, "").strip())
-    # A feed's header values and basic auth are not optional, as an NVD key is: its polls fail without them.
+    # A feed's header values and basic auth are not optional, as an NVD key or a GitHub token is: its polls fail
+    # without them.
     fetch_env = {var: feeds for var, feeds in config.feed_env().items() if var not in needed}
     click.echo(f"{config.path}: ok — {len(config.feeds)} feed(s), {len(config.channels)} channel(s)")
     for feed in config.feeds:

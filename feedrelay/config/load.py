@@ -141,11 +141,17 @@ def _suggest(key: str, allowed: tuple[str, ...]) -> str:
 
 
 _SECURITY_KEYS = ("min_severity", "min_score", "include_unscored", "vendors", "products", "cwes", "kev_only",
-                  "ssvc_exploitation", "automatable", "min_epss", "min_epss_percentile")
+                  "ssvc_exploitation", "automatable", "min_epss", "min_epss_percentile", "ecosystems",
+                  "packages")
 _EXPLOITATION = ("none", "poc", "active")
 _SSVC_KEYS: tuple[str, ...] = ("ssvc_exploitation", "automatable")
+_PACKAGE_KEYS = ("ecosystems", "packages")  # GitHub advisories only: NVD and KEV items name no packages
+# The ecosystems GitHub's advisories API knows (its `ecosystem` parameter).
+GHSA_ECOSYSTEMS = ("actions", "composer", "erlang", "go", "maven", "npm", "nuget", "other", "pip", "pub",
+                   "rubygems", "rust", "swift")
 _FILTER_KEYS = ("include", "exclude", "include_regex", "exclude_regex", "fields", *_SECURITY_KEYS)
 _FEED_KEYS = ("name", "url", "type", "interval", "backlog", "channel", "channels", "routes", "api_key_env",
+              "token_env",
               "headers", "auth", "user_agent", "updates", *_FILTER_KEYS, *route_options.ROUTE_KEYS)
 _NVD_URL = "https://services.nvd.nist.gov/rest/json/cves/2.0"  # the public endpoint, as registry.py has it
 _UPDATES = ("thread", "broadcast", "post", "off")
@@ -201,7 +207,14 @@ def _filter(c: _Checker, raw: dict[str, Any], keypath: str) -> Filter:
         automatable=c.get(raw, "automatable", keypath, bool, None),
         min_epss=c.convert(raw, "min_epss", keypath, _fraction, None),
         min_epss_percentile=c.convert(raw, "min_epss_percentile", keypath, _fraction, None),
+        ecosystems=tuple(v.lower() for v in c.strings(raw, "ecosystems", keypath)),
+        packages=tuple(v.lower() for v in c.strings(raw, "packages", keypath)),
     )
+    for i, eco in enumerate(flt.ecosystems):
+        # A misspelt ecosystem ("pypi", "cargo") would match no advisory, and the route would stay silent.
+        if eco not in GHSA_ECOSYSTEMS:
+            raise c.fail(f"{keypath}.ecosystems[{i}]", f"unknown ecosystem {eco!r}; GitHub's ecosystems are "
+                                                      f"{', '.join(GHSA_ECOSYSTEMS)}")
     if flt.min_severity is not None and flt.min_severity.lower() not in _SEVERITIES:
         raise c.fail(f"{keypath}.min_severity", f"expected one of {', '.join(_SEVERITIES)}")
     for i, cwe in enumerate(flt.cwes):
@@ -399,6 +412,15 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
         api_key_env = _env_name(c, t, "api_key_env", keypath, "", example="NVD_API_KEY", holds="the API key")
     if api_key_env and kind != "nvd":
         raise c.fail(f"{keypath}.api_key_env", "only NVD feeds (type = \"nvd\") take an API key")
+    token_env = ""
+    if t.get("token_env") != "":
+        token_env = _env_name(c, t, "token_env", keypath, "", example="GITHUB_TOKEN", holds="the token")
+        # GitHub's tokens look like variable names (ghp_…, github_pat_…): one pasted here is still refused, unquoted.
+        if token_env.lower().startswith(("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")):
+            raise c.fail(f"{keypath}.token_env", "must name an environment variable (like GITHUB_TOKEN), not hold "
+                                                 "the token itself; put the token in that variable")
+    if token_env and kind != "ghsa":
+        raise c.fail(f"{keypath}.token_env", "only GitHub advisory feeds (type = \"ghsa\") take a token")
     http = _http_options(c, t, keypath)
 
     routes: list[Route] = []
@@ -453,9 +475,14 @@ def _feed(c: _Checker, i: int, raw: object, defaults: Defaults, channels: Mappin
                          f"unknown channel {route.channel!r}; define [channels.{route.channel}] "
                          f"(channels defined: {known})")
     paths = [keypath] * len(shorthand) + [f"{keypath}.routes[{j}]" for j in range(len(raw_routes))]
+    if kind != "ghsa":
+        for route, path in zip(routes, paths, strict=True):
+            if wrong := next((k for k in _PACKAGE_KEYS if getattr(route.filter, k)), None):
+                raise c.fail(f"{path}.{wrong}", "applies to GitHub advisory feeds only (type = \"ghsa\"): NVD and "
+                                                "KEV records name no packages; use vendors or products")
     routes = route_options.resolve(c, routes, paths, kind, name, channels)
     return Feed(name=name, url=url, kind=kind, interval=interval, backlog=backlog, routes=tuple(routes),
-                api_key_env=api_key_env, http=http)
+                api_key_env=api_key_env, http=http, token_env=token_env)
 
 
 def _route_options(c: _Checker, raw: dict[str, Any], keypath: str, defaults: Defaults) -> dict[str, Any]:

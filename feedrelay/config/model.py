@@ -53,6 +53,8 @@ class Filter:
         return bool(self.min_severity is not None or self.min_score is not None or self.vendors or self.products
                     or self.cwes or self.kev_only or self.epss_bar or self.ssvc_exploitation
                     or self.automatable is not None)
+    ecosystems: tuple[str, ...] = ()  # GitHub advisories: GitHub's ecosystem names (pip, npm, maven…)
+    packages: tuple[str, ...] = ()  # GitHub advisories: package names, lowercase
 
     @property
     def empty(self) -> bool:
@@ -110,6 +112,7 @@ class Feed:
     routes: tuple[Route, ...]
     api_key_env: str = ""  # NVD only
     http: HttpOptions = HttpOptions()
+    token_env: str = ""  # GitHub advisories only: the variable holding a GitHub token (higher rate limits)
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ class Config:
         names.update(f.api_key_env for f in self.feeds if f.api_key_env)
         if self.cve_lookup.api_key_env:
             names.add(self.cve_lookup.api_key_env)
+        names.update(f.token_env for f in self.feeds if f.token_env)
         names.update(var for f in self.feeds for var in f.http.env_names())
         return names
 
@@ -202,7 +206,8 @@ class Config:
         """The variables feeds fetch with (API keys, header values, basic auth) → those feeds."""
         needs: dict[str, list[str]] = {}
         for feed in self.feeds:
-            for var in dict.fromkeys(((feed.api_key_env,) if feed.api_key_env else ()) + feed.http.env_names()):
+            keys = tuple(v for v in (feed.api_key_env, feed.token_env) if v)
+            for var in dict.fromkeys(keys + feed.http.env_names()):
                 needs.setdefault(var, []).append(feed.name)
         return needs
 

@@ -173,6 +173,8 @@ def _security(flt: Filter, item: Item) -> Decision | None:
     if item.kind not in SECURITY_KINDS:
         return _mentions(flt, item)
     extra = item.extra
+    if extra.get("withdrawn"):
+        return Decision(False, "excluded: withdrawn by GitHub")
     if extra.get("rejected"):
         return Decision(False, "excluded: Rejected (the CVE ID was withdrawn)")
     severity = extra.get("severity")  # None = unscored
@@ -201,6 +203,10 @@ def _security(flt: Filter, item: Item) -> Decision | None:
                         f"excluded: CISA SSVC automatable is {'yes' if value else 'no'}")
     if flt.cwes and not set(flt.cwes) & {c.upper() for c in extra.get("cwes", ())}:
         return Decision(False, f"excluded: none of CWEs {', '.join(flt.cwes)}")
+    if flt.ecosystems and not set(flt.ecosystems) & {str(e).lower() for e in extra.get("ecosystems", ())}:
+        return Decision(False, f"excluded: none of ecosystems {', '.join(flt.ecosystems)}")
+    if flt.packages and not set(flt.packages) & {str(p).lower() for p in extra.get("packages", ())}:
+        return Decision(False, "excluded: no listed package")
     if flt.vendors or flt.products:
         wanted = [("vendor", v) for v in flt.vendors] + [("product", p) for p in flt.products]
         have = {("vendor", v.lower()) for v in extra.get("vendors", ())}

@@ -33,6 +33,16 @@ def score_rank(state: Mapping[str, Any]) -> int:
     return int(rank) if isinstance(rank, int) else 3 if state.get("source") == "NVD" else 1
 
 
+MAX_PACKAGE_LINES = 20  # packages a story remembers (an advisory keeps this many vulnerable ranges)
+
+
+def package_line(entry: list[str]) -> str:
+    """One vulnerable package as a change line says it: "pip django >= 2.0.0, < 2.0.2 (patched in 2.0.2)"."""
+    eco, name, versions, patched = ([*list(entry), "", "", "", ""])[:4]
+    line = " ".join(p for p in (eco, name, versions) if p)
+    return f"{line} (patched in {patched})" if patched else f"{line} (no patched version yet)"
+
+
 @dataclass(frozen=True)
 class Story:
     """What the store holds for a story in one channel."""
@@ -100,6 +110,12 @@ def compact(item: Item, route: Route) -> dict[str, Any]:
         state.update({k: x[k] for k in SSVC_KEYS if x.get(k) is not None})
     if isinstance(x.get("epss"), int | float):  # (for the crossing of an EPSS bar: see decide/epss.py)
         state.update(epss=x["epss"], epss_percentile=x.get("epss_percentile"))
+    if item.kind == "ghsa":
+        # GitHub's own keys: its severity sits beside NVD's, not over it (the two disagree often, and a story that
+        # flipped between them at every update of either would be noise).
+        state.update(ghsa=x.get("ghsa"), gh_severity=x.get("severity"), gh_score=x.get("score"),
+                     packages=[package_line(a) for a in x.get("affected") or []][:MAX_PACKAGE_LINES],
+                     withdrawn=bool(x.get("withdrawn")))
     if x.get("kev"):  # (an NVD record without its KEV fields says nothing about KEV: NVD lags CISA)
         state.update(kev=True, kev_due=x.get("kev_due"), kev_added=x.get("kev_added"))
         if item.kind == "kev":
@@ -161,6 +177,7 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     out += ssvc_changes(old, new)
     if new.get("rejected") and not old.get("rejected"):
         out.append("Rejected: this CVE ID was withdrawn; nothing needs doing")
+    out += _github_changes(old, new)
     if added := [m for m in new.get("matches", ()) if m not in old.get("matches", ())]:
         out.append(f"Now affects {', '.join(added)} (product data added)")
     return out
@@ -183,9 +200,36 @@ def ssvc_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 _SCORE_SOURCE = {"NVD": "Primary", "CNA": "Secondary", "CISA-ADP": "CISA-ADP"}
 
 
+def _github_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What a GitHub advisory adds to a story: its packages (the first time, or versions newly affected or
+    patched), GitHub re-rating it, withdrawing it. A range it narrows or a package it drops is not news."""
+    if "packages" not in new:
+        return []
+    out: list[str] = []
+    if "packages" not in old:
+        if new["packages"]:
+            out.append(f"GitHub advisory {new.get('ghsa') or ''}: " + "; ".join(new["packages"][:5]) +
+                       (f" and {len(new['packages']) - 5} more" if len(new["packages"]) > 5 else ""))
+    elif added := [p for p in new["packages"] if p not in old["packages"]]:
+        out.append("GitHub: " + "; ".join(added[:5]) + (f" and {len(added) - 5} more" if len(added) > 5 else ""))
+    if "gh_severity" in old and old.get("gh_severity") and new.get("gh_severity") and \
+            (old.get("gh_severity"), old.get("gh_score")) != (new.get("gh_severity"), new.get("gh_score")):
+        before = score_text({"severity": old["gh_severity"], "score": old.get("gh_score"), "source": "GitHub"})
+        after = score_text({"severity": new["gh_severity"], "score": new.get("gh_score"), "source": "GitHub"})
+        out.append(f"GitHub severity: {before} → {after}")
+    if new.get("withdrawn") and not old.get("withdrawn"):
+        out.append(f"GitHub withdrew advisory {new.get('ghsa') or ''}: it no longer stands")
+    return out
+
+
 def badge_item(item: Item, state: Mapping[str, Any]) -> Item:
     """The item as the first message should now show it: its own data, and what the other sources told (KEV, CISA's
     SSVC, a score that outranks its own)."""
+    if item.kind == "ghsa":  # GitHub's severity stands beside NVD's (see compact): only KEV's listing is copied
+        if not state.get("kev") or item.extra.get("kev"):
+            return item
+        return replace(item, extra={**item.extra, "kev": True, "kev_due": state.get("kev_due"),
+                                    "kev_added": state.get("kev_added")})
     if item.kind != "cve":
         return item
     extra = dict(item.extra)
@@ -213,8 +257,10 @@ def _follow_up(feed: Feed, route: Route, item: Item, story: str, found: Story, s
     lines = changes(found.state, merged) + epss.crossed(route.filter, found.state, merged)
     # A KEV addition cannot redraw an NVD message (it lacks the record): that badge is redrawn at NVD's next
     # modification of the CVE, which comes within about a day (NIST enriches KEV entries first).
-    redraw = item.kind == "cve" or merged.get("root") == item.kind
-    if lines and not redraw:
+    # (an NVD record redraws a KEV message, but not a GitHub one: that would lose its packages)
+    redraw = (item.kind == "cve" and merged.get("root") != "ghsa") or merged.get("root") == item.kind
+    # (the NVD or KEV message does not show GitHub's packages: nothing to redraw there)
+    if lines and not redraw and item.kind != "ghsa":
         merged["redraw"] = True
     redraw_due = redraw and bool(merged.pop("redraw", False))
     # (written even when unchanged: a story lasts `retention` from the last time a source returned it)

@@ -27,6 +27,8 @@ def severity_label(extra: dict[str, Any]) -> str:
             label += ", CNA score"
         elif extra.get("score_source") == "CISA-ADP":
             label += ", CISA-ADP score"
+        elif extra.get("score_source") == "GitHub":
+            label += ", GitHub score"
         label += ")"
     return label
 
@@ -87,7 +89,57 @@ def _references(urls: list[str], limit: int = 3) -> str:
 
 
 def render_security(item: Item, feed_name: str) -> Message:
+    if item.kind == "ghsa":
+        return render_ghsa(item, feed_name)
     return render_kev(item, feed_name) if item.kind == "kev" else render_cve(item, feed_name)
+
+
+def _packages(affected: list[list[str]], total: int, limit: int = 8) -> str:
+    """One line per vulnerable package: ecosystem, name, the vulnerable range, the first patched version."""
+    lines = []
+    for eco, name, versions, patched in [([*list(a), "", "", "", ""])[:4] for a in affected[:limit]]:
+        line = f"• `{fit(name, 200)}` ({fit(eco, 30)})" if eco else f"• `{fit(name, 200)}`"
+        if versions:
+            line += f" {fit(versions, 100)}"
+        line += f" → patched in *{fit(patched, 60)}*" if patched else " → no patched version yet"
+        lines.append(line)
+    if total > len(lines):
+        lines.append(f"…and {total - len(lines)} more")
+    return "\n".join(lines)
+
+
+def render_ghsa(item: Item, feed_name: str) -> Message:
+    x = item.extra
+    ghsa = str(x.get("ghsa") or item.key)
+    heading = f"*{link(item.link, ghsa)}*  {escape(severity_label(x))}"
+    if x.get("cve"):
+        heading += f"  {escape(str(x['cve']))}"
+    if x.get("kev"):
+        heading += "  🚨 *CISA KEV*"
+    if x.get("withdrawn"):
+        heading += "  ⛔ *Withdrawn*"
+    summary = item.title.split(": ", 1)[1] if ": " in item.title else ""
+    blocks: list[dict[str, Any]] = [section(heading)]
+    if summary:
+        blocks.append(section(f"*{fit(summary, 300)}*"))
+    if item.summary:
+        blocks.append(section(fit(item.summary, DESCRIPTION_LIMIT)))
+    affected = [list(a) for a in x.get("affected") or []]
+    if affected:
+        blocks.append(section("*Packages*\n" + _packages(affected, int(x.get("total_packages") or len(affected)))))
+    fields = [("Vector", escape(x.get("vector", ""))), ("Weakness", escape(", ".join(x.get("cwes") or [])[:200]))]
+    if x.get("kev"):
+        fields.insert(0, ("KEV due date", escape(str(x.get("kev_due") or ""))))
+    if any(v for _, v in fields):
+        blocks.append(_field_list(fields))
+    if refs := _references(x.get("references") or []):
+        blocks.append(section(f"References: {refs}"))
+    blocks.append(context(feed_name, item.link, item.published))
+    packages = "; ".join(f"{a[1]} {a[2]}".strip() for a in affected[:3])
+    text = f"{escape(ghsa)} {escape(severity_label(x))}: {fit(summary or item.summary, 300)}"
+    if packages:
+        text += f" ({fit(packages, 300)})"
+    return Message(text=text[:3000], blocks=blocks)
 
 
 def render_cve(item: Item, feed_name: str) -> Message:
