@@ -18,6 +18,8 @@ from feedrelay.config.durations import zone
 from feedrelay.decide.lifecycle import StoryWrite
 from feedrelay.model import Intent, Item
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 DAY_KIND = "day"  # the Item kind of a day's parent message (render/daily.py draws it)
 
 
@@ -35,7 +37,8 @@ def days(feed: Feed, now: float) -> set[tuple[str, str]]:
 
 
 def parent_item(feed: str, day: date) -> Item:
-    label = f"{day:%a} {day.day} {day:%b %Y}"  # "Tue 2 Dec 2026": no locale, no zero padding
+    # "Wed 2 Dec 2026", in English whatever the process's locale (strftime's %a and %b follow LC_TIME).
+    label = f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
     return Item(key=day_story(feed, day), title=f"{feed}: {label}", link="", kind=DAY_KIND,
                 extra={"day": day.isoformat(), "feed": feed})
 
